@@ -1,0 +1,201 @@
+"""Configs as dataclasses, loaded from YAML presets and validated on load.
+
+Every config class is a plain ``@dataclass``. :func:`from_dict` builds one from a mapping and
+rejects unknown keys and values of the wrong type, naming the key, the value and what is allowed;
+range checks live in each class's ``validate()`` and use :func:`check`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping, TypeVar, Union
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value is not allowed."""
+
+
+def check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise :class:`ConfigError` naming ``key``, ``value`` and the allowed values unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"config key {key!r} has value {value!r}; allowed: {allowed}")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Return ``value`` as type ``tp`` or raise a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        check(value in typing.get_args(tp), key, value, _type_name(tp))
+        return value
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key {key!r} has value {value!r}; allowed: {_type_name(tp)}")
+    if tp is type(None):
+        check(value is None, key, value, "null")
+        return None
+    if dataclasses.is_dataclass(tp):
+        check(isinstance(value, Mapping), key, value, f"a mapping of {tp.__name__} fields")
+        return from_dict(tp, value, prefix=key + ".")
+    if origin in (list, tuple):
+        check(isinstance(value, (list, tuple)), key, value, f"a list ({_type_name(tp)})")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            check(len(value) == len(args), key, value, f"a list of {len(args)} items")
+            return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        items = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        check(isinstance(value, Mapping), key, value, "a mapping")
+        return dict(value)
+    if tp is bool:
+        check(isinstance(value, bool), key, value, "true or false")
+        return value
+    if tp is int:
+        check(isinstance(value, int) and not isinstance(value, bool), key, value, "an integer")
+        return value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        check(ok, key, value, "a number")
+        return float(value)
+    if tp is str:
+        check(isinstance(value, str), key, value, "a string")
+        return value
+    if tp is Path:
+        check(isinstance(value, (str, Path)), key, value, "a path")
+        return Path(value)
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config {prefix or cls.__name__!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix + unknown[0]!r} in {cls.__name__}; known keys: "
+            + ", ".join(sorted(fields))
+        )
+    kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
+    obj = cls(**kwargs)
+    validate(obj)
+    return obj
+
+
+def validate(obj: Any) -> None:
+    """Run ``validate()`` on ``obj`` and on every nested dataclass it holds."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            validate(value)
+    if hasattr(obj, "validate"):
+        obj.validate()
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A YAML-safe dict of a dataclass (paths become strings, tuples lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """Turn ``["train.lr=3e-4", "model.n_layer=2"]`` into a nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} is not of the form key=value")
+        key, raw = pair.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``update`` wins."""
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def resolve_preset(name_or_path: str | Path) -> Path:
+    """A YAML path, or the name of a preset in ``configs/`` (``tiny`` -> ``configs/tiny.yaml``)."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    for candidate in (CONFIG_DIR / f"{name_or_path}.yaml", CONFIG_DIR / str(name_or_path)):
+        if candidate.is_file():
+            return candidate
+    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config {str(name_or_path)!r} is neither a YAML file nor a preset; presets: {known}")
+
+
+def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = None,
+                overrides: list[str] | Mapping[str, Any] | None = None) -> T:
+    """Load ``cls`` from a preset name, a YAML path or a mapping, then apply ``key=value`` overrides."""
+    data: Mapping[str, Any]
+    if source is None:
+        data = {}
+    elif isinstance(source, Mapping):
+        data = source
+    else:
+        path = resolve_preset(source)
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path} must hold a mapping at the top level")
+    if overrides:
+        extra = overrides if isinstance(overrides, Mapping) else parse_overrides(list(overrides))
+        data = merge(data, extra)
+    return from_dict(cls, data)
+
+
+def save_config(obj: Any, path: str | Path) -> None:
+    """Write a dataclass config as YAML (the run's resolved config)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))

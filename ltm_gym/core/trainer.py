@@ -1,0 +1,312 @@
+"""A small, task-agnostic training loop shared by the LM, the memory writers and the looped studies.
+
+The task supplies two functions:
+
+* ``batch_fn(step) -> batch``: the *global* batch of optimizer step ``step`` (deterministic in
+  ``step``, so a resumed run sees exactly the batches it would have seen);
+* ``loss_fn(model, batch) -> loss`` or ``(loss, {name: float})``: the mean loss of a (micro-)batch.
+
+The Trainer moves batches to the device, keeps this rank's slice under ``torchrun``, splits it into
+``grad_accum`` micro-batches, runs AdamW with a warmup + constant/cosine/linear schedule and
+gradient clipping, logs to TensorBoard and ``metrics.jsonl``, shows a progress bar, evaluates every
+``eval_every`` steps and writes atomic checkpoints from which :meth:`Trainer.fit` resumes exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import check
+from .device import autocast, choose_device, resolve_precision, to_device
+from .distributed import DistInfo, all_reduce_mean, init_distributed, shard, split_batch
+from .seeding import get_rng_state, seed_everything, set_rng_state
+
+LossOut = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
+
+
+@dataclass
+class TrainConfig:
+    """Optimization and bookkeeping settings of one training run."""
+
+    steps: int = 1000
+    """Number of optimizer steps."""
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    """Final learning rate of cosine/linear decay as a fraction of ``lr``."""
+    grad_clip: float | None = None
+    """Max global gradient norm; null disables clipping."""
+    grad_accum: int = 1
+    """Micro-batches each (per-rank) batch is split into; the update is the same as without."""
+    log_every: int = 10
+    eval_every: int = 0
+    """Steps between evaluations; 0 evaluates only at the end (when an eval_fn is given)."""
+    ckpt_every: int = 0
+    """Steps between checkpoints; 0 writes one at the end only."""
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    """auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16."""
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+    progress: bool = True
+
+    def validate(self) -> None:
+        check(self.steps >= 0, "steps", self.steps, ">= 0")
+        check(self.lr > 0, "lr", self.lr, "> 0")
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "two numbers in [0, 1)")
+        check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
+        check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "in [0, 1]")
+        check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", self.grad_clip, "> 0 or null")
+        check(self.grad_accum >= 1, "grad_accum", self.grad_accum, ">= 1")
+        check(self.log_every >= 1, "log_every", self.log_every, ">= 1")
+        check(self.eval_every >= 0, "eval_every", self.eval_every, ">= 0")
+        check(self.ckpt_every >= 0, "ckpt_every", self.ckpt_every, ">= 0")
+        check(self.device.split(":")[0] in ("auto", "cpu", "cuda", "mps"), "device", self.device,
+              "auto, cpu, cuda[:i], mps")
+        check(self.precision in ("auto", "fp32", "bf16"), "precision", self.precision, "auto, fp32, bf16")
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warmup, then the schedule."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    if cfg.schedule == "cosine":
+        shape = 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        shape = 1.0 - progress
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
+
+
+class Callback(Protocol):
+    """Hooks are optional; implement the ones you need."""
+
+    def on_step(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
+
+
+class Trainer:
+    """See the module docstring. ``state_objects`` holds extra things with ``state_dict`` /
+    ``load_state_dict`` (e.g. a running reward baseline) that belong in checkpoints."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TrainConfig,
+        loss_fn: Callable[[nn.Module, Any], LossOut],
+        batch_fn: Callable[[int], Any],
+        run_dir: str | Path | None = None,
+        eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
+        callbacks: Iterable[Any] = (),
+        params: Iterable[nn.Parameter] | None = None,
+        state_objects: dict[str, Any] | None = None,
+        checkpoint_name: str = "checkpoint.pt",
+    ) -> None:
+        self.cfg = cfg
+        self.device = choose_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.dist: DistInfo = init_distributed(self.device)
+        seed_everything(cfg.seed)
+        self.model = model.to(self.device)
+        trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+        if not trainable:
+            raise ValueError("the model has no trainable parameters")
+        self.params = trainable
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=cfg.betas,
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.wrapped: nn.Module = self.model
+        if self.dist.enabled:
+            ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.wrapped = torch.compile(self.wrapped)  # type: ignore[assignment]
+        self.loss_fn, self.batch_fn, self.eval_fn = loss_fn, batch_fn, eval_fn
+        self.callbacks = list(callbacks)
+        self.state_objects = dict(state_objects or {})
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.checkpoint_name = checkpoint_name
+        self.step = 0
+        self.last_metrics: dict[str, float] = {}
+        self.eval_history: list[dict[str, float]] = []
+        self._writer = None
+        self.stop_requested = False
+
+    # ----------------------------------------------------------------- bookkeeping
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.run_dir / self.checkpoint_name if self.run_dir is not None else None
+
+    @property
+    def writer(self):
+        if self._writer is None and self.run_dir is not None and self.dist.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tb"))
+        return self._writer
+
+    def log(self, metrics: dict[str, float], prefix: str) -> None:
+        """Write scalars to TensorBoard and ``metrics.jsonl`` (main rank only)."""
+        if self.run_dir is None or not self.dist.is_main:
+            return
+        for k, v in metrics.items():
+            self.writer.add_scalar(f"{prefix}/{k}", v, self.step)
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": self.step, "split": prefix, **metrics}) + "\n")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": get_rng_state(),
+            "eval_history": self.eval_history,
+            "objects": {k: v.state_dict() for k, v in self.state_objects.items()},
+        }
+
+    def save(self, path: str | Path | None = None) -> Path | None:
+        """Write a checkpoint atomically (main rank only); returns its path."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None or not self.dist.is_main:
+            return None
+        return save_checkpoint(self.state_dict(), path)
+
+    def load(self, path: str | Path | None = None) -> None:
+        """Restore everything a checkpoint holds; training continues at its step, bit for bit."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.eval_history = list(state.get("eval_history", []))
+        for k, v in state.get("objects", {}).items():
+            self.state_objects[k].load_state_dict(v)
+        self._truncate_metrics_log()
+
+    def try_resume(self) -> bool:
+        """Load the run directory's checkpoint if there is one."""
+        path = self.checkpoint_path
+        if path is not None and path.is_file():
+            self.load(path)
+            return True
+        return False
+
+    def _truncate_metrics_log(self) -> None:
+        """Drop log rows written after the checkpoint (they will be written again)."""
+        if self.run_dir is None or not self.dist.is_main:
+            return
+        log = self.run_dir / "metrics.jsonl"
+        if log.is_file():
+            rows = [r for r in log.read_text().splitlines() if r and json.loads(r)["step"] <= self.step]
+            log.write_text("".join(r + "\n" for r in rows))
+
+    # ----------------------------------------------------------------- training
+    def train_step(self, batch: Any) -> dict[str, float]:
+        """One optimizer step on a global batch; returns averaged metrics."""
+        self.wrapped.train()
+        local = shard(batch, self.dist)
+        micro = split_batch(local, self.cfg.grad_accum)
+        totals: dict[str, float] = {}
+        for i, mb in enumerate(micro):
+            mb = to_device(mb, self.device)
+            sync = i == len(micro) - 1
+            ctx = self.wrapped.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()
+            with ctx:
+                with autocast(self.device, self.precision):
+                    out = self.loss_fn(self.wrapped, mb)
+                loss, extra = (out if isinstance(out, tuple) else (out, {}))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
+                (loss / len(micro)).backward()
+            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) / len(micro)
+            for k, v in extra.items():
+                totals[k] = totals.get(k, 0.0) + float(v) / len(micro)
+        if self.cfg.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.detach().norm() for p in self.params if p.grad is not None]))
+        totals["grad_norm"] = float(norm)
+        totals["lr"] = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return totals
+
+    def evaluate(self) -> dict[str, float]:
+        if self.eval_fn is None:
+            return {}
+        self.model.eval()
+        with torch.no_grad(), autocast(self.device, self.precision):
+            metrics = {k: float(v) for k, v in self.eval_fn(self.model).items()}
+        self.eval_history.append({"step": self.step, **metrics})
+        self.log(metrics, "eval")
+        for cb in self.callbacks:
+            if hasattr(cb, "on_eval"):
+                cb.on_eval(self, metrics)
+        return metrics
+
+    def fit(self, resume: bool = True) -> dict[str, float]:
+        """Train up to ``cfg.steps`` (continuing from the checkpoint when ``resume``)."""
+        if resume:
+            self.try_resume()
+        cfg = self.cfg
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.dist.is_main),
+                   dynamic_ncols=True, desc=self.run_dir.name if self.run_dir else "train")
+        try:
+            while self.step < cfg.steps and not self.stop_requested:
+                metrics = self.train_step(self.batch_fn(self.step))
+                metrics = {k: all_reduce_mean(v, self.dist, self.device) for k, v in metrics.items()}
+                self.last_metrics = metrics
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self.log(metrics, "train")
+                    bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step"):
+                        cb.on_step(self, metrics)
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    self.evaluate()
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+        if self.eval_fn is not None and (not self.eval_history or self.eval_history[-1]["step"] != self.step):
+            self.evaluate()
+        self.save()
+        for cb in self.callbacks:
+            if hasattr(cb, "on_end"):
+                cb.on_end(self)
+        if self._writer is not None:
+            self._writer.flush()
+        return self.last_metrics
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+

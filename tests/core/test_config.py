@@ -1,0 +1,48 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from ltm_gym.core import ConfigError, TrainConfig, from_dict, load_config, to_dict
+
+
+@dataclass
+class Inner:
+    n: int = 2
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"'train.lrr'.*known keys: .*lr"):
+        from_dict(Outer, {"train": {"lrr": 1e-3}})
+
+
+def test_negative_lr_is_named():
+    with pytest.raises(ConfigError, match=r"'lr' has value -0.1; allowed: > 0"):
+        from_dict(Outer, {"train": {"lr": -0.1}})
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"'inner.n' has value 'two'; allowed: an integer"):
+        from_dict(Outer, {"inner": {"n": "two"}})
+    with pytest.raises(ConfigError, match=r"'train.schedule' has value 'cosin'"):
+        from_dict(Outer, {"train": {"schedule": "cosin"}})
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: run\ntrain:\n  lr: 0.01\n  steps: 5\n")
+    cfg = load_config(Outer, path, ["train.steps=7", "inner.n=3"])
+    assert (cfg.name, cfg.train.lr, cfg.train.steps, cfg.inner.n) == ("run", 0.01, 7, 3)
+    assert to_dict(cfg)["train"]["betas"] == [0.9, 0.999]
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="neither a YAML file nor a preset"):
+        load_config(Outer, "no-such-preset")
