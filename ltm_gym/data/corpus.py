@@ -1,0 +1,57 @@
+"""One config for "where the documents come from": the synthetic corpus or a user's corpus,
+tokenized into segments and split by document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ltm_gym.core import check
+
+from .loaders import load_documents
+from .segments import Document, split_documents, tokenize_documents
+from .synthetic import SyntheticConfig, generate_corpus
+from .tokenizer import synthetic_tokenizer
+
+
+@dataclass
+class CorpusConfig:
+    source: str = "synthetic"
+    """``synthetic``, a directory of .txt files, a .jsonl (plain or linked-context), or a local HF dataset."""
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    tokenizer: str = "synthetic"
+    """``synthetic`` (trained on the synthetic corpus and cached) or an HF tokenizer name/path."""
+    vocab_size: int = 1024
+    segment_len: int = 64
+    min_tokens: int = 128
+    max_segments: int | None = None
+    split_seed: int = 0
+    text_field: str = "text"
+
+    def validate(self) -> None:
+        check(self.segment_len >= 2, "segment_len", self.segment_len, ">= 2")
+        check(self.min_tokens >= 0, "min_tokens", self.min_tokens, ">= 0")
+        check(self.max_segments is None or self.max_segments >= 2, "max_segments", self.max_segments, ">= 2 or null")
+        if self.source == "synthetic":
+            s = self.synthetic
+            check(self.segment_len == s.segment_len, "segment_len", self.segment_len,
+                  f"equal to synthetic.segment_len ({s.segment_len}) for the synthetic corpus")
+
+
+def load_tokenizer(cfg: CorpusConfig, cache_dir: str | Path):
+    if cfg.tokenizer == "synthetic":
+        return synthetic_tokenizer(cfg.synthetic, cache_dir, cfg.vocab_size)
+    from ltm_gym.lm.loading import load_pretrained_tokenizer
+
+    return load_pretrained_tokenizer(cfg.tokenizer)
+
+
+def build_corpus(cfg: CorpusConfig, tokenizer) -> dict[str, list[Document]]:
+    """``{"train", "validation", "test"}`` lists of segmented documents."""
+    if cfg.source == "synthetic":
+        docs = [{"id": i, "text": d.text, "answer_spans": d.answer_spans}
+                for i, d in enumerate(generate_corpus(cfg.synthetic))]
+    else:
+        docs = load_documents(cfg.source, cfg.text_field)
+    segmented = tokenize_documents(docs, tokenizer, cfg.segment_len, cfg.min_tokens, cfg.max_segments)
+    return split_documents(segmented, cfg.split_seed)

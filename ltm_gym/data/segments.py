@@ -1,0 +1,75 @@
+"""Documents -> token ids -> segments of ``segment_len`` tokens, and the seeded split by document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from .loaders import CorpusError
+
+
+@dataclass
+class Document:
+    """One tokenized document: ``ids`` (n_segments, segment_len) and the answer-token mask."""
+
+    ids: torch.Tensor
+    answer_mask: torch.Tensor
+    doc_id: Any = None
+
+    @property
+    def n_segments(self) -> int:
+        return self.ids.shape[0]
+
+
+def tokenize_documents(docs: Sequence[dict[str, Any]], tokenizer, segment_len: int = 256,
+                       min_tokens: int = 1024, max_segments: int | None = None) -> list[Document]:
+    """Cut every document into whole segments; drop the ragged tail and documents that are shorter
+    than ``max(min_tokens, 2 * segment_len)`` tokens (an episode needs a next segment).
+
+    ``docs`` are dicts with ``text`` and optionally ``answer_spans`` (character spans of answer
+    tokens, from the synthetic corpus)."""
+    if segment_len < 2:
+        raise CorpusError(f"segment_len={segment_len} must be >= 2")
+    if not docs:
+        raise CorpusError("the corpus is empty: no documents to tokenize")
+    need = max(min_tokens, 2 * segment_len)
+    out: list[Document] = []
+    for n, doc in enumerate(docs):
+        enc = tokenizer(doc["text"], return_offsets_mapping=True, add_special_tokens=False)
+        ids = torch.tensor(enc["input_ids"], dtype=torch.long)
+        if len(ids) < need:
+            continue
+        mask = torch.zeros(len(ids), dtype=torch.bool)
+        spans = doc.get("answer_spans") or []
+        if spans:
+            offsets = torch.tensor(enc["offset_mapping"])
+            for a, b in spans:
+                mask |= (offsets[:, 0] < b) & (offsets[:, 1] > a)
+        n_seg = len(ids) // segment_len
+        if max_segments:
+            n_seg = min(n_seg, max_segments)
+        cut = n_seg * segment_len
+        out.append(Document(ids[:cut].view(n_seg, segment_len), mask[:cut].view(n_seg, segment_len),
+                            doc.get("id", n)))
+    if not out:
+        raise CorpusError(f"none of the {len(docs)} documents has >= {need} tokens "
+                          f"(min_tokens={min_tokens}, two segments of {segment_len}); nothing to train on")
+    return out
+
+
+def split_documents(docs: Sequence[Document], seed: int = 0,
+                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, list[Document]]:
+    """Seeded train/validation/test split by document (80/10/10 by default); every split non-empty
+    when there are at least three documents."""
+    if abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"split fractions {fractions} must sum to 1")
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(docs), generator=g).tolist()
+    n = len(docs)
+    n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
+    n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0
+    n_train = n - n_val - n_test
+    parts = {"train": order[:n_train], "validation": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    return {k: [docs[i] for i in v] for k, v in parts.items()}

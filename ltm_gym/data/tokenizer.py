@@ -1,0 +1,53 @@
+"""A byte-level BPE tokenizer trained on the synthetic corpus, wrapped as a transformers fast
+tokenizer and cached on disk (keyed by the corpus config)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterable
+
+
+from .synthetic import SyntheticConfig, Vocabulary, generate_document
+
+BOS = "<|endoftext|>"
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int = 1024, required_words: Iterable[str] = ()):
+    """Train a byte-level BPE on ``texts``; every word of ``required_words`` must end up one token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS)
+    split = [w for w in required_words if len(fast(" " + w)["input_ids"]) != 1]
+    if split:
+        raise ValueError(f"tokenizer vocab_size={vocab_size} splits {len(split)} corpus words into several "
+                         f"tokens (e.g. {split[:5]}); raise vocab_size")
+    return fast
+
+
+def synthetic_tokenizer(cfg: SyntheticConfig, cache_dir: str | Path, vocab_size: int = 1024,
+                        n_train_docs: int = 300):
+    """The tokenizer of the synthetic corpus: loaded from ``cache_dir`` or trained and saved there."""
+    from transformers import PreTrainedTokenizerFast
+
+    key = hashlib.sha1(json.dumps([cfg.language, cfg.n_values, cfg.n_keys, cfg.filler_words, vocab_size,
+                                   n_train_docs, cfg.seed]).encode()).hexdigest()[:10]
+    path = Path(cache_dir) / f"tokenizer-{cfg.language}-{key}"
+    if (path / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    vocab = Vocabulary(cfg)
+    texts = [generate_document(cfg, i, vocab).text for i in range(n_train_docs)]
+    texts.append(" " + " ".join(vocab.all_words()))  # every word seen at least once
+    fast = train_bpe(texts, vocab_size, vocab.all_words())
+    tmp = path.with_name(path.name + ".partial")
+    fast.save_pretrained(str(tmp))
+    tmp.rename(path) if not path.exists() else None
+    return PreTrainedTokenizerFast.from_pretrained(str(path))

@@ -1,0 +1,15 @@
+"""LLM-LTM: any HF causal LM + a memory read path (cross-attention or prefix) + LoRA.
+
+Does not know it is inside an environment.
+"""
+
+from .loading import TinyGPT2, build_tiny_gpt2, check_vocab, load_pretrained_lm, load_pretrained_tokenizer
+from .memory import MemoryCrossAttention, embedding_memory, fixed_projection
+from .model import LLMLTM, LoraSettings, MemorySettings, find_blocks
+from .setup import LMConfig, build_llmltm
+
+__all__ = [
+    "LLMLTM", "LMConfig", "LoraSettings", "MemoryCrossAttention", "MemorySettings", "TinyGPT2",
+    "build_llmltm", "build_tiny_gpt2", "check_vocab", "embedding_memory", "find_blocks",
+    "fixed_projection", "load_pretrained_lm", "load_pretrained_tokenizer",
+]

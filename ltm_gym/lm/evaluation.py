@@ -1,0 +1,140 @@
+"""The study's tables: CE, perplexity, top-k accuracy and recall per memory condition.
+
+Every condition is scored on the same test segments (every segment that has a previous one):
+
+* ``lora_baseline``        the LoRA-tuned LM without memory (the study's baseline);
+* ``zero_memory``          the memory LM reading an all-zero memory;
+* ``random_memory``        ... a Gaussian memory with the scale of real memories;
+* ``shuffled_memory``      ... the previous-segment memory of *another* document;
+* ``prev_segment_memory``  ... the previous segment's embeddings (hypothesis 2);
+* ``oracle``               the baseline LM with the previous segments in its context (as many as
+                           it was trained to read: ``StudyConfig.oracle_segments``).
+
+Further rows (agents, the differentiable writer) plug in as a function
+``(prev_ids, ids, doc_index, t) -> memory``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from ltm_gym.core import choose_device
+from ltm_gym.data.segments import Document
+from ltm_gym.metrics import TOP_K, SegmentMetrics
+
+from .model import LLMLTM
+from .study import previous_segment_memory
+
+MemoryFn = Callable[[LLMLTM, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def segment_batches(docs: list[Document], batch: int, context_segments: int = 0) -> Iterator[dict]:
+    """Test segments grouped by their index t >= 1 (so the context has one length per batch); the
+    context is the ``context_segments`` previous segments (0 = all of them)."""
+    max_t = max(d.n_segments for d in docs)
+    for t in range(1, max_t):
+        rows = [(i, d) for i, d in enumerate(docs) if d.n_segments > t]
+        for s in range(0, len(rows), batch):
+            chunk = rows[s : s + batch]
+            yield {
+                "t": t,
+                "doc": torch.tensor([i for i, _ in chunk]),
+                "context": torch.stack([d.ids[max(0, t - context_segments) if context_segments else 0 : t].reshape(-1)
+                                        for _, d in chunk]),
+                "prev": torch.stack([d.ids[t - 1] for _, d in chunk]),
+                "ids": torch.stack([d.ids[t] for _, d in chunk]),
+                "answer_mask": torch.stack([d.answer_mask[t] for _, d in chunk]),
+            }
+
+
+@torch.no_grad()
+def score(model: LLMLTM, docs: list[Document], batch: int, memory_fn: MemoryFn | None = None,
+          full_context: bool = False, context_segments: int = 0, device: str = "auto") -> SegmentMetrics:
+    """Metrics of ``model`` on every (previous, current) segment pair of ``docs``."""
+    dev = choose_device(device)
+    model.to(dev).eval()
+    metrics = SegmentMetrics()
+    for b in segment_batches(docs, batch, context_segments):
+        ids, prev = b["ids"].to(dev), b["prev"].to(dev)
+        memory = memory_fn(model, prev, ids, b["doc"]) if memory_fn is not None else None
+        context = b["context"].to(dev) if full_context else None
+        logits, losses = model(ids, memory, context_ids=context)
+        metrics.add(logits, ids, losses, b["answer_mask"], b["doc"].tolist())
+    return metrics
+
+
+def zero_memory(model: LLMLTM, prev: torch.Tensor, ids: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+    m = model.mem_cfg
+    return torch.zeros(len(ids), m.n_slots, m.slot_dim, device=ids.device)
+
+
+def random_memory(seed: int = 0) -> MemoryFn:
+    g = torch.Generator().manual_seed(seed)
+
+    def fn(model: LLMLTM, prev: torch.Tensor, ids: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+        scale = previous_segment_memory(model, prev).std()
+        m = model.mem_cfg
+        return (torch.randn(len(ids), m.n_slots, m.slot_dim, generator=g) * scale).to(ids.device)
+
+    return fn
+
+
+def shuffled_memory(model: LLMLTM, prev: torch.Tensor, ids: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+    """The previous-segment memory of the next document in the batch (another document)."""
+    return previous_segment_memory(model, prev.roll(1, dims=0))
+
+
+def prev_segment_memory(model: LLMLTM, prev: torch.Tensor, ids: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+    return previous_segment_memory(model, prev)
+
+
+def study_rows(baseline: LLMLTM, memory_lm: LLMLTM | None, docs: list[Document], batch: int,
+               oracle_segments: int = 0, device: str = "auto") -> dict[str, SegmentMetrics]:
+    """The LM rows of the study's tables (see the module docstring); the oracle sees
+    ``oracle_segments`` previous segments (0 = all)."""
+    rows = {"lora_baseline": score(baseline, docs, batch, device=device)}
+    if memory_lm is not None:
+        for name, fn in (("zero_memory", zero_memory), ("random_memory", random_memory()),
+                         ("shuffled_memory", shuffled_memory), ("prev_segment_memory", prev_segment_memory)):
+            rows[name] = score(memory_lm, docs, batch, fn, device=device)
+    rows["oracle"] = score(baseline, docs, batch, full_context=True, context_segments=oracle_segments,
+                           device=device)
+    return rows
+
+
+COLUMNS = ["ce", "ppl"] + [f"top{k}" for k in TOP_K] + ["answer_ce", "recall_acc"]
+
+
+def markdown_table(summaries: dict[str, dict[str, float]]) -> str:
+    head = "| condition | " + " | ".join(COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for name, s in summaries.items():
+        cells = [f"{s[c]:.4f}" if c in s else "-" for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def gap_closed(summaries: dict[str, dict[str, float]], row: str, key: str = "answer_ce",
+               low: str = "oracle", high: str = "lora_baseline") -> float:
+    """Fraction of the ``key`` gap between ``high`` (no memory) and ``low`` (oracle) that ``row`` closes."""
+    gap = summaries[high][key] - summaries[low][key]
+    return (summaries[high][key] - summaries[row][key]) / gap if gap else float("nan")
+
+
+def write_tables(out_dir: Path, rows: dict[str, SegmentMetrics]) -> dict[str, dict[str, float]]:
+    """CSV + JSON (with per-position curves) of the rows; returns the summaries."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = {name: m.summary() for name, m in rows.items()}
+    with open(out_dir / "lm_table.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["condition"] + COLUMNS)
+        for name, s in summaries.items():
+            w.writerow([name] + [s.get(c, "") for c in COLUMNS])
+    payload = {name: {**summaries[name], "position_curve": rows[name].position_curve()} for name in rows}
+    (out_dir / "lm_table.json").write_text(json.dumps(payload, indent=2))
+    return summaries

@@ -1,0 +1,77 @@
+"""Base LMs: the tiny GPT-2 built from a config, or any HF causal LM by name or local path.
+
+Nothing is downloaded: a name must already be in the local HuggingFace cache, otherwise loading
+fails at once with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from ltm_gym.core import check
+
+
+@dataclass
+class TinyGPT2:
+    """Architecture of the embedded tiny GPT-2 (trained on the synthetic corpus in minutes)."""
+
+    n_layer: int = 2
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 512
+
+    def validate(self) -> None:
+        check(self.n_embd % self.n_head == 0, "tiny.n_embd", self.n_embd, f"a multiple of n_head={self.n_head}")
+        check(self.n_layer >= 1, "tiny.n_layer", self.n_layer, ">= 1")
+
+
+def build_tiny_gpt2(arch: TinyGPT2, vocab_size: int, bos_token_id: int, seed: int = 0) -> nn.Module:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=vocab_size, n_positions=arch.n_positions, n_embd=arch.n_embd,
+                        n_layer=arch.n_layer, n_head=arch.n_head, bos_token_id=bos_token_id,
+                        eos_token_id=bos_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config)
+
+
+def load_pretrained_lm(name_or_path: str | Path) -> nn.Module:
+    """An HF causal LM from a local directory, or by name from the local cache only."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(name_or_path)
+    if path.exists():
+        try:
+            return AutoModelForCausalLM.from_pretrained(str(path))
+        except OSError as exc:
+            raise OSError(f"cannot load a causal LM from {path}: {exc}") from None
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(name_or_path), local_files_only=True)
+    except OSError:
+        cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        raise OSError(
+            f"model {str(name_or_path)!r} is neither a local directory nor in the HuggingFace cache ({cache}); "
+            f"this package never downloads at run time: fetch it where there is network "
+            f"(huggingface-cli download {name_or_path}) or pass a local path") from None
+
+
+def load_pretrained_tokenizer(name_or_path: str | Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=not Path(name_or_path).exists())
+    except OSError:
+        raise OSError(f"tokenizer {str(name_or_path)!r} is not a local directory nor in the HuggingFace cache") from None
+
+
+def check_vocab(tokenizer, lm: nn.Module) -> None:
+    """Every token id the tokenizer can produce must have an embedding row."""
+    rows = lm.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding has only {rows} rows: "
+                         "they do not belong together")

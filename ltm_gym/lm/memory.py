@@ -1,0 +1,62 @@
+"""How the LM reads its memory, and the fixed projection A shared by hypotheses 1 and 2.
+
+* :class:`MemoryCrossAttention`: a cross-attention sub-layer after a transformer block; queries are
+  the block's hidden states, keys and values the memory projected 64 -> hidden. Its output
+  projection starts at zero, so an untrained LLM-LTM computes exactly what the base LM computes.
+* prefix: the projected memory is prepended to the token embeddings as soft tokens.
+* :func:`fixed_projection`: A, a seeded random slot_dim -> hidden matrix. Hypothesis 1 rewards
+  memories whose images A m lie close to token embeddings; hypothesis 2 fills memory with
+  pinv(A) applied to pooled embeddings of the previous segment (:func:`embedding_memory`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def fixed_projection(slot_dim: int, hidden: int, seed: int = 0) -> torch.Tensor:
+    """A: (hidden, slot_dim), entries N(0, 1 / slot_dim), a pure function of the seed."""
+    g = torch.Generator().manual_seed(10_007 + seed)
+    return torch.randn(hidden, slot_dim, generator=g) / math.sqrt(slot_dim)
+
+
+class MemoryCrossAttention(nn.Module):
+    """h + W_o softmax(q(LN h) k(M)^T / sqrt(d)) v(M), with W_o = 0 at init."""
+
+    def __init__(self, hidden: int, n_head: int) -> None:
+        super().__init__()
+        if hidden % n_head:
+            raise ValueError(f"hidden size {hidden} is not a multiple of n_head={n_head}")
+        self.n_head = n_head
+        self.ln = nn.LayerNorm(hidden)
+        self.q = nn.Linear(hidden, hidden)
+        self.kv = nn.Linear(hidden, 2 * hidden)
+        self.o = nn.Linear(hidden, hidden)
+        nn.init.zeros_(self.o.weight)
+        nn.init.zeros_(self.o.bias)
+
+    def forward(self, h: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
+        """h: (B, L, H) hidden states; mem: (B, m, H) projected memory."""
+        B, L, H = h.shape
+        nh, hs = self.n_head, H // self.n_head
+        q = self.q(self.ln(h)).view(B, L, nh, hs).transpose(1, 2)               # (B, nh, L, hs)
+        k, v = self.kv(mem.to(h.dtype)).split(H, dim=-1)
+        k = k.view(B, -1, nh, hs).transpose(1, 2)                               # (B, nh, m, hs)
+        v = v.view(B, -1, nh, hs).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return h + self.o(y.transpose(1, 2).reshape(B, L, H))
+
+
+def embedding_memory(embeddings: torch.Tensor, n_slots: int, A: torch.Tensor) -> torch.Tensor:
+    """Hypothesis-2 memory: token embeddings (B, L, H) mean-pooled into ``n_slots`` contiguous
+    chunks, mapped to slot space through pinv(A): (B, n_slots, slot_dim)."""
+    B, L, H = embeddings.shape
+    if L < n_slots:
+        raise ValueError(f"cannot pool {L} tokens into {n_slots} memory slots")
+    bounds = torch.linspace(0, L, n_slots + 1).round().long().tolist()
+    pooled = torch.stack([embeddings[:, a:b].mean(1) for a, b in zip(bounds[:-1], bounds[1:])], dim=1)
+    return pooled @ torch.linalg.pinv(A.to(pooled.dtype)).T

@@ -1,0 +1,189 @@
+"""LLM-LTM: any GPT-2-like HF causal LM that reads a memory of ``n_slots`` x ``slot_dim`` vectors.
+
+Every segment is fed as [BOS, s_1, ..., s_L], so each of its L tokens is predicted (the first one
+from BOS, memory and any context alone). :meth:`LLMLTM.forward` returns the logits and the
+per-token losses of one pass; the loss of every prefix is a cumulative mean of those
+(:func:`ltm_gym.metrics.prefix_losses`), so k prefixes cost one forward, not k.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ltm_gym.core import check
+
+from .memory import MemoryCrossAttention, fixed_projection
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = True
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["c_attn"])
+
+    def validate(self) -> None:
+        check(self.r >= 1, "lora.r", self.r, ">= 1")
+        check(0 <= self.dropout < 1, "lora.dropout", self.dropout, "in [0, 1)")
+        check(bool(self.target_modules), "lora.target_modules", self.target_modules, "a non-empty list")
+
+
+@dataclass
+class MemorySettings:
+    n_slots: int = 10
+    slot_dim: int = 64
+    read_path: Literal["cross_attention", "prefix"] = "cross_attention"
+    n_memory_layers: int = 2
+    """Cross-attention is added after the last this-many blocks."""
+    n_head: int = 0
+    """Heads of the memory cross-attention; 0 = the LM's."""
+    projection_seed: int = 0
+    """Seed of the fixed matrix A (hypotheses 1 and 2); the memory projection starts at A."""
+
+    def validate(self) -> None:
+        check(self.n_slots >= 1, "memory.n_slots", self.n_slots, ">= 1")
+        check(self.slot_dim >= 1, "memory.slot_dim", self.slot_dim, ">= 1")
+        check(self.n_memory_layers >= 1, "memory.n_memory_layers", self.n_memory_layers, ">= 1")
+
+
+def find_blocks(lm: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a HF causal LM (GPT-2 ``transformer.h``, Llama ``model.layers``, ...)."""
+    n = getattr(lm.config, "num_hidden_layers", None) or getattr(lm.config, "n_layer", None)
+    for module in lm.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"cannot find the {n} transformer blocks of {type(lm).__name__}")
+
+
+class LLMLTM(nn.Module):
+    """A causal LM plus a memory read path (and LoRA adapters when enabled).
+
+    ``memory=None`` runs the LM without memory (the LoRA baseline); a tensor (B, n_slots, slot_dim)
+    is read through cross-attention or as a soft prefix.
+    """
+
+    def __init__(self, lm: nn.Module, memory: MemorySettings | None = None, lora: LoraSettings | None = None,
+                 bos_token_id: int | None = None) -> None:
+        super().__init__()
+        self.mem_cfg = memory or MemorySettings()
+        self.lora_cfg = lora or LoraSettings(enabled=False)
+        cfg = lm.config
+        self.hidden = cfg.hidden_size
+        self.bos_token_id = bos_token_id if bos_token_id is not None else cfg.bos_token_id
+        if self.bos_token_id is None:
+            raise ValueError("the LM has no bos_token_id; pass bos_token_id=")
+        if self.lora_cfg.enabled:
+            from peft import LoraConfig, get_peft_model
+
+            lm = get_peft_model(lm, LoraConfig(
+                r=self.lora_cfg.r, lora_alpha=self.lora_cfg.alpha, lora_dropout=self.lora_cfg.dropout,
+                target_modules=list(self.lora_cfg.target_modules),
+                fan_in_fan_out=type(lm).__name__.startswith("GPT2")))
+        self.lm = lm
+        m = self.mem_cfg
+        self.memory_proj = nn.Linear(m.slot_dim, self.hidden, bias=False)
+        with torch.no_grad():
+            self.memory_proj.weight.copy_(fixed_projection(m.slot_dim, self.hidden, m.projection_seed))
+        self.readers = nn.ModuleList()
+        self._memory: torch.Tensor | None = None
+        if m.read_path == "cross_attention":
+            heads = m.n_head or getattr(cfg, "num_attention_heads", None) or cfg.n_head
+            blocks = find_blocks(self.lm)
+            for block in list(blocks)[-m.n_memory_layers:]:
+                reader = MemoryCrossAttention(self.hidden, heads)
+                self.readers.append(reader)
+                block.register_forward_hook(self._read_hook(reader))
+
+    def _read_hook(self, reader: MemoryCrossAttention):
+        def hook(module: nn.Module, args, output):
+            if self._memory is None:
+                return output
+            if isinstance(output, tuple):
+                return (reader(output[0], self._memory),) + tuple(output[1:])
+            return reader(output, self._memory)
+
+        return hook
+
+    @property
+    def vocab_size(self) -> int:
+        return self.lm.get_input_embeddings().weight.shape[0]
+
+    def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(ids)
+
+    def forward(self, input_ids: torch.Tensor, memory: torch.Tensor | None = None,
+                context_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, L, V) predicting each of the L tokens of ``input_ids`` and their losses (B, L).
+
+        ``context_ids`` (B, C), when given, stand between BOS and the segment (the full-context
+        oracle sees the previous segments this way).
+        """
+        B, L = input_ids.shape
+        bos = input_ids.new_full((B, 1), self.bos_token_id)
+        parts = [bos] + ([context_ids] if context_ids is not None else []) + [input_ids]
+        ids = torch.cat(parts, dim=1)
+        start = ids.shape[1] - L - 1          # position whose output predicts input_ids[:, 0]
+        if memory is not None:
+            self._check_memory(memory, B)
+        if memory is not None and self.mem_cfg.read_path == "prefix":
+            prefix = self.memory_proj(memory.to(self.memory_proj.weight.dtype))
+            embeds = torch.cat([prefix, self.token_embeddings(ids)], dim=1)
+            logits = self.lm(inputs_embeds=embeds).logits[:, prefix.shape[1] + start: -1]
+        else:
+            self._memory = self.memory_proj(memory.to(self.memory_proj.weight.dtype)) if memory is not None else None
+            try:
+                logits = self.lm(input_ids=ids).logits[:, start:-1]
+            finally:
+                self._memory = None
+        losses = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), input_ids.reshape(-1),
+                                 reduction="none").view(B, L)
+        return logits, losses
+
+    def _check_memory(self, memory: torch.Tensor, batch: int) -> None:
+        want = (batch, self.mem_cfg.n_slots, self.mem_cfg.slot_dim)
+        if tuple(memory.shape) != want:
+            raise ValueError(f"memory has shape {tuple(memory.shape)}; expected {want}")
+
+    # ------------------------------------------------------------------ adapters
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """The trainable parameters (LoRA + memory read path): what a fine-tune changes."""
+        return {n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad}
+
+    def save_adapters(self, path: str | Path) -> Path:
+        """Save the trainable parameters with safetensors (atomically) plus their settings."""
+        from safetensors.torch import save_file
+
+        from ltm_gym.core import atomic_write
+
+        path = Path(path)
+        state = self.adapter_state()
+        atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+        meta = {"memory": vars(self.mem_cfg), "lora": vars(self.lora_cfg)}
+        atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        return path
+
+    def load_adapters(self, path: str | Path) -> None:
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no adapter file at {path}")
+        state = load_file(str(path))
+        own = dict(self.named_parameters())
+        unknown = sorted(set(state) - set(own))
+        if unknown:
+            raise ValueError(f"{path} holds parameters this model does not have (e.g. {unknown[:3]}); "
+                             "was it saved with other memory/LoRA settings?")
+        for name, value in state.items():
+            if own[name].shape != value.shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(value.shape)}, model has {tuple(own[name].shape)}")
+            with torch.no_grad():
+                own[name].copy_(value)

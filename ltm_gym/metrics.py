@@ -1,0 +1,113 @@
+"""Metrics of the study: cross-entropy, perplexity, top-k accuracy, recall on answer tokens,
+prefix losses, per-position loss curves, mean +- std over seeds and bootstrap over documents."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+TOP_K = (5, 10, 20, 50, 100)
+
+
+def prefix_losses(token_losses: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean loss of each prefix s[0:l] from one pass: ``token_losses`` (B, L), ``lengths`` (B, k)
+    or (k,) with values in [1, L] -> (B, k). Equals k separate forwards on the prefixes for a
+    causal LM, since token i's loss does not depend on tokens after it."""
+    B, L = token_losses.shape
+    lengths = torch.as_tensor(lengths, device=token_losses.device)
+    if lengths.dim() == 1:
+        lengths = lengths.expand(B, -1)
+    if lengths.numel() and (lengths.min() < 1 or lengths.max() > L):
+        raise ValueError(f"prefix lengths must lie in [1, {L}], got [{int(lengths.min())}, {int(lengths.max())}]")
+    cum = token_losses.cumsum(dim=1)
+    return cum.gather(1, lengths - 1) / lengths.to(cum.dtype)
+
+
+def target_ranks(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Rank of each target among the logits (0 = the argmax): (...)."""
+    tgt = logits.gather(-1, targets.unsqueeze(-1))
+    return (logits > tgt).sum(-1)
+
+
+def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = TOP_K) -> dict[int, float]:
+    ranks = target_ranks(logits, targets)
+    return {k: float((ranks < k).float().mean()) for k in ks}
+
+
+def perplexity(ce: float) -> float:
+    return math.exp(ce) if ce < 700 else float("inf")
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0,
+                 q: tuple[float, float] = (0.025, 0.975)) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (resampling e.g. documents)."""
+    arr = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, len(arr), size=(n_boot, len(arr)))].mean(1)
+    lo, hi = np.quantile(means, q)
+    return float(lo), float(hi)
+
+
+@dataclass
+class SegmentMetrics:
+    """Accumulates per-token results of many segments; :meth:`summary` gives one table row."""
+
+    ks: Sequence[int] = TOP_K
+    loss_sum: float = 0.0
+    tokens: int = 0
+    hits: dict[int, int] = field(default_factory=dict)
+    answer_loss_sum: float = 0.0
+    answer_tokens: int = 0
+    answer_hits: int = 0
+    position_sum: torch.Tensor | None = None
+    position_count: int = 0
+    doc_losses: dict[object, list[float]] = field(default_factory=dict)
+
+    def add(self, logits: torch.Tensor, targets: torch.Tensor, losses: torch.Tensor,
+            answer_mask: torch.Tensor | None = None, doc_ids: Sequence[object] | None = None) -> None:
+        """logits (B, L, V), targets/losses (B, L), answer_mask (B, L) bool."""
+        losses = losses.detach().float().cpu()
+        ranks = target_ranks(logits.detach().float(), targets).cpu()
+        self.loss_sum += float(losses.sum())
+        self.tokens += losses.numel()
+        for k in self.ks:
+            self.hits[k] = self.hits.get(k, 0) + int((ranks < k).sum())
+        if answer_mask is not None:
+            m = answer_mask.cpu()
+            self.answer_loss_sum += float(losses[m].sum())
+            self.answer_tokens += int(m.sum())
+            self.answer_hits += int((ranks[m] == 0).sum())
+        s = losses.sum(0)
+        self.position_sum = s if self.position_sum is None else self.position_sum + s
+        self.position_count += losses.shape[0]
+        if doc_ids is not None:
+            for d, row in zip(doc_ids, losses.mean(1).tolist()):
+                self.doc_losses.setdefault(d, []).append(row)
+
+    def summary(self) -> dict[str, float]:
+        ce = self.loss_sum / max(1, self.tokens)
+        out = {"ce": ce, "ppl": perplexity(ce)}
+        out.update({f"top{k}": self.hits.get(k, 0) / max(1, self.tokens) for k in self.ks})
+        if self.answer_tokens:
+            out["answer_ce"] = self.answer_loss_sum / self.answer_tokens
+            out["recall_acc"] = self.answer_hits / self.answer_tokens
+        if len(self.doc_losses) > 1:
+            lo, hi = bootstrap_ci([float(np.mean(v)) for v in self.doc_losses.values()])
+            out["ce_lo"], out["ce_hi"] = lo, hi
+        return out
+
+    def position_curve(self) -> list[float]:
+        """Mean loss at each position of a segment."""
+        if self.position_sum is None:
+            return []
+        return (self.position_sum / self.position_count).tolist()

@@ -1,0 +1,30 @@
+"""Small corpora, tokenizers and LMs that tests build themselves (no network, a few seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ltm_gym.core import load_config
+from ltm_gym.lm.study import StudyConfig
+
+
+def tiny_study_config(**overrides) -> StudyConfig:
+    base = {
+        "name": "test",
+        "corpus": {"synthetic": {"n_documents": 40, "n_segments": 3, "segment_len": 32, "n_facts": 2,
+                                 "n_keys": 16, "n_values": 8, "filler_words": 24},
+                   "segment_len": 32, "min_tokens": 64, "vocab_size": 512},
+        "lm": {"tiny": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 128},
+               "memory": {"n_slots": 4, "slot_dim": 16}, "lora": {"r": 4}},
+        "pretrain": {"batch_size": 4, "context_segments": 2,
+                     "train": {"steps": 4, "device": "cpu", "progress": False, "log_every": 1}},
+        "lora": {"batch_size": 4, "train": {"steps": 3, "device": "cpu", "progress": False, "log_every": 1}},
+        "memory": {"batch_size": 4, "train": {"steps": 3, "device": "cpu", "progress": False, "log_every": 1}},
+        "eval_batch": 8,
+        "oracle_segments": 1,
+    }
+    return load_config(StudyConfig, base, overrides or None)
+
+
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "tokenizers"

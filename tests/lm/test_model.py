@@ -1,0 +1,118 @@
+import pytest
+import torch
+
+from ltm_gym.lm import LMConfig, build_llmltm, embedding_memory, fixed_projection, load_pretrained_lm
+from ltm_gym.core import from_dict
+from ltm_gym.metrics import prefix_losses
+from tests.fixtures import tiny_study_config
+
+
+def make(study_data, **memory):
+    cfg = tiny_study_config().lm
+    for k, v in memory.items():
+        setattr(cfg.memory, k, v)
+    return build_llmltm(cfg, study_data.tokenizer, seed=1)
+
+
+def batch(study_data, n=3):
+    return torch.stack([d.ids[1] for d in study_data.splits["train"][:n]])
+
+
+def test_zero_initialized_cross_attention_is_the_base_lm(study_data):
+    model = make(study_data)
+    ids = batch(study_data)
+    mem = torch.randn(3, 4, 16)
+    with torch.no_grad():
+        logits_mem, losses_mem = model(ids, mem)
+        _, losses_none = model(ids)
+        bos = torch.full((3, 1), study_data.tokenizer.bos_token_id)
+        raw = model.lm(input_ids=torch.cat([bos, ids], 1)).logits[:, :-1]
+    assert torch.allclose(logits_mem, raw, atol=1e-6)
+    assert torch.allclose(losses_mem, losses_none, atol=1e-6)
+    # once the output projection moves, memory matters
+    with torch.no_grad():
+        model.readers[0].o.weight.normal_()
+        _, moved = model(ids, mem)
+    assert not torch.allclose(moved, losses_none, atol=1e-3)
+    assert len(model.readers) == 2
+
+
+def test_prefix_read_path(study_data):
+    model = make(study_data, read_path="prefix")
+    ids = batch(study_data)
+    with torch.no_grad():
+        a, la = model(ids, torch.randn(3, 4, 16))
+        b, lb = model(ids, torch.randn(3, 4, 16))
+    assert a.shape == (3, 32, len(study_data.tokenizer)) and la.shape == (3, 32)
+    assert not torch.allclose(la, lb)
+    assert len(model.readers) == 0
+
+
+def test_memory_shape_is_checked(study_data):
+    with pytest.raises(ValueError, match=r"memory has shape \(3, 10, 64\); expected \(3, 4, 16\)"):
+        make(study_data)(batch(study_data), torch.zeros(3, 10, 64))
+
+
+@pytest.mark.parametrize("read_path", ["cross_attention", "prefix"])
+def test_one_pass_prefix_losses_equal_k_passes(study_data, read_path):
+    model = make(study_data, read_path=read_path).eval()
+    with torch.no_grad():
+        model.readers.apply(lambda m: torch.nn.init.normal_(m.weight) if isinstance(m, torch.nn.Linear) else None)
+    ids = batch(study_data)
+    mem = torch.randn(3, 4, 16)
+    lengths = torch.tensor([1, 5, 17, 32])
+    with torch.no_grad():
+        _, losses = model(ids, mem)
+        one_pass = prefix_losses(losses, lengths)
+        k_pass = torch.stack([model(ids[:, :l], mem)[1].mean(1) for l in lengths.tolist()], dim=1)
+    assert torch.allclose(one_pass, k_pass, atol=1e-5)
+
+
+def test_adapter_round_trip(study_data, tmp_path):
+    model = make(study_data)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    path = model.save_adapters(tmp_path / "a.safetensors")
+    assert path.with_suffix(".json").is_file()
+    fresh = make(study_data)
+    ids, mem = batch(study_data), torch.randn(3, 4, 16)
+    with torch.no_grad():
+        assert not torch.allclose(fresh(ids, mem)[1], model(ids, mem)[1])
+        fresh.load_adapters(path)
+        assert torch.allclose(fresh(ids, mem)[1], model(ids, mem)[1], atol=1e-6)
+    other = make(study_data, read_path="prefix")
+    with pytest.raises(ValueError, match="does not have"):
+        other.load_adapters(path)
+
+
+def test_lora_trains_only_adapters(study_data):
+    model = make(study_data)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in trainable) and any(n.startswith("readers.") for n in trainable)
+    assert not any("wte" in n or "mlp" in n for n in trainable)
+
+
+def test_missing_model_offline_fails_fast():
+    with pytest.raises(OSError, match="never downloads"):
+        load_pretrained_lm("ai-forever/no-such-model-here")
+
+
+def test_vocab_mismatch(study_data):
+    cfg = tiny_study_config().lm
+    from ltm_gym.lm import build_tiny_gpt2, check_vocab
+
+    lm = build_tiny_gpt2(cfg.tiny, vocab_size=10, bos_token_id=0)
+    with pytest.raises(ValueError, match="only 10 rows"):
+        check_vocab(study_data.tokenizer, lm)
+
+
+def test_embedding_memory_inverts_A_when_it_can():
+    A = fixed_projection(slot_dim=16, hidden=8)            # full row rank: A pinv(A) = I
+    emb = torch.randn(2, 20, 8)
+    mem = embedding_memory(emb, 4, A)
+    assert mem.shape == (2, 4, 16)
+    pooled = torch.stack([emb[:, i * 5:(i + 1) * 5].mean(1) for i in range(4)], 1)
+    assert torch.allclose(mem @ A.T, pooled, atol=1e-5)
+    assert torch.equal(fixed_projection(16, 8), A)

@@ -1,0 +1,28 @@
+import torch
+
+from ltm_gym.lm import build_llmltm
+from ltm_gym.lm.evaluation import COLUMNS, markdown_table, study_rows, write_tables
+from ltm_gym.lm.study import run_stage
+from tests.fixtures import tiny_study_config
+
+
+def test_stages_then_tables(study_data, tmp_path):
+    cfg = tiny_study_config()
+    study = tmp_path / "study"
+    paths = {s: run_stage(s, cfg, study_data, study) for s in ("pretrain", "lora", "memory")}
+    assert (paths["pretrain"] / "config.json").is_file() and (paths["pretrain"] / "tokenizer.json").is_file()
+    mtime = paths["lora"].stat().st_mtime
+    assert run_stage("lora", cfg, study_data, study) == paths["lora"]      # finished stages are reused
+    assert paths["lora"].stat().st_mtime == mtime
+    baseline = build_llmltm(cfg.lm, study_data.tokenizer, base_dir=paths["pretrain"], adapters=paths["lora"])
+    memory = build_llmltm(cfg.lm, study_data.tokenizer, base_dir=paths["pretrain"], adapters=paths["memory"])
+    # the memory stage moved the read path away from zero
+    assert memory.readers[0].o.weight.abs().sum() > 0
+    rows = study_rows(baseline, memory, study_data.splits["test"], 8, oracle_segments=1, device="cpu")
+    summaries = write_tables(tmp_path / "eval", rows)
+    assert list(summaries) == ["lora_baseline", "zero_memory", "random_memory", "shuffled_memory",
+                               "prev_segment_memory", "oracle"]
+    for s in summaries.values():
+        assert set(COLUMNS) <= set(s) and s["top100"] >= s["top5"] and 0 <= s["recall_acc"] <= 1
+    assert (tmp_path / "eval/lm_table.csv").read_text().count("\n") == 7
+    assert "| oracle |" in markdown_table(summaries)
