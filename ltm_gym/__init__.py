@@ -4,3 +4,7 @@ Importing the package registers the environments (``ltm_gym/LLMMemory-v0``, ...)
 """
 
 __version__ = "0.1.0"
+
+from .envs.registration import register_envs as _register_envs
+
+_register_envs()

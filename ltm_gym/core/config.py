@@ -147,8 +147,19 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _parse_value(raw)
     return out
+
+
+def _parse_value(raw: str) -> Any:
+    """YAML scalar, except that ``1e-3`` is a number (YAML 1.1 would read it as a string)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value.lower() for c in "e.") or value.lower() in ("inf", "nan") else value
+        except ValueError:
+            return value
+    return value
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -46,3 +46,12 @@ def test_yaml_and_overrides(tmp_path):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="neither a YAML file nor a preset"):
         load_config(Outer, "no-such-preset")
+
+
+def test_override_values_are_parsed():
+    from ltm_gym.core.config import parse_overrides
+
+    assert parse_overrides(["a.b=2e-3", "c=3", "d=eve", "e=[1, 2]", "f=null"]) == \
+        {"a": {"b": 0.002}, "c": 3, "d": "eve", "e": [1, 2], "f": None}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["novalue"])

@@ -1,0 +1,130 @@
+"""``ltm_gym/LLMMemory-v0``: an agent writes the long-term memory of a language model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from .backend import DEFAULT_STUDY_DIR, MemoryLMBackend, RewardConfig
+from .episodes import EnvSettings, Episodes
+
+
+def resolve_backend(backend: MemoryLMBackend | None, study_dir: str | Path | None, config: str | Path | None,
+                    device: str, lm_update: bool, lm_lr: float, adapters: str) -> MemoryLMBackend:
+    if backend is not None:
+        if lm_update and not backend.lm_update:
+            raise ValueError("lm_update=True needs a backend built with lm_update=True")
+        return backend
+    return MemoryLMBackend.from_study(study_dir or DEFAULT_STUDY_DIR, config, adapters, device, lm_update, lm_lr)
+
+
+def env_settings(split: str, reward_mode: str, k: int, action_mode: str, action_scale: float,
+                 obs_mode: str, max_segments: int | None) -> EnvSettings:
+    return EnvSettings(split=split, reward=RewardConfig(mode=reward_mode, k=k), action_mode=action_mode,
+                       action_scale=action_scale, obs_mode=obs_mode, max_segments=max_segments)
+
+
+class LLMMemoryEnv(gym.Env):
+    """
+    ## Description
+    A memory agent reads a text segment and its previous memory and writes a new memory of
+    ``n_slots`` vectors of dimension ``slot_dim`` (10 x 64 in the study). A language model adapted
+    with LoRA (the LLM-LTM) reads that memory, through cross-attention in its last blocks or as soft
+    prefix tokens, while it predicts the next segment. The reward is how well it predicts it.
+    One episode is one document cut into segments s_0, ..., s_{n-1}.
+
+    ## Action Space
+    ``Box(-1, 1, (n_slots, slot_dim), float32)``: the new memory, scaled by ``action_scale``.
+    With ``action_mode="slot"`` (the original study's agent): ``Box(-1, 1, (slot_dim + 1,))``, whose
+    first number picks a slot (``n_slots`` equal bins of [-1, 1]) and the rest overwrites it.
+    Actions of the wrong shape or dtype, NaN, inf or outside [-1, 1] raise ``ValueError`` and leave
+    the env exactly as it was.
+
+    ## Observation Space
+    ``Dict(tokens=Box(0, vocab - 1, (segment_len,), int64), memory=Box(-s, s, (n_slots, slot_dim), float32))``:
+    the current segment's token ids and the memory written at the previous step (zeros at reset).
+    With ``obs_mode="hidden"``, ``tokens`` is replaced by ``hidden``: the LM's final hidden states
+    over the current segment, mean-pooled, while it reads the current memory (for MLP policies).
+
+    ## Rewards
+    After the write, on the next segment (the memory of THIS action is scored):
+    * ``prefix`` (default, the study): R_t = -(1/k) sum_i L(s_{t+1}[0:l_i] | m_t), l_i uniform in
+      [1, segment_len], all k prefixes from one LM forward;
+    * ``full``: minus the cross-entropy of s_{t+1}; ``answer``: minus the cross-entropy of its answer
+      tokens (synthetic recall corpus); ``delta``: CE without memory minus CE with it;
+    * ``mimic``: d_{t-1} - d_t with d_t = sum_i min_j ||A m_{t,i} - emb_j|| (hypothesis 1, see
+      ``ltm_gym/EmbeddingMimic-v0``).
+    ``info`` carries ``ce``, ``ppl``, ``top5`` ... ``top100`` of the next segment, ``answer_ce`` and
+    ``recall_acc`` where it has answer tokens, ``prefix_lengths``, ``document`` and ``segment``.
+
+    ## Starting State
+    A document drawn with ``self.np_random`` from the split (or ``options={"document": i}``),
+    its first segment, and an all-zero memory.
+
+    ## Episode End
+    Terminated after the reward of the document's last segment (n - 1 steps); truncated after
+    ``max_segments`` steps.
+
+    ## Arguments
+    * ``study_dir``: a study written by ``scripts/pretrain_lm.py`` (default ``runs/study-tiny``; an
+      untrained tiny LM with a warning when it holds none); ``config``: its config (default: the
+      study's, else the ``tiny`` preset); ``adapters``: ``memory`` | ``lora`` | ``none``.
+    * ``backend``: a ready :class:`MemoryLMBackend` (shared by several envs, never copied).
+    * ``split``: ``train`` | ``validation`` | ``test``.
+    * ``reward_mode``, ``k``, ``action_mode``, ``action_scale``, ``obs_mode``, ``max_segments`` as above.
+    * ``lm_update``: co-train the LLM-LTM inside the env, one AdamW step (``lm_lr``) on the LM loss of
+      the reward's forward per step, memory detached (the study's interaction scheme).
+    * ``device``: auto | cpu | cuda; ``render_mode``: None | ``ansi``.
+
+    ## Vectorized environment
+    ``gymnasium.make_vec("ltm_gym/LLMMemory-v0", num_envs=N, vectorization_mode="vector_entry_point")``
+    builds :class:`~ltm_gym.envs.vector.LLMMemoryVectorEnv`: N documents stepped with ONE batched
+    LM forward per step, same spaces and rewards, autoreset mode SAME_STEP. For Stable-Baselines3
+    wrap it with :class:`~ltm_gym.envs.sb3_vec.SB3VecEnv`.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, study_dir: str | Path | None = None, config: str | Path | None = None,
+                 backend: MemoryLMBackend | None = None, split: str = "train", reward_mode: str = "prefix",
+                 k: int = 4, action_mode: str = "full", action_scale: float = 1.0, obs_mode: str = "tokens",
+                 max_segments: int | None = None, lm_update: bool = False, lm_lr: float = 1e-4,
+                 adapters: str = "memory", device: str = "auto", render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}; allowed: {self.metadata['render_modes']} or None")
+        self.render_mode = render_mode
+        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters)
+        settings = env_settings(split, reward_mode, k, action_mode, action_scale, obs_mode, max_segments)
+        self.episodes = Episodes(self.backend, settings, 1)
+        self.observation_space, self.action_space = self.episodes.obs_space, self.episodes.act_space
+        self._needs_reset = True
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - {"document"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['document']")
+        self.episodes.reset_one(0, self.np_random, options.get("document"))
+        self._needs_reset = False
+        return self.episodes.observation(0), {"document": int(self.episodes.doc[0]), "segment": 0}
+
+    def step(self, action: np.ndarray):
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step() (and after an episode ends)")
+        batched = action[None] if hasattr(action, "shape") else np.asarray(action)[None]
+        rewards, terminated, truncated, infos = self.episodes.step(batched, [self.np_random])
+        done = bool(terminated[0]) or bool(truncated[0])
+        self._needs_reset = done
+        return self.episodes.observation(0), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), infos[0]
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self.episodes.render_text(0)
+        return None

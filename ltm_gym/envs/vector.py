@@ -1,0 +1,95 @@
+"""The natively batched twin of LLMMemory-v0: N documents, ONE batched LM forward per step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from .backend import MemoryLMBackend
+from .episodes import Episodes
+from .llm_memory import env_settings, resolve_backend
+
+
+class LLMMemoryVectorEnv(VectorEnv):
+    """N copies of :class:`~ltm_gym.envs.llm_memory.LLMMemoryEnv` (same arguments, same spaces and
+    rewards) stepped together. Autoreset mode SAME_STEP: an episode that ends is reset within the
+    same step; its last observation and info are in ``infos["final_obs"]`` / ``infos["final_info"]``
+    (masks ``infos["_final_obs"]``), as Stable-Baselines3 and CleanRL expect.
+
+    Env i draws its documents and prefix lengths from its own generator, seeded ``seed + i`` at
+    ``reset(seed=seed)`` exactly as a single env reset with that seed, so the rewards equal those of
+    N single envs;
+    ``reset(options={"documents": [...]})`` fixes the documents of the first episodes.
+    """
+
+    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int = 1, study_dir: str | Path | None = None, config: str | Path | None = None,
+                 backend: MemoryLMBackend | None = None, split: str = "train", reward_mode: str = "prefix",
+                 k: int = 4, action_mode: str = "full", action_scale: float = 1.0, obs_mode: str = "tokens",
+                 max_segments: int | None = None, lm_update: bool = False, lm_lr: float = 1e-4,
+                 adapters: str = "memory", device: str = "auto", render_mode: str | None = None,
+                 max_episode_steps: int | None = None) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs={num_envs} must be >= 1")
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters)
+        limit = max_segments if max_segments is not None else max_episode_steps
+        settings = env_settings(split, reward_mode, k, action_mode, action_scale, obs_mode, limit)
+        self.episodes = Episodes(self.backend, settings, num_envs)
+        self.single_observation_space = self.episodes.obs_space
+        self.single_action_space = self.episodes.act_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self._needs_reset = True
+
+    def _stack(self) -> dict[str, np.ndarray]:
+        obs = [self.episodes.observation(i) for i in range(self.num_envs)]
+        return {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        documents = (options or {}).get("documents") or [None] * self.num_envs
+        if len(documents) != self.num_envs:
+            raise ValueError(f"options['documents'] has {len(documents)} entries for {self.num_envs} envs")
+        for i in range(self.num_envs):
+            self.episodes.reset_one(i, self._rngs[i], documents[i])
+        self._needs_reset = False
+        return self._stack(), {"document": self.episodes.doc.copy(), "segment": self.episodes.t.copy()}
+
+    def step(self, actions: np.ndarray):
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step()")
+        rewards, terminated, truncated, infos = self.episodes.step(actions, self._rngs)
+        vector_info: dict[str, Any] = {}
+        done = terminated | truncated
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        final_info = {}
+        for i in np.flatnonzero(done):
+            final_obs[i] = self.episodes.observation(i)
+            final_info = self._add_info(final_info, infos[i], int(i))
+            self.episodes.reset_one(int(i), self._rngs[i], None)
+        obs = self._stack()
+        for i in range(self.num_envs):
+            vector_info = self._add_info(vector_info, infos[i], i)
+        if done.any():
+            vector_info["final_obs"] = final_obs
+            vector_info["_final_obs"] = done.copy()
+            vector_info["final_info"] = final_info
+            vector_info["_final_info"] = done.copy()
+        return obs, rewards.astype(np.float64), terminated.copy(), truncated.copy(), vector_info
+
+    def render(self) -> tuple[str, ...] | None:
+        if self.render_mode == "ansi":
+            return tuple(self.episodes.render_text(i) for i in range(self.num_envs))
+        return None

@@ -1,0 +1,223 @@
+import subprocess
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import ltm_gym  # noqa: F401  (registers the ids)
+from ltm_gym.core import to_dict
+from ltm_gym.data.segments import Document
+from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend
+from tests.envs.conftest import MemorySumLM
+from tests.fixtures import tiny_study_config
+
+
+def make(backend, **kw):
+    return LLMMemoryEnv(backend=backend, **kw)
+
+
+def rollout(env, seed, n=2, scale=0.5):
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        a = (rng.uniform(-1, 1, env.action_space.shape) * scale).astype(np.float32)
+        obs, r, term, trunc, info = env.step(a)
+        out.append((obs, r, term, trunc))
+        if term or trunc:
+            break
+    return out
+
+
+@pytest.mark.parametrize("kw", [{}, {"obs_mode": "hidden"}, {"action_mode": "slot"}, {"reward_mode": "mimic"}])
+def test_gymnasium_check_env_has_no_warnings(backend, kw):
+    from gymnasium.utils.env_checker import check_env
+
+    env = make(backend, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env, skip_render_check=True)
+
+
+def test_sb3_check_env(backend):
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(make(backend), warn=True)
+    # the one remaining advice: the (n_slots, slot_dim) memory is 2-D, which SB3's default MLP
+    # extractor would flatten; agents read it with their own features extractor
+    messages = [str(w.message) for w in caught]
+    assert all("observation memory has an unconventional shape" in m for m in messages), messages
+
+
+def test_types_and_fresh_arrays(backend):
+    env = make(backend)
+    obs, info = env.reset(seed=1)
+    assert obs["tokens"].dtype == np.int64 and obs["memory"].dtype == np.float32
+    assert not obs["memory"].any()
+    action = np.full(env.action_space.shape, 0.25, np.float32)
+    obs2, r, term, trunc, info = env.step(action)
+    assert type(r) is float and type(term) is bool and type(trunc) is bool
+    assert np.allclose(obs2["memory"], 0.25)
+    obs2["memory"][:] = 9.0  # mutating a returned array must not touch the env
+    action[:] = -1.0          # nor mutating the action afterwards
+    obs3, *_ = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert not np.shares_memory(obs2["memory"], obs3["memory"])
+    assert env.episodes.memory.max() <= 1.0
+    assert {"ce", "ppl", "top5", "top100", "prefix_lengths", "answer_ce", "recall_acc"} <= set(info)
+    assert len(info["prefix_lengths"]) == 4
+
+
+def test_same_seed_same_episode_bitwise(backend):
+    a = rollout(make(backend), seed=7)
+    b = rollout(make(backend), seed=7)
+    assert np.array_equal(a[0]["tokens"], b[0]["tokens"])
+    for (oa, ra, *_), (ob, rb, *_) in zip(a[1:], b[1:]):
+        assert ra == rb and np.array_equal(oa["tokens"], ob["tokens"]) and np.array_equal(oa["memory"], ob["memory"])
+    c = rollout(make(backend), seed=8)
+    assert [x[1] for x in a[1:]] != [x[1] for x in c[1:]]
+
+
+def test_episode_terminates_after_last_segment_and_truncates(backend):
+    env = make(backend)
+    env.reset(seed=0, options={"document": 3})
+    n_seg = backend.docs("train")[3].n_segments
+    flags = [env.step(np.zeros(env.action_space.shape, np.float32))[2] for _ in range(n_seg - 1)]
+    assert flags == [False] * (n_seg - 2) + [True]
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(env.action_space.shape, np.float32))
+    short = make(backend, max_segments=1)
+    short.reset(seed=0)
+    _, _, term, trunc, _ = short.step(np.zeros(short.action_space.shape, np.float32))
+    assert trunc and not term
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((3, 16), np.float32), "shape"),
+    (np.zeros((4, 16), np.int64), "dtype"),
+    (np.full((4, 16), np.nan, np.float32), "NaN"),
+    (np.full((4, 16), np.inf, np.float32), "inf"),
+    (np.full((4, 16), 1.5, np.float32), "outside the action space"),
+])
+def test_bad_actions_leave_state_unchanged(backend, bad, message):
+    good = np.full((4, 16), 0.3, np.float32)
+    ref = make(backend)
+    ref.reset(seed=3)
+    expected = ref.step(good)
+    env = make(backend)
+    env.reset(seed=3)
+    with pytest.raises(ValueError, match=message):
+        env.step(bad)
+    got = env.step(good)
+    assert got[1] == expected[1] and np.array_equal(got[0]["tokens"], expected[0]["tokens"])
+    assert np.array_equal(got[0]["memory"], expected[0]["memory"])
+
+
+def test_reward_reflects_this_action_not_the_last():
+    docs = [Document(torch.randint(0, 50, (4, 10)), torch.zeros(4, 10, dtype=torch.bool), i) for i in range(3)]
+    backend = MemoryLMBackend(MemorySumLM(), {"train": docs}, device="cpu")
+    env = LLMMemoryEnv(backend=backend, reward_mode="full")
+    env.reset(seed=0)
+    shape = env.action_space.shape
+    r1 = env.step(np.full(shape, 0.5, np.float32))[1]
+    r2 = env.step(np.full(shape, -0.2, np.float32))[1]
+    assert r1 == pytest.approx(-2.5) and r2 == pytest.approx(-1.8)
+    prefix = LLMMemoryEnv(backend=backend, reward_mode="prefix", k=3)
+    prefix.reset(seed=0)
+    assert prefix.step(np.full(shape, 0.5, np.float32))[1] == pytest.approx(-2.5)
+
+
+def test_reward_modes(backend):
+    for mode in ("full", "answer", "delta", "prefix"):
+        env = make(backend, reward_mode=mode)
+        env.reset(seed=0, options={"document": 0})
+        obs, r, *_ , info = env.step(np.full(env.action_space.shape, 0.5, np.float32))
+        assert np.isfinite(r)
+        if mode == "full":
+            assert r == pytest.approx(-info["ce"], abs=1e-6)
+        if mode == "answer":
+            assert r == pytest.approx(-info["answer_ce"], abs=1e-5)
+    env = make(backend, reward_mode="delta")
+    env.reset(seed=0, options={"document": 0})
+    r_zero = env.step(np.zeros(env.action_space.shape, np.float32))[1]
+    assert np.isfinite(r_zero)
+
+
+def test_mimic_reward_is_distance_decrease(backend):
+    env = gym.make("ltm_gym/EmbeddingMimic-v0", backend=backend).unwrapped
+    env.reset(seed=0)
+    emb = backend.model.lm.get_input_embeddings().weight.detach()
+    A = backend._A
+
+    def d(m):
+        return float(torch.cdist(torch.as_tensor(m) @ A.T, emb).min(1).values.sum())
+
+    a = np.random.default_rng(1).uniform(-1, 1, env.action_space.shape).astype(np.float32)
+    _, r, *_ = env.step(a)
+    assert r == pytest.approx(d(np.zeros_like(a)) - d(a), rel=1e-4)
+
+
+def test_slot_action_writes_one_slot(backend):
+    env = make(backend, action_mode="slot")
+    env.reset(seed=0)
+    a = np.zeros(17, np.float32)
+    a[0], a[1:] = 0.9, 0.5        # last of 4 slots
+    obs, *_ = env.step(a)
+    assert np.allclose(obs["memory"][3], 0.5) and not obs["memory"][:3].any()
+
+
+def test_hidden_observation(backend):
+    env = make(backend, obs_mode="hidden")
+    obs, _ = env.reset(seed=0)
+    assert obs["hidden"].shape == (backend.model.hidden,) and np.isfinite(obs["hidden"]).all()
+    obs2, *_ = env.step(np.full(env.action_space.shape, 0.5, np.float32))
+    assert not np.allclose(obs["hidden"], obs2["hidden"])
+
+
+def test_lm_update_co_trains(study_data):
+    from ltm_gym.lm import build_llmltm
+
+    cfg = tiny_study_config()
+    model = build_llmltm(cfg.lm, study_data.tokenizer, seed=0)
+    backend = MemoryLMBackend(model, study_data.splits, study_data.tokenizer, device="cpu", lm_update=True, lm_lr=1e-2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    env = make(backend, lm_update=True)
+    env.reset(seed=0)
+    info = env.step(np.full(env.action_space.shape, 0.5, np.float32))[-1]
+    assert "lm_loss" in info
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    assert any("lora" in n for n in changed)
+
+
+def test_reset_options_and_render(backend):
+    env = make(backend, render_mode="ansi")
+    obs, info = env.reset(options={"document": 2})
+    assert info["document"] == 2
+    assert np.array_equal(obs["tokens"], backend.docs("train")[2].ids[0].numpy())
+    text = env.render()
+    assert "segment 0" in text and "slot norms" in text
+    with pytest.raises(ValueError, match="document=999 is out of range"):
+        env.reset(options={"document": 999})
+    with pytest.raises(ValueError, match="unknown reset options"):
+        env.reset(options={"doc": 1})
+    with pytest.raises(ValueError, match="render_mode"):
+        make(backend, render_mode="human")
+    with pytest.raises(ValueError, match="split 'nope'"):
+        make(backend, split="nope").reset()
+
+
+def test_make_by_string_in_fresh_process(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
+    code = ("import gymnasium as gym, numpy as np, warnings; warnings.simplefilter('ignore');"
+            f"env = gym.make('ltm_gym:ltm_gym/LLMMemory-v0', study_dir=r'{tmp_path}', config=r'{cfg}', device='cpu');"
+            "obs, _ = env.reset(seed=0); print(obs['tokens'].shape, env.action_space.shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(32,) (4, 16)" in out.stdout
