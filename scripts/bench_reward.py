@@ -13,27 +13,17 @@ to the prefix (every pass costs a full one).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from ltm_gym.core.timing import median_time  # noqa: E402
+
 from ltm_gym.lm import LLMLTM, MemorySettings, TinyGPT2, build_tiny_gpt2  # noqa: E402
 from ltm_gym.metrics import prefix_losses  # noqa: E402
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                 return torch.stack([model(ids, mem)[1][:, :l].mean(1) for l in lengths.tolist()], 1)
 
             diff = float((one_pass() - k_prefix_passes()).abs().max())
-            t1, tk, tf = (timed(f, args.repeats) for f in (one_pass, k_prefix_passes, k_full_passes))
+            t1, tk, tf = (median_time(f, args.repeats) for f in (one_pass, k_prefix_passes, k_full_passes))
             print(f"| {k} | {t1 * 1e3:.1f} | {tk * 1e3:.1f} | {tk / t1:.2f}x | {tf * 1e3:.1f} | {tf / t1:.2f}x | {diff:.1e} |",
                   flush=True)
 

@@ -46,6 +46,19 @@ def load_tokenizer(cfg: CorpusConfig, cache_dir: str | Path):
     return load_pretrained_tokenizer(cfg.tokenizer)
 
 
+def fresh_synthetic_documents(cfg: CorpusConfig, tokenizer, indices: list[int]) -> list[Document]:
+    """Synthetic documents ``indices`` (use indices >= n_documents: never in any split), tokenized.
+
+    Pre-training on a fresh stream keeps a small LM from memorizing the documents' filler and makes
+    it learn to copy from its context instead."""
+    from .synthetic import Vocabulary, generate_document
+
+    vocab = Vocabulary(cfg.synthetic)
+    docs = [generate_document(cfg.synthetic, i, vocab) for i in indices]
+    return tokenize_documents([{"id": i, "text": d.text, "answer_spans": d.answer_spans} for i, d in zip(indices, docs)],
+                              tokenizer, cfg.segment_len, cfg.min_tokens, cfg.max_segments)
+
+
 def build_corpus(cfg: CorpusConfig, tokenizer) -> dict[str, list[Document]]:
     """``{"train", "validation", "test"}`` lists of segmented documents."""
     if cfg.source == "synthetic":

@@ -48,7 +48,7 @@ class SyntheticConfig:
     n_keys: int = 64
     n_distractors: int = 0
     filler_words: int = 160
-    pool_size: int = 4
+    pool_size: int = 3
     """Filler sentences per document (a small pool makes filler copyable)."""
     language: Literal["en", "ru"] = "en"
     seed: int = 0
@@ -107,7 +107,7 @@ def generate_document(cfg: SyntheticConfig, index: int, vocab: Vocabulary | None
     """Document ``index`` of the corpus: a pure function of (cfg, index)."""
     vocab = vocab or Vocabulary(cfg)
     rng = random.Random(f"{cfg.seed}-{cfg.language}-{index}")
-    pool = [[rng.choice(vocab.filler) for _ in range(rng.randint(5, 9))] + ["."] for _ in range(cfg.pool_size)]
+    pool = [[rng.choice(vocab.filler) for _ in range(rng.randint(8, 14))] + ["."] for _ in range(cfg.pool_size)]
     facts: list[list[tuple[str, str]]] = []
     words: list[str] = []
     answers: list[int] = []  # word indices of answer values
@@ -127,20 +127,22 @@ def generate_document(cfg: SyntheticConfig, index: int, vocab: Vocabulary | None
             items += [([vocab.recall, ":", k, v, "."], 3) for k, v in facts[t - cfg.distance]]
         rng.shuffle(items)
         filler_len = cfg.segment_len - sum(len(w) for w, _ in items)
-        stream: list[str] = []
-        while len(stream) < filler_len:
-            stream.extend(rng.choice(pool))
-        stream = stream[:filler_len]
-        cuts = sorted(rng.randint(0, filler_len) for _ in items)
+        sentences: list[list[str]] = []
+        while sum(map(len, sentences)) < filler_len:
+            sentences.append(list(rng.choice(pool)))
+        excess = sum(map(len, sentences)) - filler_len
+        if excess:
+            sentences[-1] = sentences[-1][: len(sentences[-1]) - excess]
+        # questions and facts go between whole sentences, so filler stays copyable
+        slots = sorted(rng.randint(0, len(sentences) - 1) for _ in items)
         seg: list[str] = []
-        prev = 0
-        for cut, (item, answer_at) in zip(cuts, items):
-            seg.extend(stream[prev:cut])
-            if answer_at is not None:
-                answers.append(len(words) + len(seg) + answer_at)
-            seg.extend(item)
-            prev = cut
-        seg.extend(stream[prev:])
+        for k, sentence in enumerate(sentences):
+            for slot, (item, answer_at) in zip(slots, items):
+                if slot == k:
+                    if answer_at is not None:
+                        answers.append(len(words) + len(seg) + answer_at)
+                    seg.extend(item)
+            seg.extend(sentence)
         words.extend(seg)
     text, spans, pos = [], [], 0
     answer_set = set(answers)

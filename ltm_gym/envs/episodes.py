@@ -63,6 +63,19 @@ def make_spaces(backend: MemoryLMBackend, s: EnvSettings) -> tuple[spaces.Dict, 
     return obs, spaces.Box(-1.0, 1.0, shape, np.float32)
 
 
+def write_memory(memory: np.ndarray, actions: np.ndarray, action_mode: str, scale: float) -> np.ndarray:
+    """The memories (N, m, d) that actions write: ``full`` replaces all of it, ``slot`` overwrites
+    the slot picked by the action's first number (n_slots equal bins of [-1, 1]) with the rest."""
+    actions = np.clip(actions, -1, 1)
+    if action_mode == "full":
+        return (actions * scale).astype(np.float32)
+    m = memory.shape[1]
+    slot = np.minimum(((actions[:, 0] + 1) / 2 * m).astype(np.int64), m - 1)
+    new = memory.copy()
+    new[np.arange(len(actions)), slot] = actions[:, 1:] * scale
+    return new
+
+
 def hidden_bound(lm: torch.nn.Module) -> float:
     """A finite bound of the LM's final hidden states: its last LayerNorm maps every vector to
     norm sqrt(H), so |x| <= sqrt(H) max|gamma| + max|beta| (doubled as a margin for co-training)."""
@@ -116,15 +129,7 @@ class Episodes:
         return actions.astype(np.float32, copy=True)
 
     def written_memory(self, actions: np.ndarray) -> np.ndarray:
-        """The memories the actions write (full: replace all; slot: overwrite one slot)."""
-        scale = self.s.action_scale
-        if self.s.action_mode == "full":
-            return np.clip(actions, -1, 1) * scale
-        m = self.backend.n_slots
-        slot = np.minimum(((actions[:, 0] + 1) / 2 * m).astype(np.int64), m - 1)
-        new = self.memory.copy()
-        new[np.arange(self.n), slot] = np.clip(actions[:, 1:], -1, 1) * scale
-        return new
+        return write_memory(self.memory, actions, self.s.action_mode, self.s.action_scale)
 
     # ------------------------------------------------------------------ reset / step
     def reset_one(self, i: int, rng: np.random.Generator, document: int | None) -> None:

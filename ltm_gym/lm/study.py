@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 from ltm_gym.core import TrainConfig, Trainer, check, save_config, seed_everything, step_generator
-from ltm_gym.data.corpus import CorpusConfig, build_corpus, load_tokenizer
+from ltm_gym.data.corpus import CorpusConfig, build_corpus, fresh_synthetic_documents, load_tokenizer
 from ltm_gym.data.segments import Document
 
 from .memory import embedding_memory
@@ -166,11 +166,17 @@ def run_stage(stage: str, cfg: StudyConfig, data: StudyData, study_dir: Path, re
     train_docs, val_docs = data.splits["train"], data.splits["validation"] or data.splits["train"]
     seed = sc.train.seed
 
+    synthetic = cfg.corpus.source == "synthetic"
+
     def batch_fn(step: int) -> dict:
         g = step_generator(seed, step)
+        docs = train_docs
+        if synthetic:  # a fresh stream of documents outside every split
+            first = cfg.corpus.synthetic.n_documents + step * sc.batch_size
+            docs = fresh_synthetic_documents(cfg.corpus, data.tokenizer, list(range(first, first + sc.batch_size)))
         if stage == "pretrain":
-            return window_batch(train_docs, sc.batch_size, sc.context_segments, g)
-        return pair_batch(train_docs, sc.batch_size, g)
+            return window_batch(docs, sc.batch_size, sc.context_segments, g)
+        return pair_batch(docs, sc.batch_size, g)
 
     g_val = torch.Generator().manual_seed(seed + 99)
     val = (window_batch(val_docs, 64, sc.context_segments, g_val) if stage == "pretrain"

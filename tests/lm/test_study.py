@@ -26,3 +26,22 @@ def test_stages_then_tables(study_data, tmp_path):
         assert set(COLUMNS) <= set(s) and s["top100"] >= s["top5"] and 0 <= s["recall_acc"] <= 1
     assert (tmp_path / "eval/lm_table.csv").read_text().count("\n") == 7
     assert "| oracle |" in markdown_table(summaries)
+
+
+def test_batches(study_data):
+    from ltm_gym.data.corpus import fresh_synthetic_documents
+    from ltm_gym.lm.study import pair_batch, window_batch
+
+    docs = study_data.splits["train"]
+    g = torch.Generator().manual_seed(0)
+    w = window_batch(docs, 8, 2, g)["ids"]
+    assert w.shape == (8, 64)
+    assert any(torch.equal(r, torch.cat([d.ids[0], d.ids[1]])) or torch.equal(r, torch.cat([d.ids[1], d.ids[2]]))
+               for r in w for d in docs)                                  # consecutive segments of a document
+    p = pair_batch(docs, 4, g)
+    assert p["prev"].shape == p["ids"].shape == p["answer_mask"].shape == (4, 32)
+    cfg = tiny_study_config()
+    n = cfg.corpus.synthetic.n_documents
+    fresh = fresh_synthetic_documents(cfg.corpus, study_data.tokenizer, [n, n + 1])
+    known = {tuple(d.ids.flatten().tolist()) for split in study_data.splits.values() for d in split}
+    assert len(fresh) == 2 and all(tuple(d.ids.flatten().tolist()) not in known for d in fresh)

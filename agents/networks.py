@@ -1,0 +1,116 @@
+"""The study's memory model: a segment encoder, and 10 memory slots that attend to the segment and
+to the previous memory, giving a Gaussian mean and std per slot.
+
+:class:`ObservationEncoder` turns an LLMMemory observation into token features (segment tokens
+embedded, never fed as raw numbers; or the LM's pooled hidden state) plus the previous memory.
+:class:`MemoryWriter` is the policy network of REINFORCE and of the differentiable writer;
+the SB3 features extractor reuses the encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+LOG_STD_MIN, LOG_STD_MAX = math.log(0.02), 0.0  # the original agent's std range, about [0.02, 1]
+
+
+@dataclass
+class WriterConfig:
+    d_model: int = 64
+    n_head: int = 4
+    n_layers: int = 1
+    max_tokens: int = 1024
+
+    def validate(self) -> None:
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model={self.d_model} is not a multiple of n_head={self.n_head}")
+
+
+class ObservationEncoder(nn.Module):
+    """Observation -> context features (B, T, d) and previous memory (B, m, slot_dim)."""
+
+    def __init__(self, observation_space: spaces.Dict, cfg: WriterConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        mem = observation_space["memory"]
+        self.n_slots, self.slot_dim = mem.shape
+        self.tokens = "tokens" in observation_space.spaces
+        d = cfg.d_model
+        if self.tokens:
+            vocab = int(observation_space["tokens"].high.max()) + 1
+            self.embed = nn.Embedding(vocab, d)
+            self.pos = nn.Embedding(cfg.max_tokens, d)
+            layer = nn.TransformerEncoderLayer(d, cfg.n_head, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        else:
+            self.hidden_in = nn.Sequential(nn.Linear(observation_space["hidden"].shape[0], d), nn.Tanh())
+        self.memory_in = nn.Linear(self.slot_dim, d)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        memory = obs["memory"].float()
+        if self.tokens:
+            ids = obs["tokens"].long()
+            pos = torch.arange(ids.shape[1], device=ids.device)
+            seg = self.encoder(self.embed(ids) + self.pos(pos))                   # (B, L, d)
+        else:
+            seg = self.hidden_in(obs["hidden"].float())[:, None]                  # (B, 1, d)
+        context = torch.cat([seg, self.memory_in(memory)], dim=1)                 # (B, L + m, d)
+        return context, memory
+
+
+class MemoryWriter(nn.Module):
+    """Slots attend to [segment; previous memory] -> per-slot Gaussian (mean, log_std) and a value."""
+
+    def __init__(self, observation_space: spaces.Dict, cfg: WriterConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or WriterConfig()
+        self.encoder = ObservationEncoder(observation_space, cfg)
+        d, m, k = cfg.d_model, self.encoder.n_slots, self.encoder.slot_dim
+        self.slot_queries = nn.Parameter(torch.randn(m, d) * 0.02)
+        self.prev_slot = nn.Linear(k, d)
+        self.attn = nn.MultiheadAttention(d, cfg.n_head, batch_first=True)
+        self.ln = nn.LayerNorm(d)
+        self.mean = nn.Linear(d, k)
+        self.log_std = nn.Linear(d, k)
+        self.value = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 1))
+        nn.init.zeros_(self.mean.bias)
+        nn.init.constant_(self.log_std.bias, -1.0)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """mean (B, m, k) of the pre-tanh Gaussian, log_std (B, m, k) in the allowed range, value (B,)."""
+        context, memory = self.encoder(obs)
+        q = self.slot_queries[None] + self.prev_slot(memory)                     # (B, m, d)
+        h, _ = self.attn(q, context, context, need_weights=False)
+        h = self.ln(h + q)
+        log_std = LOG_STD_MIN + (LOG_STD_MAX - LOG_STD_MIN) * torch.sigmoid(self.log_std(h))
+        return self.mean(h), log_std, self.value(h.mean(1)).squeeze(-1)
+
+
+def squashed_sample(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool = False,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Action tanh(u), u ~ N(mean, std), inside [-1, 1], and its log-probability (B,)."""
+    if deterministic:
+        u = mean
+    else:
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device) if generator is not None \
+            else torch.randn_like(mean)
+        u = mean + log_std.exp() * noise
+    return torch.tanh(u), squashed_log_prob(u, mean, log_std)
+
+
+def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log p(tanh(u)) summed over all action dimensions (change of variables through tanh)."""
+    normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    jac = 2 * (math.log(2) - u - F.softplus(-2 * u))                              # log(1 - tanh(u)^2)
+    return (normal - jac).flatten(1).sum(1)
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """Entropy of the pre-tanh Gaussian, summed over dimensions (B,)."""
+    return (log_std + 0.5 * math.log(2 * math.pi * math.e)).flatten(1).sum(1)

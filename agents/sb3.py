@@ -1,0 +1,147 @@
+"""Stable-Baselines3 (and sb3-contrib) algorithms on LLMMemory-v0, behind the same interface as
+REINFORCE: ``learn``, ``predict``, ``save``, ``load``.
+
+* :class:`MemoryFeaturesExtractor` embeds the token ids (never feeding raw ids as numbers to an
+  MLP) with the REINFORCE writer's :class:`~agents.networks.ObservationEncoder`, and reads the memory;
+* our natively batched VectorEnv reaches SB3 through :class:`~ltm_gym.envs.sb3_vec.SB3VecEnv`;
+* off-policy algorithms get an explicit replay-buffer size (the default 1M transitions of 640-dim
+  actions and token observations would not fit a laptop).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+from ltm_gym.envs.sb3_vec import SB3VecEnv
+
+from .networks import ObservationEncoder, WriterConfig
+
+
+def algorithms() -> dict[str, type]:
+    from sb3_contrib import TQC
+    from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
+
+    return {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC}
+
+
+OFF_POLICY = ("sac", "td3", "ddpg", "tqc")
+
+
+class MemoryFeaturesExtractor(BaseFeaturesExtractor):
+    """Segment encoder + memory reader -> [mean of segment features, mean of memory features]."""
+
+    def __init__(self, observation_space: spaces.Dict, d_model: int = 64, n_head: int = 4, n_layers: int = 1) -> None:
+        super().__init__(observation_space, features_dim=2 * d_model)
+        self.encoder = ObservationEncoder(observation_space, WriterConfig(d_model, n_head, n_layers))
+        self.n_slots = self.encoder.n_slots
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        context, _ = self.encoder(obs)
+        seg, mem = context[:, : -self.n_slots], context[:, -self.n_slots :]
+        return torch.cat([seg.mean(1), mem.mean(1)], dim=1)
+
+
+class ChartsCallback(BaseCallback):
+    """Logs the algorithm-independent scalars under the names REINFORCE uses (charts/...)."""
+
+    def __init__(self, run_dir: Path | None, user: Callable | None = None) -> None:
+        super().__init__()
+        self.run_dir, self.user = run_dir, user
+        self.writer = None
+        self.returns: list[float] = []
+        self._ep: np.ndarray | None = None
+        self._rewards: list[float] = []
+
+    def _on_step(self) -> bool:
+        rewards, dones = self.locals["rewards"], self.locals["dones"]
+        if self._ep is None:
+            self._ep = np.zeros(len(rewards))
+        self._ep += rewards
+        self._rewards.extend(rewards.tolist())
+        for i in np.flatnonzero(dones):
+            self.returns.append(float(self._ep[i]))
+            self._ep[i] = 0.0
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self._rewards and self.run_dir is not None:
+            if self.writer is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(self.run_dir / "tb"))
+            self.writer.add_scalar("charts/reward_mean", float(np.mean(self._rewards)), self.num_timesteps)
+            if self.returns:
+                self.writer.add_scalar("charts/episodic_return", float(np.mean(self.returns[-20:])), self.num_timesteps)
+        stats = {"reward_mean": float(np.mean(self._rewards))} if self._rewards else {}
+        self._rewards = []
+        if self.user is not None:
+            self.user(self, stats)
+
+    def _on_training_end(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+
+class SB3Agent:
+    """An SB3 algorithm on our VectorEnv; ``config`` is the algorithm's keyword arguments plus
+    ``features`` (the extractor's d_model/n_head/n_layers) and ``net_arch``."""
+
+    def __init__(self, name: str, env: Any, config: dict[str, Any] | None = None,
+                 run_dir: str | Path | None = None, seed: int = 0, device: str = "auto") -> None:
+        algos = algorithms()
+        if name not in algos:
+            raise ValueError(f"unknown SB3 algorithm {name!r}; known: {sorted(algos)}")
+        self.name, self.cls = name, algos[name]
+        self.venv = SB3VecEnv(env)
+        self.run_dir = Path(run_dir) if run_dir else None
+        config = dict(config or {})
+        features = config.pop("features", {})
+        policy_kwargs = {"features_extractor_class": MemoryFeaturesExtractor, "features_extractor_kwargs": features,
+                         **config.pop("policy_kwargs", {})}
+        if "net_arch" in config:
+            policy_kwargs["net_arch"] = config.pop("net_arch")
+        if name in OFF_POLICY:
+            config.setdefault("buffer_size", 10_000)
+            config.setdefault("learning_starts", 100)
+            policy_kwargs.setdefault("share_features_extractor", False)
+        self.model = self.cls("MultiInputPolicy", self.venv, seed=seed, device=device, policy_kwargs=policy_kwargs,
+                              verbose=0, **config)
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    def learn(self, total_steps: int, callback: Callable | None = None, progress: bool = False) -> "SB3Agent":
+        """Train until ``total_steps`` env steps in all (continuing a loaded model's count)."""
+        remaining = total_steps - self.num_timesteps
+        if remaining > 0:
+            self.model.learn(remaining, callback=ChartsCallback(self.run_dir, callback),
+                             reset_num_timesteps=False, progress_bar=progress)
+        return self
+
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
+        action, _ = self.model.predict(obs, deterministic=deterministic)
+        return action.astype(np.float32), None
+
+    def save(self, path: str | Path) -> Path:
+        from ltm_gym.core import atomic_write
+
+        path = Path(path)
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a file object: SB3 would otherwise append ".zip"
+                self.model.save(fh)
+
+        atomic_write(path, write)
+        return path
+
+    def load(self, path: str | Path) -> "SB3Agent":
+        with open(path, "rb") as fh:
+            self.model = self.cls.load(fh, env=self.venv, device=self.model.device)
+        return self

@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Evaluate a saved agent on the test split: its row (CE, perplexity, top-k K = 5..100, recall on
+the synthetic corpus) beside the LM rows (LoRA baseline, zero / random / shuffled /
+previous-segment memory, full-context oracle). Markdown to the terminal, CSV and JSON to
+RUN_DIR/eval.
+
+  python scripts/evaluate_agent.py --run-dir runs/LLMMemory-v0__reinforce__0__...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.evaluation import evaluate_run  # noqa: E402
+from ltm_gym.lm.evaluation import gap_closed, markdown_table  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, required=True, help="a run written by scripts/train_agent.py")
+    parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    parser.add_argument("--no-lm-rows", action="store_true", help="only the agent's row")
+    args = parser.parse_args(argv)
+    summaries = evaluate_run(args.run_dir, args.split, with_lm_rows=not args.no_lm_rows)
+    print(markdown_table(summaries))
+    if "oracle" in summaries and "answer_ce" in summaries["oracle"]:
+        for name in summaries:
+            print(f"answer-CE gap closed by {name}: {gap_closed(summaries, name):.3f}")
+    print(f"written to {args.run_dir / 'eval'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Train a memory-writing agent on LLMMemory-v0 (or EmbeddingMimic-v0): one command for every
+algorithm, swapped with --algo; same run directory layout, TensorBoard scalars and evaluation.
+
+Examples:
+  python scripts/train_agent.py --algo reinforce --steps 20000
+  python scripts/train_agent.py --algo ppo --env-kwargs reward_mode=answer study_dir=runs/study-tiny
+  python scripts/train_agent.py --algo reinforce --env-id ltm_gym/EmbeddingMimic-v0 --steps 5000   # hypothesis 1
+  python scripts/train_agent.py --algo reinforce --init-from runs/<mimic-run>/agent.pt          # then fine-tune
+  python scripts/train_agent.py --run-dir runs/<run> --resume
+
+The run directory holds config.yaml (everything resolved), tb/ (charts/reward_mean,
+charts/episodic_return for every algorithm, plus each algorithm's losses/...), the agent
+(agent.pt or agent.zip), and eval/agent_table.{csv,json} with --eval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml  # noqa: E402
+
+import agents  # noqa: E402
+from agents.training import agent_file, train_run  # noqa: E402
+from ltm_gym.core import announce, new_run_dir  # noqa: E402
+from ltm_gym.core.config import CONFIG_DIR, parse_overrides  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=agents.NAMES, default="reinforce", help="the RL algorithm")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="hyper-parameter YAML (default: configs/agents/ALGO.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a hyper-parameter, e.g. --set lr=1e-4 (repeatable)")
+    parser.add_argument("--env-id", default="ltm_gym/LLMMemory-v0",
+                        choices=["ltm_gym/LLMMemory-v0", "ltm_gym/EmbeddingMimic-v0"])
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="environment arguments: study_dir, reward_mode, k, action_mode, action_scale, "
+                             "max_segments, adapters, lm_update, ... (see help(LLMMemoryEnv))")
+    parser.add_argument("--num-envs", type=int, default=8, help="documents stepped together (default 8)")
+    parser.add_argument("--steps", type=int, default=20_000, help="total env steps, summed over envs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="agent device: auto, cpu, cuda")
+    parser.add_argument("--init-from", type=Path, default=None, help="agent file to start from")
+    parser.add_argument("--save-every", type=int, default=5000, help="checkpoint every this many env steps")
+    parser.add_argument("--eval", action="store_true", help="evaluate on the test split at the end")
+    parser.add_argument("--run-dir", type=Path, default=None, help="run directory (default: a new one in runs/)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    args = parser.parse_args(argv)
+
+    if args.resume:
+        if args.run_dir is None or not (args.run_dir / "config.yaml").is_file():
+            raise SystemExit("--resume needs --run-dir of an existing agent run (with config.yaml)")
+        cfg = yaml.safe_load((args.run_dir / "config.yaml").read_text())
+        cfg["steps"] = max(cfg["steps"], args.steps) if "--steps" in (argv or sys.argv) else cfg["steps"]
+        run_dir = args.run_dir
+    else:
+        path = args.config or CONFIG_DIR / "agents" / f"{args.algo}.yaml"
+        hyper = yaml.safe_load(Path(path).read_text()) or {}
+        hyper.update(parse_overrides(args.overrides))
+        env_kwargs = parse_overrides(args.env_kwargs)
+        cfg = {"algo": args.algo, "env_id": args.env_id, "env_kwargs": env_kwargs, "num_envs": args.num_envs,
+               "steps": args.steps, "seed": args.seed, "device": args.device, "hyperparams": hyper}
+        env_name = args.env_id.split("/")[-1]
+        run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed)
+    announce(run_dir)
+    agent = train_run(cfg, run_dir, init=args.init_from, save_every=args.save_every)
+    print(f"agent: {agent_file(run_dir, cfg['algo'])} ({agent.num_timesteps} env steps)")
+    if args.eval:
+        from agents.evaluation import evaluate_run
+        from ltm_gym.lm.evaluation import markdown_table
+
+        print(markdown_table(evaluate_run(run_dir)))
+
+
+if __name__ == "__main__":
+    main()
