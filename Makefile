@@ -18,13 +18,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
 
 install: $(STAMP)
 
-# The main job. Until the LLM-LTM study pipeline lands, the smallest real study the package runs:
-# a short looped-transformer regression run with its evaluation against least squares.
-DEMO_CMD ?= $(PY) scripts/train_looped.py --config looped-cpu --set train.steps=300 --set eval.n_prompts=256 --set eval.n_loops=24
-
+# The main job: the whole LLM-LTM study on the embedded tiny default (cached stages; a second
+# run reuses them), then the tables.
 demo: $(STAMP)
-	@echo "demo: a short looped-transformer run (the LLM-LTM study pipeline is not in this build yet)"
-	$(DEMO_CMD) $(DEMO_ARGS)
+	$(PY) scripts/run_study.py $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(TEST_ARGS)
