@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.evaluation import evaluate_run  # noqa: E402
-from ltm_gym.lm.evaluation import gap_closed, markdown_table  # noqa: E402
+from ltm_gym.lm.evaluation import gap_report, markdown_table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     summaries = evaluate_run(args.run_dir, args.split, with_lm_rows=not args.no_lm_rows)
     print(markdown_table(summaries))
-    if "oracle" in summaries and "answer_ce" in summaries["oracle"]:
-        for name in summaries:
-            print(f"answer-CE gap closed by {name}: {gap_closed(summaries, name):.3f}")
+    report = gap_report(summaries)
+    if report:
+        print(report)
     print(f"written to {args.run_dir / 'eval'}")
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ltm_gym.core import load_config  # noqa: E402
 from ltm_gym.lm import build_llmltm  # noqa: E402
-from ltm_gym.lm.evaluation import gap_closed, markdown_table, study_rows, write_tables  # noqa: E402
+from ltm_gym.lm.evaluation import gap_report, markdown_table, study_rows, write_tables  # noqa: E402
 from ltm_gym.lm.study import StudyConfig, StudyData, base_dir  # noqa: E402
 
 
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = study_rows(baseline, memory_lm, docs, cfg.eval_batch, cfg.oracle_segments)
     summaries = write_tables(args.study_dir / "eval", rows)
     print(markdown_table(summaries))
-    if "answer_ce" in summaries["oracle"]:
-        for name in summaries:
-            print(f"answer-CE gap closed by {name}: {gap_closed(summaries, name):.3f}")
+    report = gap_report(summaries)
+    if report:
+        print(report)
     print(f"tables written to {args.study_dir / 'eval'}")
 
 

@@ -29,7 +29,7 @@ from agents.training import agent_file, build, train_run  # noqa: E402
 from ltm_gym.core import load_config, to_dict  # noqa: E402
 from ltm_gym.core.config import CONFIG_DIR  # noqa: E402
 from ltm_gym.lm import build_llmltm  # noqa: E402
-from ltm_gym.lm.evaluation import gap_closed, markdown_table, study_rows, write_tables  # noqa: E402
+from ltm_gym.lm.evaluation import gap_report, markdown_table, study_rows, write_tables  # noqa: E402
 from ltm_gym.lm.study import STAGES, StudyConfig, StudyData, base_dir, run_stage  # noqa: E402
 
 
@@ -146,10 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     plots = plot_curves(study_dir, tables, rewards)
     print()
     print(markdown_table(summaries))
-    if "answer_ce" in summaries["oracle"]:
-        print()
-        for name in summaries:
-            print(f"answer-CE gap closed by {name:>28}: {gap_closed(summaries, name):+.3f}")
+    report = gap_report(summaries)
+    if report:
+        print("\n" + report)
     print(f"\ntables: {study_dir / 'eval'}   plots: {', '.join(str(p) for p in plots)}")
 
 

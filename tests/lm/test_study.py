@@ -45,3 +45,12 @@ def test_batches(study_data):
     fresh = fresh_synthetic_documents(cfg.corpus, study_data.tokenizer, [n, n + 1])
     known = {tuple(d.ids.flatten().tolist()) for split in study_data.splits.values() for d in split}
     assert len(fresh) == 2 and all(tuple(d.ids.flatten().tolist()) not in known for d in fresh)
+
+
+def test_gap_report():
+    from ltm_gym.lm.evaluation import gap_report
+
+    rows = {"lora_baseline": {"answer_ce": 3.9}, "oracle": {"answer_ce": 0.9}, "agent": {"answer_ce": 2.4}}
+    assert "agent: +0.500" in gap_report(rows)
+    rows["oracle"]["answer_ce"] = 3.85
+    assert gap_report(rows).startswith("no recall gap")
