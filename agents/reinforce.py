@@ -143,7 +143,7 @@ class ReinforceAgent:
         if self._obs is None:
             self._obs, _ = env.reset(seed=self.cfg.seed)
         obs_buf: list[dict[str, np.ndarray]] = []
-        u_buf, rew_buf, done_buf, trunc_value_buf = [], [], [], []
+        u_buf, rew_buf, done_buf = [], [], []
         for _ in range(n):
             obs_t = to_tensors(self._obs, self.device)
             with torch.no_grad():

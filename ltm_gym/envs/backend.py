@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 
 from ltm_gym.core import check, choose_device
@@ -183,6 +182,3 @@ class MemoryLMBackend:
             rows.append(row)
         return rows
 
-
-def as_numpy_tokens(ids: torch.Tensor) -> np.ndarray:
-    return ids.numpy().astype(np.int64, copy=True)

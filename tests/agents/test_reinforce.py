@@ -1,10 +1,8 @@
-import math
 
-import numpy as np
 import pytest
 import torch
 
-from agents.networks import gaussian_entropy, squashed_log_prob, squashed_sample
+from agents.networks import gaussian_entropy, squashed_sample
 from agents.reinforce import ReinforceAgent, ReinforceConfig, advantages, reinforce_loss, returns_to_go
 from ltm_gym.data.segments import Document
 from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv, MemoryLMBackend

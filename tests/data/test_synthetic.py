@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from ltm_gym.core import ConfigError, from_dict
 from ltm_gym.data import SyntheticConfig, Vocabulary, generate_corpus, synthetic_tokenizer, tokenize_documents

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from ltm_gym.lm import LMConfig, build_llmltm, embedding_memory, fixed_projection, load_pretrained_lm
-from ltm_gym.core import from_dict
+from ltm_gym.lm import build_llmltm, embedding_memory, fixed_projection, load_pretrained_lm
 from ltm_gym.metrics import prefix_losses
 from tests.fixtures import tiny_study_config
 

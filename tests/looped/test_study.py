@@ -2,7 +2,6 @@ import json
 
 import torch
 
-from baselines.looped.models import RegressionTransformer
 from baselines.looped.study import evaluate, make_batch_fn, train
 from ltm_gym.core import ConfigError, load_checkpoint, load_config
 from baselines.looped.study import LoopedConfig
