@@ -21,6 +21,8 @@ class CorpusConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     tokenizer: str = "synthetic"
     """``synthetic`` (trained on the synthetic corpus and cached) or an HF tokenizer name/path."""
+    synthetic_tokenizer: str = "bpe"
+    """Kind of the synthetic corpus's tokenizer: ``bpe`` (byte-level) or ``word`` (only corpus words)."""
     vocab_size: int = 1024
     segment_len: int = 64
     min_tokens: int = 128
@@ -31,6 +33,7 @@ class CorpusConfig:
     def validate(self) -> None:
         check(self.segment_len >= 2, "segment_len", self.segment_len, ">= 2")
         check(self.min_tokens >= 0, "min_tokens", self.min_tokens, ">= 0")
+        check(self.synthetic_tokenizer in ("bpe", "word"), "synthetic_tokenizer", self.synthetic_tokenizer, "bpe, word")
         check(self.max_segments is None or self.max_segments >= 2, "max_segments", self.max_segments, ">= 2 or null")
         if self.source == "synthetic":
             s = self.synthetic
@@ -40,7 +43,7 @@ class CorpusConfig:
 
 def load_tokenizer(cfg: CorpusConfig, cache_dir: str | Path):
     if cfg.tokenizer == "synthetic":
-        return synthetic_tokenizer(cfg.synthetic, cache_dir, cfg.vocab_size)
+        return synthetic_tokenizer(cfg.synthetic, cache_dir, cfg.vocab_size, kind=cfg.synthetic_tokenizer)
     from ltm_gym.lm.loading import load_pretrained_tokenizer
 
     return load_pretrained_tokenizer(cfg.tokenizer)

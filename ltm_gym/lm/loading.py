@@ -23,6 +23,10 @@ class TinyGPT2:
     n_embd: int = 128
     n_head: int = 4
     n_positions: int = 512
+    tie_embeddings: bool = False
+    """Tie the output layer to the token embeddings. Untied by default: a byte-level BPE has many
+    tokens the corpus never produces, and tied rows that are pushed down for them drag the input
+    embeddings along, which stalls the induction (copying) a small LM must learn."""
 
     def validate(self) -> None:
         check(self.n_embd % self.n_head == 0, "tiny.n_embd", self.n_embd, f"a multiple of n_head={self.n_head}")
@@ -35,7 +39,8 @@ def build_tiny_gpt2(arch: TinyGPT2, vocab_size: int, bos_token_id: int, seed: in
 
     config = GPT2Config(vocab_size=vocab_size, n_positions=arch.n_positions, n_embd=arch.n_embd,
                         n_layer=arch.n_layer, n_head=arch.n_head, bos_token_id=bos_token_id,
-                        eos_token_id=bos_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                        eos_token_id=bos_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        tie_word_embeddings=arch.tie_embeddings)
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config)
 

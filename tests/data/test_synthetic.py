@@ -70,3 +70,16 @@ def test_bad_knobs_are_named():
         cfg(distance=4)
     with pytest.raises(ConfigError, match="segment_len"):
         cfg(segment_len=20)
+
+
+def test_word_tokenizer_has_only_corpus_words(tmp_path):
+    c = cfg()
+    tok = synthetic_tokenizer(c, tmp_path, kind="word")
+    words = Vocabulary(c).all_words()
+    assert len(tok) == len(set(words)) + 2                      # + BOS and <unk>
+    corpus = generate_corpus(c)
+    docs = tokenize_documents([{"text": d.text, "answer_spans": d.answer_spans} for d in corpus], tok, c.segment_len, 0)
+    assert docs[0].ids.shape == (c.n_segments, c.segment_len)
+    assert docs[0].answer_mask.sum() == c.n_facts * (c.n_segments - 1)
+    with pytest.raises(ValueError, match="tokenizer kind"):
+        synthetic_tokenizer(c, tmp_path, kind="chars")
