@@ -9,8 +9,9 @@ episode terminates after the reward of the document's last segment, or is trunca
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import torch
@@ -61,6 +62,23 @@ def make_spaces(backend: MemoryLMBackend, s: EnvSettings) -> tuple[spaces.Dict, 
                            "memory": memory})
     shape = (m, d) if s.action_mode == "full" else (d + 1,)
     return obs, spaces.Box(-1.0, 1.0, shape, np.float32)
+
+
+@contextlib.contextmanager
+def final_hidden(model: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the LM's final hidden states (the input of its output layer) during a forward."""
+    captured: list[torch.Tensor] = []
+    handle = model.lm.get_output_embeddings().register_forward_hook(
+        lambda mod, inp, out: captured.append(inp[0].detach()))
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def pool(captured: list[torch.Tensor]) -> np.ndarray:
+    """Mean over the segment's tokens (BOS left out) of captured final hidden states: (N, H)."""
+    return captured[0][:, 1:].float().mean(1).cpu().numpy()
 
 
 def write_memory(memory: np.ndarray, actions: np.ndarray, action_mode: str, scale: float) -> np.ndarray:
@@ -145,20 +163,14 @@ class Episodes:
             self.mimic_d[i] = float(self.backend.mimic_distance(torch.from_numpy(self.memory[i : i + 1]))[0])
         if self.s.obs_mode == "hidden":
             ids = docs[document].ids[0][None]
-            self.hidden[i] = self._pooled_hidden(ids, None)[0]
+            self.hidden[i] = self._pooled_hidden(ids, torch.from_numpy(self.memory[i : i + 1]))[0]
 
-    def _pooled_hidden(self, ids: torch.Tensor, memory: torch.Tensor | None) -> np.ndarray:
+    def _pooled_hidden(self, ids: torch.Tensor, memory: torch.Tensor) -> np.ndarray:
+        """The observation of ``obs_mode="hidden"`` for segments read with ``memory``."""
         b = self.backend
-        with torch.no_grad():
-            mem = memory.to(b.device) if memory is not None else None
-            self._capture = []
-            handle = b.model.lm.get_output_embeddings().register_forward_hook(
-                lambda mod, inp, out: self._capture.append(inp[0]))
-            try:
-                b.model(ids.to(b.device), mem)
-            finally:
-                handle.remove()
-        return self._capture[0][:, 1:].float().mean(1).cpu().numpy()
+        with torch.no_grad(), final_hidden(b.model) as captured:
+            b.model(ids.to(b.device), memory.to(b.device))
+        return pool(captured)
 
     def observation(self, i: int) -> dict[str, np.ndarray]:
         """Fresh arrays for env i (never views of internal state)."""
@@ -191,6 +203,8 @@ class Episodes:
             self.mimic_d = d_new
             for i in range(self.n):
                 infos[i]["mimic_distance"] = float(d_new[i])
+            if self.s.obs_mode == "hidden":  # no reward forward to reuse here
+                self.hidden = self._pooled_hidden(ids, mem_t)
         else:
             lengths = None
             if mode == "prefix":
@@ -200,15 +214,10 @@ class Episodes:
             if mode == "delta":
                 keys = [(int(d), int(t), self.s.split) for d, t in zip(self.doc, nxt)]
                 base = b.no_memory_ce(ids, keys)
-            if self.s.obs_mode == "hidden":
-                self._capture = []
-                handle = b.model.lm.get_output_embeddings().register_forward_hook(
-                    lambda mod, inp, out: self._capture.append(inp[0].detach()))
-            try:
+            # the next observation's hidden states come from the reward's own forward
+            capture = final_hidden(b.model) if self.s.obs_mode == "hidden" else contextlib.nullcontext([])
+            with capture as captured:
                 terms = b.reward_terms(mem_t, ids, mask, mode, lengths, no_memory_ce=base)
-            finally:
-                if self.s.obs_mode == "hidden":
-                    handle.remove()
             rewards = terms["reward"].detach().double().cpu().numpy()
             metrics = b.segment_metrics(terms["logits"], ids, terms["losses"], mask)
             if b.lm_update:
@@ -220,7 +229,7 @@ class Episodes:
                 if b.lm_update:
                     infos[i]["lm_loss"] = lm_loss
             if self.s.obs_mode == "hidden":
-                self.hidden = self._capture[0][:, 1:].float().mean(1).cpu().numpy()
+                self.hidden = pool(captured)
         self.memory = memory
         self.t = nxt
         self.steps += 1

@@ -23,7 +23,11 @@ SMALL = {
 
 
 def test_every_name_has_a_small_config():
+    from agents.registry import SB3_NAMES
+    from agents.sb3 import algorithms
+
     assert set(SMALL) == set(agents.NAMES)
+    assert set(algorithms()) == set(SB3_NAMES)
 
 
 @pytest.mark.parametrize("name", agents.NAMES)

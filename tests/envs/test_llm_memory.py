@@ -171,12 +171,18 @@ def test_slot_action_writes_one_slot(backend):
     assert np.allclose(obs["memory"][3], 0.5) and not obs["memory"][:3].any()
 
 
-def test_hidden_observation(backend):
-    env = make(backend, obs_mode="hidden")
+@pytest.mark.parametrize("reward_mode", ["prefix", "mimic"])
+def test_hidden_observation(backend, reward_mode):
+    env = make(backend, obs_mode="hidden", reward_mode=reward_mode)
     obs, _ = env.reset(seed=0)
     assert obs["hidden"].shape == (backend.model.hidden,) and np.isfinite(obs["hidden"]).all()
     obs2, *_ = env.step(np.full(env.action_space.shape, 0.5, np.float32))
     assert not np.allclose(obs["hidden"], obs2["hidden"])
+    # the observation is the LM reading the next segment with the memory just written
+    ep = env.episodes
+    ids = backend.docs("train")[int(ep.doc[0])].ids[1][None]
+    expected = ep._pooled_hidden(ids, torch.full((1, 4, 16), 0.5))[0]
+    assert np.allclose(obs2["hidden"], expected, atol=1e-5)
 
 
 def test_lm_update_co_trains(study_data):
