@@ -180,6 +180,40 @@ class Episodes:
             first = {"hidden": self.hidden[i].copy()}
         return {**first, "memory": self.memory[i].copy()}
 
+    # ------------------------------------------------------------------ the reward
+    def next_segments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and answer masks (n, L) of every env's next segment s_{t+1}."""
+        docs, nxt = self.docs, self.t + 1
+        ids = torch.stack([docs[d].ids[t] for d, t in zip(self.doc, nxt)])
+        mask = torch.stack([docs[d].answer_mask[t] for d, t in zip(self.doc, nxt)])
+        return ids, mask
+
+    def draw_lengths(self, rngs: list[np.random.Generator]) -> torch.Tensor | None:
+        """The k prefix lengths of every env (prefix mode; None otherwise), env i from ``rngs[i]``."""
+        if self.s.reward.mode != "prefix":
+            return None
+        L = self.backend.segment_len
+        return torch.from_numpy(np.stack([r.integers(1, L + 1, size=self.s.reward.k) for r in rngs]))
+
+    def reward_terms(self, memory: torch.Tensor, lengths: torch.Tensor | None = None,
+                     grad: bool = False) -> dict[str, torch.Tensor]:
+        """Reward terms of memories (n, m, d) on the next segments: what :meth:`step` scores, and,
+        with ``grad=True``, the differentiable reward path (gradients flow back to ``memory``)."""
+        mode = self.s.reward.mode
+        if mode == "mimic":
+            raise ValueError("reward mode 'mimic' has no LM reward path")
+        if memory.shape != (self.n, self.backend.n_slots, self.backend.slot_dim):
+            raise ValueError(f"memory shape is {tuple(memory.shape)}; expected "
+                             f"{(self.n, self.backend.n_slots, self.backend.slot_dim)}")
+        if mode == "prefix" and lengths is None:
+            raise ValueError("reward mode 'prefix' needs the prefix lengths (n, k)")
+        ids, mask = self.next_segments()
+        base = None
+        if mode == "delta":
+            keys = [(int(d), int(t), self.s.split) for d, t in zip(self.doc, self.t + 1)]
+            base = self.backend.no_memory_ce(ids, keys)
+        return self.backend.reward_terms(memory, ids, mask, mode, lengths, grad=grad, no_memory_ce=base)
+
     def step(self, actions: Any, rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         """Validate, write, reward on the next segments (one batched forward), advance. Env i draws
         its prefix lengths from ``rngs[i]``.
@@ -191,8 +225,7 @@ class Episodes:
         memory = self.written_memory(actions)
         docs = self.docs
         nxt = self.t + 1
-        ids = torch.stack([docs[d].ids[t] for d, t in zip(self.doc, nxt)])
-        mask = torch.stack([docs[d].answer_mask[t] for d, t in zip(self.doc, nxt)])
+        ids, mask = self.next_segments()
         mode = self.s.reward.mode
         b = self.backend
         infos: list[dict] = [{} for _ in range(self.n)]
@@ -206,18 +239,11 @@ class Episodes:
             if self.s.obs_mode == "hidden":  # no reward forward to reuse here
                 self.hidden = self._pooled_hidden(ids, mem_t)
         else:
-            lengths = None
-            if mode == "prefix":
-                lengths = torch.from_numpy(np.stack([r.integers(1, b.segment_len + 1, size=self.s.reward.k)
-                                                     for r in rngs]))
-            base = None
-            if mode == "delta":
-                keys = [(int(d), int(t), self.s.split) for d, t in zip(self.doc, nxt)]
-                base = b.no_memory_ce(ids, keys)
+            lengths = self.draw_lengths(rngs)
             # the next observation's hidden states come from the reward's own forward
             capture = final_hidden(b.model) if self.s.obs_mode == "hidden" else contextlib.nullcontext([])
             with capture as captured:
-                terms = b.reward_terms(mem_t, ids, mask, mode, lengths, no_memory_ce=base)
+                terms = self.reward_terms(mem_t, lengths)
             rewards = terms["reward"].detach().double().cpu().numpy()
             metrics = b.segment_metrics(terms["logits"], ids, terms["losses"], mask)
             if b.lm_update:
@@ -253,3 +279,19 @@ class Episodes:
                 f"segment: {text.strip()}\n"
                 f"memory: mean {m.mean():+.3f} std {m.std():.3f} min {m.min():+.3f} max {m.max():+.3f}  "
                 f"slot norms [{' '.join(f'{x:.2f}' for x in norms)}]\n")
+
+
+class DifferentiableReward:
+    """The differentiable reward path of the single and the vector env (both hold ``episodes``)."""
+
+    episodes: Episodes
+    _needs_reset: bool
+
+    def differentiable_reward(self, memory: torch.Tensor, prefix_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The reward ``step`` would give for writing ``memory`` (num_envs, n_slots, slot_dim) now,
+        as a tensor with gradients back to ``memory`` (the pathwise gradient a differentiable
+        writer trains on). ``prefix_lengths`` (num_envs, k) is needed in prefix mode. The env does
+        not advance."""
+        if self._needs_reset:
+            raise RuntimeError("call reset() before differentiable_reward()")
+        return self.episodes.reward_terms(memory, prefix_lengths, grad=True)["reward"]

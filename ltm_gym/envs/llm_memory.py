@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from .backend import DEFAULT_STUDY_DIR, MemoryLMBackend, RewardConfig
-from .episodes import EnvSettings, Episodes
+from .episodes import DifferentiableReward, EnvSettings, Episodes
 
 
 def resolve_backend(backend: MemoryLMBackend | None, study_dir: str | Path | None, config: str | Path | None,
@@ -27,7 +27,7 @@ def env_settings(split: str, reward_mode: str, k: int, action_mode: str, action_
                        action_scale=action_scale, obs_mode=obs_mode, max_segments=max_segments)
 
 
-class LLMMemoryEnv(gym.Env):
+class LLMMemoryEnv(DifferentiableReward, gym.Env):
     """
     ## Description
     A memory agent reads a text segment and its previous memory and writes a new memory of

@@ -11,11 +11,11 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .backend import MemoryLMBackend
-from .episodes import Episodes
+from .episodes import DifferentiableReward, Episodes
 from .llm_memory import env_settings, resolve_backend
 
 
-class LLMMemoryVectorEnv(VectorEnv):
+class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
     """N copies of :class:`~ltm_gym.envs.llm_memory.LLMMemoryEnv` (same arguments, same spaces and
     rewards) stepped together. Autoreset mode SAME_STEP: an episode that ends is reset within the
     same step; its last observation and info are in ``infos["final_obs"]`` / ``infos["final_info"]``

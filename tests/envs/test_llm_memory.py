@@ -227,3 +227,28 @@ def test_make_by_string_in_fresh_process(tmp_path):
                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(32,) (4, 16)" in out.stdout
+
+
+@pytest.mark.parametrize("mode", ["prefix", "full", "answer"])
+def test_differentiable_reward_equals_step_reward_and_has_gradients(backend, mode):
+    env = make(backend, reward_mode=mode)
+    env.reset(seed=3)
+    a = (np.random.default_rng(1).uniform(-1, 1, env.action_space.shape) * 0.5).astype(np.float32)
+    memory = torch.from_numpy(a[None]).requires_grad_(True)
+    lengths = torch.tensor([[1, 2, 3, 4]]) if mode == "prefix" else None
+    r = env.differentiable_reward(memory, lengths)
+    r.sum().backward()
+    assert memory.grad is not None and memory.grad.abs().sum() > 0
+    _, r_step, *_, info = env.step(a)
+    if mode == "prefix":  # the step drew its own lengths: score those through the same path
+        env2 = make(backend, reward_mode=mode)
+        env2.reset(seed=3)
+        r = env2.differentiable_reward(torch.from_numpy(a[None]), torch.from_numpy(info["prefix_lengths"][None]))
+    assert abs(float(r[0]) - r_step) < 1e-5
+
+
+def test_differentiable_reward_rejects_bad_memory_shape(backend):
+    env = make(backend)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="memory shape"):
+        env.differentiable_reward(torch.zeros(2, 3, 4), torch.ones(1, 4, dtype=torch.long))
