@@ -198,7 +198,8 @@ class Episodes:
     def reward_terms(self, memory: torch.Tensor, lengths: torch.Tensor | None = None,
                      grad: bool = False) -> dict[str, torch.Tensor]:
         """Reward terms of memories (n, m, d) on the next segments: what :meth:`step` scores, and,
-        with ``grad=True``, the differentiable reward path (gradients flow back to ``memory``)."""
+        with ``grad=True``, the differentiable reward path (gradients flow back to ``memory``).
+        The scored segments come back as ``ids`` and ``answer_mask``."""
         mode = self.s.reward.mode
         if mode == "mimic":
             raise ValueError("reward mode 'mimic' has no LM reward path")
@@ -212,7 +213,8 @@ class Episodes:
         if mode == "delta":
             keys = [(int(d), int(t), self.s.split) for d, t in zip(self.doc, self.t + 1)]
             base = self.backend.no_memory_ce(ids, keys)
-        return self.backend.reward_terms(memory, ids, mask, mode, lengths, grad=grad, no_memory_ce=base)
+        terms = self.backend.reward_terms(memory, ids, mask, mode, lengths, grad=grad, no_memory_ce=base)
+        return {**terms, "ids": ids, "answer_mask": mask}
 
     def step(self, actions: Any, rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         """Validate, write, reward on the next segments (one batched forward), advance. Env i draws
@@ -225,7 +227,6 @@ class Episodes:
         memory = self.written_memory(actions)
         docs = self.docs
         nxt = self.t + 1
-        ids, mask = self.next_segments()
         mode = self.s.reward.mode
         b = self.backend
         infos: list[dict] = [{} for _ in range(self.n)]
@@ -237,7 +238,7 @@ class Episodes:
             for i in range(self.n):
                 infos[i]["mimic_distance"] = float(d_new[i])
             if self.s.obs_mode == "hidden":  # no reward forward to reuse here
-                self.hidden = self._pooled_hidden(ids, mem_t)
+                self.hidden = self._pooled_hidden(self.next_segments()[0], mem_t)
         else:
             lengths = self.draw_lengths(rngs)
             # the next observation's hidden states come from the reward's own forward
@@ -245,7 +246,7 @@ class Episodes:
             with capture as captured:
                 terms = self.reward_terms(mem_t, lengths)
             rewards = terms["reward"].detach().double().cpu().numpy()
-            metrics = b.segment_metrics(terms["logits"], ids, terms["losses"], mask)
+            metrics = b.segment_metrics(terms["logits"], terms["ids"], terms["losses"], terms["answer_mask"])
             if b.lm_update:
                 lm_loss = b.update_lm(terms["losses"])
             for i in range(self.n):
