@@ -49,11 +49,8 @@ def evaluate_run(run_dir, split: str = "test", with_lm_rows: bool = True) -> dic
     import yaml
 
     import ltm_gym  # noqa: F401
-    from ltm_gym.core import load_config
     from ltm_gym.envs.backend import DEFAULT_STUDY_DIR
-    from ltm_gym.lm import build_llmltm
-    from ltm_gym.lm.evaluation import study_rows, write_tables
-    from ltm_gym.lm.study import StudyConfig, base_dir
+    from ltm_gym.lm.evaluation import study_dir_rows, write_tables
 
     from .training import agent_file, build
 
@@ -64,14 +61,8 @@ def evaluate_run(run_dir, split: str = "test", with_lm_rows: bool = True) -> dic
     agent.load(agent_file(run_dir, cfg["algo"]))
     backend = env.unwrapped.backend
     rows = {}
-    study_dir = Path(kw.get("study_dir", DEFAULT_STUDY_DIR))
-    if with_lm_rows and (study_dir / "lora_baseline.safetensors").is_file():
-        scfg = load_config(StudyConfig, study_dir / "config.yaml")
-        base = base_dir(study_dir, scfg)
-        baseline = build_llmltm(scfg.lm, backend.tokenizer, base_dir=base, adapters=study_dir / "lora_baseline.safetensors")
-        mem = study_dir / "memory_lm.safetensors"
-        memory_lm = build_llmltm(scfg.lm, backend.tokenizer, base_dir=base, adapters=mem) if mem.is_file() else None
-        rows.update(study_rows(baseline, memory_lm, backend.docs(split), scfg.eval_batch, scfg.oracle_segments))
+    if with_lm_rows:
+        rows.update(study_dir_rows(Path(kw.get("study_dir", DEFAULT_STUDY_DIR)), backend.tokenizer, backend.docs(split)))
     rows[f"agent_{cfg['algo']}"] = agent_metrics(agent, backend, split, action_mode=kw.get("action_mode", "full"),
                                                  action_scale=float(kw.get("action_scale", 1.0)))
     out = run_dir / "eval"

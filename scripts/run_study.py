@@ -2,7 +2,8 @@
 """The whole LLM-LTM study end to end (what `make demo` runs), on the embedded tiny default by
 default: corpus and tokenizer -> tiny LM pre-training -> LoRA baseline -> LM pre-training with
 previous-segment memory (hypothesis 2) -> agent pre-training on EmbeddingMimic-v0 (hypothesis 1)
--> REINFORCE with and without that pre-training -> the study's tables and plots.
+-> REINFORCE with and without that pre-training -> the differentiable memory writer (the upper
+bound of the agents, baselines/bptt_memory.py) -> the study's tables and plots.
 
 Every stage is cached in the study directory (named after the config's hash, so a changed
 config starts a new one), resumes after an interruption, and is skipped once done.
@@ -26,6 +27,7 @@ import yaml  # noqa: E402
 
 from agents.evaluation import agent_metrics  # noqa: E402
 from agents.training import agent_file, build, train_run  # noqa: E402
+from baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer  # noqa: E402
 from ltm_gym.core import load_config, to_dict  # noqa: E402
 from ltm_gym.core.config import CONFIG_DIR  # noqa: E402
 from ltm_gym.lm import build_llmltm  # noqa: E402
@@ -93,13 +95,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="study directory (default: runs/study-NAME-HASH of the resolved config)")
     parser.add_argument("--agent-steps", type=int, default=3000, help="REINFORCE env steps per agent")
     parser.add_argument("--mimic-steps", type=int, default=1000, help="EmbeddingMimic-v0 pre-training env steps")
+    parser.add_argument("--bptt-steps", type=int, default=1000,
+                        help="differentiable writer steps (configs/bptt-tiny.yaml has 1500; 0 = the config's)")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     cfg = load_config(StudyConfig, args.config, args.overrides)
-    key = hashlib.sha1(json.dumps([to_dict(cfg), args.agent_steps, args.mimic_steps, args.num_envs, args.seed],
-                                  sort_keys=True).encode()).hexdigest()[:8]
+    key = hashlib.sha1(json.dumps([to_dict(cfg), args.agent_steps, args.mimic_steps, args.num_envs, args.seed,
+                                   args.bptt_steps], sort_keys=True).encode()).hexdigest()[:8]
     study_dir = args.study_dir or Path("runs") / f"study-{cfg.name}-{key}"
     study_dir.mkdir(parents=True, exist_ok=True)
     (study_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -132,6 +136,13 @@ def main(argv: list[str] | None = None) -> None:
             trace.write_text(json.dumps({"steps": agent.num_timesteps, "episode_returns": history}))
         rewards[name] = json.loads(trace.read_text())["episode_returns"]
 
+    bptt_over = {"study_dir": str(study_dir), "train": {"seed": args.seed}}
+    if args.bptt_steps:
+        bptt_over["train"]["steps"] = args.bptt_steps
+    bptt_cfg = load_config(BPTTConfig, "bptt-tiny", bptt_over)
+    print(f"[bptt writer] {study_dir / 'bptt'}")
+    writer, bptt_backend = train_writer(bptt_cfg, study_dir / "bptt")
+
     base_lm = base_dir(study_dir, cfg)
     baseline = build_llmltm(cfg.lm, data.tokenizer, base_dir=base_lm, adapters=study_dir / "lora_baseline.safetensors")
     memory_lm = build_llmltm(cfg.lm, data.tokenizer, base_dir=base_lm, adapters=study_dir / "memory_lm.safetensors")
@@ -141,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         env, agent = build(runs[name], None, num_envs=1)
         agent.load(agent_file(study_dir / "agents" / name, "reinforce"))
         rows[f"agent_{name}"] = agent_metrics(agent, env.unwrapped.backend, "test", cfg.eval_batch)
+    rows["bptt_writer"] = evaluate_writer(writer, bptt_backend, bptt_cfg, "test", with_lm_rows=False)["bptt_writer"]
     summaries = write_tables(study_dir / "eval", rows)
     tables = json.loads((study_dir / "eval" / "lm_table.json").read_text())
     plots = plot_curves(study_dir, tables, rewards)

@@ -10,3 +10,29 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
+
+import pytest  # noqa: E402
+from torch import nn  # noqa: E402
+
+from tests.fixtures import tiny_study_config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def study_data(tmp_path_factory):
+    """The tests' synthetic corpus and tokenizer (built once)."""
+    from ltm_gym.lm.study import StudyData
+
+    return StudyData(tiny_study_config(), tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def backend(study_data):
+    """An untrained tiny LLM-LTM whose memory matters (the read path starts at zero otherwise)."""
+    from ltm_gym.envs import MemoryLMBackend
+    from ltm_gym.lm import build_llmltm
+
+    model = build_llmltm(tiny_study_config().lm, study_data.tokenizer, seed=0)
+    with torch.no_grad():
+        for r in model.readers:
+            nn.init.normal_(r.o.weight, std=0.3)
+    return MemoryLMBackend(model, study_data.splits, study_data.tokenizer, device="cpu")

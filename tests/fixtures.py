@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from ltm_gym.core import load_config
 from ltm_gym.lm.study import StudyConfig
@@ -28,3 +30,14 @@ def tiny_study_config(**overrides) -> StudyConfig:
 
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.getbasetemp() / "tokenizers"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of scripts/ as a module (so tests call its main with arguments)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -67,10 +67,12 @@ class MemoryLMBackend:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_study(cls, study_dir: str | Path = DEFAULT_STUDY_DIR, config: str | Path | None = None,
-                   adapters: Literal["memory", "lora", "none"] = "memory", device: str = "auto",
+                   adapters: str = "memory", device: str = "auto",
                    lm_update: bool = False, lm_lr: float = 1e-4, overrides: list[str] | None = None) -> "MemoryLMBackend":
         """The study's LM and corpus: ``study_dir`` written by scripts/pretrain_lm.py (or the
-        embedded tiny default, built untrained, when the directory has no LM yet)."""
+        embedded tiny default, built untrained, when the directory has no LM yet). ``adapters``:
+        the study's ``memory`` or ``lora`` adapters, ``none``, or a .safetensors file of adapters
+        (e.g. the reader a differentiable-writer run trained)."""
         import warnings
 
         from ltm_gym.core import load_config
@@ -86,10 +88,16 @@ class MemoryLMBackend:
             warnings.warn(f"{base} does not exist: the env uses an UNTRAINED tiny LM; run "
                           f"scripts/pretrain_lm.py --study-dir {study_dir} for a meaningful reward", stacklevel=2)
             base = None
-        path = {"memory": study_dir / "memory_lm.safetensors", "lora": study_dir / "lora_baseline.safetensors",
-                "none": None}[adapters]
-        model = build_llmltm(cfg.lm, data.tokenizer, base_dir=base, adapters=path if path and path.exists() else None,
-                             seed=cfg.seed)
+        named = {"memory": study_dir / "memory_lm.safetensors", "lora": study_dir / "lora_baseline.safetensors",
+                 "none": None}
+        if adapters in named:
+            path = named[adapters]
+            path = path if path is not None and path.exists() else None
+        else:
+            path = Path(adapters)
+            if not path.is_file():
+                raise FileNotFoundError(f"adapters={adapters!r}: no such file (or use memory, lora, none)")
+        model = build_llmltm(cfg.lm, data.tokenizer, base_dir=base, adapters=path, seed=cfg.seed)
         return cls(model, data.splits, data.tokenizer, device, lm_update, lm_lr)
 
     # ------------------------------------------------------------------ rewards

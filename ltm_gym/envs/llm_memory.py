@@ -71,7 +71,8 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
     ## Arguments
     * ``study_dir``: a study written by ``scripts/pretrain_lm.py`` (default ``runs/study-tiny``; an
       untrained tiny LM with a warning when it holds none); ``config``: its config (default: the
-      study's, else the ``tiny`` preset); ``adapters``: ``memory`` | ``lora`` | ``none``.
+      study's, else the ``tiny`` preset); ``adapters``: ``memory`` | ``lora`` | ``none`` | a
+      .safetensors file (e.g. the reader trained with a differentiable writer, baselines/bptt_memory.py).
     * ``backend``: a ready :class:`MemoryLMBackend` (shared by several envs, never copied).
     * ``split``: ``train`` | ``validation`` | ``test``.
     * ``reward_mode``, ``k``, ``action_mode``, ``action_scale``, ``obs_mode``, ``max_segments`` as above.

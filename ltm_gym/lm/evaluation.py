@@ -107,6 +107,25 @@ def study_rows(baseline: LLMLTM, memory_lm: LLMLTM | None, docs: list[Document],
     return rows
 
 
+def study_dir_rows(study_dir: Path, tokenizer, docs: list[Document], device: str = "auto") -> dict[str, SegmentMetrics]:
+    """:func:`study_rows` of the adapters a study directory holds (none when the LoRA baseline is
+    not trained yet: there is nothing to compare with)."""
+    from ltm_gym.core import load_config
+
+    from .setup import build_llmltm
+    from .study import StudyConfig, base_dir
+
+    study_dir = Path(study_dir)
+    if not (study_dir / "lora_baseline.safetensors").is_file():
+        return {}
+    cfg = load_config(StudyConfig, study_dir / "config.yaml")
+    base = base_dir(study_dir, cfg)
+    baseline = build_llmltm(cfg.lm, tokenizer, base_dir=base, adapters=study_dir / "lora_baseline.safetensors")
+    mem = study_dir / "memory_lm.safetensors"
+    memory_lm = build_llmltm(cfg.lm, tokenizer, base_dir=base, adapters=mem) if mem.is_file() else None
+    return study_rows(baseline, memory_lm, docs, cfg.eval_batch, cfg.oracle_segments, device)
+
+
 COLUMNS = ["ce", "ppl"] + [f"top{k}" for k in TOP_K] + ["answer_ce", "recall_acc"]
 
 

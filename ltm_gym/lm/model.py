@@ -143,8 +143,8 @@ class LLMLTM(nn.Module):
                 logits = self.lm(input_ids=ids).logits[:, start:-1]
             finally:
                 self._memory = None
-        losses = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), input_ids.reshape(-1),
-                                 reduction="none").view(B, L)
+        wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32, fp64 stays
+        losses = F.cross_entropy(wide.reshape(-1, logits.shape[-1]), input_ids.reshape(-1), reduction="none").view(B, L)
         return logits, losses
 
     def _check_memory(self, memory: torch.Tensor, batch: int) -> None:

@@ -18,6 +18,7 @@ from ltm_gym.core import TrainConfig, Trainer, check, save_config, seed_everythi
 from ltm_gym.data.corpus import CorpusConfig, build_corpus, fresh_synthetic_documents, load_tokenizer
 from ltm_gym.data.segments import Document
 
+from .induction import captured_attention, induction_hint_loss
 from .memory import embedding_memory
 from .model import LLMLTM
 from .setup import LMConfig, build_llmltm
@@ -31,10 +32,22 @@ class StageConfig:
     batch_size: int = 16
     context_segments: int = 1
     """Consecutive segments per training sequence (pretrain only: teaches copying across segments)."""
+    induction_hint: float = 0.0
+    """Pretrain only: weight of the auxiliary attention loss that forms the copying circuit early
+    (ltm_gym/lm/induction.py); 0 disables it."""
+    induction_hint_steps: int = 0
+    """Steps the hint is applied for (0 = all of them)."""
 
     def validate(self) -> None:
         check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
         check(self.context_segments >= 1, "context_segments", self.context_segments, ">= 1")
+        check(self.induction_hint >= 0, "induction_hint", self.induction_hint, ">= 0")
+        check(self.induction_hint_steps >= 0, "induction_hint_steps", self.induction_hint_steps, ">= 0")
+
+    def hint_at(self, step: int) -> float:
+        """The induction hint's weight at optimizer step ``step``."""
+        on = self.induction_hint_steps == 0 or step < self.induction_hint_steps
+        return self.induction_hint if on else 0.0
 
 
 @dataclass
@@ -118,12 +131,21 @@ def previous_segment_memory(model: LLMLTM, prev_ids: torch.Tensor) -> torch.Tens
 
 def stage_loss(stage: str):
     def loss_fn(model: LLMLTM, batch: dict):
+        out: dict[str, float] = {}
+        hint = float(batch["hint"][0]) if "hint" in batch else 0.0
         if stage == "memory":
             mem = previous_segment_memory(_unwrap(model), batch["prev"])
             _, losses = model(batch["ids"], mem)
+        elif hint > 0:
+            inner = _unwrap(model)
+            with captured_attention(inner.lm, (0, 1)) as attentions:
+                _, losses = model(batch["ids"])
+            bos = batch["ids"].new_full((len(batch["ids"]), 1), inner.bos_token_id)
+            aux = induction_hint_loss(attentions, torch.cat([bos, batch["ids"]], 1))
+            out["induction_hint"] = float(aux.detach())
+            return losses.mean() + hint * aux, out
         else:
             _, losses = model(batch["ids"])
-        out = {}
         if stage != "pretrain" and batch["answer_mask"].any():
             out["answer_ce"] = float(losses.detach()[batch["answer_mask"]].mean())
         return losses.mean(), out
@@ -174,7 +196,10 @@ def run_stage(stage: str, cfg: StudyConfig, data: StudyData, study_dir: Path, re
             first = cfg.corpus.synthetic.n_documents + step * sc.batch_size
             docs = fresh_synthetic_documents(cfg.corpus, data.tokenizer, list(range(first, first + sc.batch_size)))
         if stage == "pretrain":
-            return window_batch(docs, sc.batch_size, sc.context_segments, g)
+            batch = window_batch(docs, sc.batch_size, sc.context_segments, g)
+            if sc.hint_at(step) > 0:
+                batch["hint"] = torch.full((sc.batch_size,), sc.hint_at(step))
+            return batch
         return pair_batch(docs, sc.batch_size, g)
 
     g_val = torch.Generator().manual_seed(seed + 99)

@@ -1,26 +1,7 @@
-import pytest
 import torch
 from torch import nn
 
-from ltm_gym.envs import MemoryLMBackend
-from ltm_gym.lm import MemorySettings, build_llmltm
-from ltm_gym.lm.study import StudyData
-from tests.fixtures import tiny_study_config
-
-
-@pytest.fixture(scope="session")
-def study_data(tmp_path_factory):
-    return StudyData(tiny_study_config(), tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="session")
-def backend(study_data):
-    cfg = tiny_study_config()
-    model = build_llmltm(cfg.lm, study_data.tokenizer, seed=0)
-    with torch.no_grad():  # make memory matter (the read path starts at zero)
-        for r in model.readers:
-            nn.init.normal_(r.o.weight, std=0.3)
-    return MemoryLMBackend(model, study_data.splits, study_data.tokenizer, device="cpu")
+from ltm_gym.lm import MemorySettings
 
 
 class MemorySumLM(nn.Module):

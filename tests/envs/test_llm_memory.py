@@ -12,6 +12,7 @@ import ltm_gym  # noqa: F401  (registers the ids)
 from ltm_gym.core import to_dict
 from ltm_gym.data.segments import Document
 from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend
+from ltm_gym.lm import build_llmltm
 from tests.envs.conftest import MemorySumLM
 from tests.fixtures import tiny_study_config
 
@@ -244,7 +245,7 @@ def test_differentiable_reward_equals_step_reward_and_has_gradients(backend, mod
         env2 = make(backend, reward_mode=mode)
         env2.reset(seed=3)
         r = env2.differentiable_reward(torch.from_numpy(a[None]), torch.from_numpy(info["prefix_lengths"][None]))
-    assert abs(float(r[0]) - r_step) < 1e-5
+    assert abs(float(r[0].detach()) - r_step) < 1e-5
 
 
 def test_differentiable_reward_rejects_bad_memory_shape(backend):
@@ -252,3 +253,49 @@ def test_differentiable_reward_rejects_bad_memory_shape(backend):
     env.reset(seed=0)
     with pytest.raises(ValueError, match="memory shape"):
         env.differentiable_reward(torch.zeros(2, 3, 4), torch.ones(1, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("mode", ["prefix", "answer"])
+def test_differentiable_reward_gradient_matches_finite_differences(study_data, mode):
+    """d reward / d memory of the real LLM-LTM path, in float64, against central differences."""
+    cfg = tiny_study_config()
+    model = build_llmltm(cfg.lm, study_data.tokenizer, seed=2)
+    with torch.no_grad():
+        for r in model.readers:
+            torch.nn.init.normal_(r.o.weight, std=0.3)
+    backend = MemoryLMBackend(model.double(), study_data.splits, study_data.tokenizer, device="cpu")
+    env = make(backend, reward_mode=mode)
+    env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    m0 = torch.from_numpy(rng.uniform(-0.8, 0.8, (1, *env.action_space.shape)))
+    lengths = torch.tensor([[3, 9, 17, 32]]) if mode == "prefix" else None
+    memory = m0.clone().requires_grad_(True)
+    env.differentiable_reward(memory, lengths).sum().backward()
+    eps = 1e-6
+    for _ in range(3):
+        v = torch.from_numpy(rng.standard_normal(m0.shape))
+        with torch.no_grad():
+            up = float(env.differentiable_reward(m0 + eps * v, lengths)[0])
+            down = float(env.differentiable_reward(m0 - eps * v, lengths)[0])
+        numeric = (up - down) / (2 * eps)
+        analytic = float((memory.grad * v).sum())
+        assert abs(numeric - analytic) <= 1e-6 + 1e-5 * abs(analytic), (numeric, analytic)
+    assert memory.grad.abs().sum() > 0
+
+
+def test_adapters_from_a_file_and_a_missing_file_is_named(tmp_path):
+    from ltm_gym.envs.backend import MemoryLMBackend as Backend
+
+    cfg = tmp_path / "study" / "config.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                       # no trained LM in this study: it says so
+        first = Backend.from_study(tmp_path / "study", adapters="none", device="cpu")
+        with torch.no_grad():
+            first.model.readers[0].o.weight.fill_(0.25)
+        first.model.save_adapters(tmp_path / "reader.safetensors")
+        second = Backend.from_study(tmp_path / "study", adapters=str(tmp_path / "reader.safetensors"), device="cpu")
+        assert torch.equal(second.model.readers[0].o.weight, first.model.readers[0].o.weight)
+        with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+            Backend.from_study(tmp_path / "study", adapters=str(tmp_path / "nope.safetensors"), device="cpu")

@@ -54,3 +54,16 @@ def test_gap_report():
     assert "agent: +0.500" in gap_report(rows)
     rows["oracle"]["answer_ce"] = 3.85
     assert gap_report(rows).startswith("no recall gap")
+
+
+def test_pretrain_with_induction_hint_for_its_steps(study_data, tmp_path):
+    import json
+
+    cfg = tiny_study_config(pretrain={"induction_hint": 1.0, "induction_hint_steps": 2})
+    study = tmp_path / "study"
+    run_stage("pretrain", cfg, study_data, study)
+    rows = [json.loads(r) for r in (study / "stages/pretrain/metrics.jsonl").read_text().splitlines()]
+    train = {r["step"]: r for r in rows if r["split"] == "train"}
+    assert [s for s, r in sorted(train.items()) if "induction_hint" in r] == [1, 2]
+    assert train[1]["induction_hint"] > 0
+    assert cfg.pretrain.hint_at(1) == 1.0 and cfg.pretrain.hint_at(2) == 0.0

@@ -1,0 +1,252 @@
+"""The differentiable memory writer: the upper bound the RL memory agents are measured against.
+
+The writer has the REINFORCE policy's architecture (:class:`agents.networks.MemoryWriter`) and
+writes what that policy writes when it acts deterministically: ``m_{t+1} = action_scale *
+tanh(mean(s_t, m_t))``. Instead of a score-function estimate it follows the pathwise gradient: the
+reward of ``LLMMemory-v0`` (the LM loss of the next segment read with the memory) is
+differentiable in the memory, so the loss ``-reward`` is backpropagated through the frozen LLM-LTM
+into the memory and on into the writer, across ``tbptt`` consecutive writes (truncated backprop
+through the document, as a recurrent memory transformer trains its memory).
+
+With ``train_reader`` the LLM-LTM's memory read path (memory projection, cross-attention, LoRA)
+trains jointly with the writer, end to end as in a recurrent memory transformer, and is saved as
+``reader.safetensors``: the study's hypothesis-2 reader only ever saw pooled embeddings and cannot
+decode what a writer invents. RL agents can then be trained against the same reader
+(``--env-kwargs adapters=RUN/reader.safetensors``) so that the two are compared on one channel.
+
+The reward is the environment's own (:meth:`MemoryLMBackend.reward_terms` with ``grad=True``), so
+the writer and the RL agents optimize the same quantity. A trained writer is saved in the REINFORCE
+checkpoint layout (``{"policy": state_dict}``), so it can warm-start that policy
+(``scripts/train_agent.py --init RUN/writer.pt``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from agents.networks import MemoryWriter, WriterConfig
+from ltm_gym.core import TrainConfig, Trainer, atomic_write, check, save_config, step_generator
+from ltm_gym.envs.backend import DEFAULT_STUDY_DIR, MemoryLMBackend, RewardConfig
+from ltm_gym.envs.episodes import EnvSettings, make_spaces
+from ltm_gym.metrics import SegmentMetrics
+
+TRAINABLE_REWARDS = ("full", "answer", "prefix")
+WRITER_FILE = "writer.pt"
+READER_FILE = "reader.safetensors"
+
+
+@dataclass
+class BPTTConfig:
+    """A differentiable-writer run (preset: configs/bptt-tiny.yaml)."""
+
+    study_dir: str = str(DEFAULT_STUDY_DIR)
+    """The study whose LLM-LTM reads the memory (written by scripts/pretrain_lm.py)."""
+    adapters: str = "memory"
+    """The LM's adapters: the study's ``memory`` (hypothesis-2 read path), ``lora``, ``none``, or a
+    .safetensors file (e.g. another run's reader.safetensors)."""
+    train_reader: bool = True
+    """Train the LLM-LTM's read path (memory projection, cross-attention, LoRA) with the writer."""
+    batch_size: int = 16
+    """Documents per optimizer step; each is unrolled over all its segments."""
+    tbptt: int = 2
+    """Writes a gradient flows back through (the memory is detached every ``tbptt`` segments)."""
+    reward: RewardConfig = field(default_factory=lambda: RewardConfig(mode="full"))
+    """The env's reward that is maximized: ``full`` (CE of the next segment, default), ``answer``
+    or ``prefix`` (the study's k random prefixes; a noisier gradient of the same loss)."""
+    answer_weight: float = 0.0
+    """Extra weight of the answer tokens' mean CE (synthetic corpus), added to -reward: the answers
+    are a few tokens of a segment, so under the ``full`` reward alone their gradient is faint, and
+    the ``answer`` reward alone lets a co-trained reader forget the other tokens."""
+    action_scale: float = 1.0
+    """Memory = action_scale * tanh(mean), as the env writes actions."""
+    writer: WriterConfig = field(default_factory=WriterConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        steps=600, lr=1e-3, grad_clip=1.0, eval_every=100, ckpt_every=100, log_every=10))
+    eval_documents: int = 64
+    """Validation documents scored at every evaluation during training."""
+    device: str = "auto"
+
+    def validate(self) -> None:
+        check(self.adapters in ("memory", "lora", "none") or self.adapters.endswith(".safetensors"), "adapters",
+              self.adapters, "memory, lora, none or a .safetensors file")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
+        check(self.tbptt >= 1, "tbptt", self.tbptt, ">= 1")
+        check(self.reward.mode in TRAINABLE_REWARDS, "reward.mode", self.reward.mode,
+              f"one of {TRAINABLE_REWARDS} (delta has the gradient of full; mimic has no LM reward)")
+        check(self.action_scale > 0, "action_scale", self.action_scale, "> 0")
+        check(self.answer_weight >= 0, "answer_weight", self.answer_weight, ">= 0")
+        check(self.eval_documents >= 1, "eval_documents", self.eval_documents, ">= 1")
+
+
+def build_writer(backend: MemoryLMBackend, cfg: BPTTConfig) -> MemoryWriter:
+    """A writer for the env's token observations (the same network REINFORCE builds)."""
+    obs_space, _ = make_spaces(backend, EnvSettings(action_scale=cfg.action_scale))
+    return MemoryWriter(obs_space, cfg.writer)
+
+
+def write(writer: MemoryWriter, tokens: torch.Tensor, memory: torch.Tensor, scale: float) -> torch.Tensor:
+    """The next memory: what a deterministic policy's action writes in the env (``full`` mode)."""
+    mean, _, _ = writer({"tokens": tokens, "memory": memory})
+    return scale * torch.tanh(mean)
+
+
+def document_batch(docs: list, batch: int, k: int | None, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """``batch`` random documents cut to their common number of segments: ids, answer_mask
+    (B, S, L), and with ``k`` the prefix lengths (B, S - 1, k) of every reward."""
+    picks = [docs[int(i)] for i in torch.randint(len(docs), (batch,), generator=g)]
+    n_seg = min(d.n_segments for d in picks)
+    out = {"ids": torch.stack([d.ids[:n_seg] for d in picks]),
+           "answer_mask": torch.stack([d.answer_mask[:n_seg] for d in picks])}
+    if k is not None:
+        L = out["ids"].shape[-1]
+        out["lengths"] = torch.randint(1, L + 1, (batch, n_seg - 1, k), generator=g)
+    return out
+
+
+def unroll(writer: MemoryWriter, backend: MemoryLMBackend, batch: dict[str, torch.Tensor],
+           cfg: BPTTConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """Write memory through every document of ``batch`` and score each next segment with the
+    env's reward; returns the loss -mean(reward) + answer_weight * answer CE (with gradients to
+    the writer when grad is enabled) and the mean answer-token CE."""
+    ids, mask = batch["ids"], batch["answer_mask"]
+    B, S, _ = ids.shape
+    grad = torch.is_grad_enabled()
+    memory = torch.zeros(B, backend.n_slots, backend.slot_dim, device=ids.device)
+    losses, answer_sum, answer_n = [], 0.0, 0
+    for t in range(S - 1):
+        if t % cfg.tbptt == 0:
+            memory = memory.detach()
+        memory = write(writer, ids[:, t], memory, cfg.action_scale)
+        lengths = batch["lengths"][:, t] if "lengths" in batch else None
+        terms = backend.reward_terms(memory, ids[:, t + 1], mask[:, t + 1], cfg.reward.mode, lengths, grad=grad)
+        m = mask[:, t + 1].to(terms["losses"].device)
+        loss_t = -terms["reward"].mean()
+        if cfg.answer_weight and m.any():
+            loss_t = loss_t + cfg.answer_weight * terms["losses"][m].mean()
+        losses.append(loss_t)
+        answer_sum += float(terms["losses"].detach()[m].sum())
+        answer_n += int(m.sum())
+    loss = torch.stack(losses).mean()
+    extra = {"answer_ce": answer_sum / answer_n} if answer_n else {}
+    return loss, extra
+
+
+class WriterAgent:
+    """A trained writer behind the agents' ``predict`` (so it gets the agents' table row)."""
+
+    def __init__(self, writer: MemoryWriter, device: torch.device | str = "cpu") -> None:
+        self.writer = writer.to(device).eval()
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
+        tokens = torch.as_tensor(obs["tokens"], device=self.device).long()
+        memory = torch.as_tensor(obs["memory"], device=self.device).float()
+        return write(self.writer, tokens, memory, 1.0).cpu().numpy(), None    # the action, before scaling
+
+
+def load_backend(cfg: BPTTConfig) -> MemoryLMBackend:
+    return MemoryLMBackend.from_study(cfg.study_dir, adapters=cfg.adapters, device=cfg.device)
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[None]:
+    """No gradient is kept for ``module``'s parameters inside (only the writer trains)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+class WriterSystem(torch.nn.Module):
+    """What the Trainer optimizes and checkpoints: the writer, plus the LM when its reader trains."""
+
+    def __init__(self, writer: MemoryWriter, reader: torch.nn.Module | None) -> None:
+        super().__init__()
+        self.writer = writer
+        self.reader = reader
+
+
+def train_writer(cfg: BPTTConfig, run_dir: str | Path, backend: MemoryLMBackend | None = None,
+                 resume: bool = True) -> tuple[MemoryWriter, MemoryLMBackend]:
+    """Train (or resume) the writer of ``run_dir``; saves ``writer.pt`` (and ``reader.safetensors``
+    with ``train_reader``). The backend's LM keeps the trained reader."""
+    cfg.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    backend = backend or load_backend(cfg)
+    backend.model.eval()
+    torch.manual_seed(cfg.train.seed)
+    writer = build_writer(backend, cfg)
+    train_docs = backend.docs("train")
+    val_docs = backend.documents.get("validation") or train_docs
+    k = cfg.reward.k if cfg.reward.mode == "prefix" else None
+    val = document_batch(val_docs, min(cfg.eval_documents, len(val_docs)), k,
+                         torch.Generator().manual_seed(cfg.train.seed + 99))
+
+    def batch_fn(step: int) -> dict[str, torch.Tensor]:
+        return document_batch(train_docs, cfg.batch_size, k, step_generator(cfg.train.seed, step))
+
+    def loss_fn(model: WriterSystem, batch: dict[str, torch.Tensor]):
+        return unroll(model.writer, backend, batch, cfg)
+
+    def eval_fn(model: WriterSystem) -> dict[str, float]:
+        dev = next(model.parameters()).device
+        loss, extra = unroll(model.writer, backend, {n: v.to(dev) for n, v in val.items()}, cfg)
+        return {"loss": float(loss), **extra}
+
+    system = WriterSystem(writer, backend.model if cfg.train_reader else None)
+    params = [p for p in system.parameters() if p.requires_grad]
+    train_cfg = TrainConfig(**{**vars(cfg.train), "device": cfg.device})
+    trainer = Trainer(system, train_cfg, loss_fn, batch_fn, run_dir=run_dir, eval_fn=eval_fn, params=params)
+    with contextlib.nullcontext() if cfg.train_reader else frozen(backend.model):
+        trainer.fit(resume=resume)
+    trainer.close()
+    backend.model.eval()
+    save_writer(writer, cfg, run_dir / WRITER_FILE)
+    if cfg.train_reader:
+        backend.model.save_adapters(run_dir / READER_FILE)
+    return writer, backend
+
+
+def save_writer(writer: MemoryWriter, cfg: BPTTConfig, path: Path) -> None:
+    """REINFORCE's checkpoint layout, so ``agents.training.init_from`` can start from it."""
+    payload = {"policy": {k: v.cpu() for k, v in writer.state_dict().items()},
+               "writer": asdict(cfg.writer), "action_scale": cfg.action_scale}
+    atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def load_writer(run_dir: str | Path, backend: MemoryLMBackend, cfg: BPTTConfig) -> MemoryWriter:
+    """The writer of a finished run; its co-trained reader (if any) is loaded into ``backend``."""
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / WRITER_FILE, map_location="cpu", weights_only=False)
+    writer = build_writer(backend, cfg)
+    writer.load_state_dict(state["policy"])
+    if cfg.train_reader:
+        backend.model.load_adapters(run_dir / READER_FILE)
+    return writer
+
+
+def evaluate_writer(writer: MemoryWriter, backend: MemoryLMBackend, cfg: BPTTConfig, split: str = "test",
+                    with_lm_rows: bool = True) -> dict[str, SegmentMetrics]:
+    """The study's table rows: the LM rows of the study (when its adapters exist) and the writer's."""
+    from agents.evaluation import agent_metrics
+    from ltm_gym.lm.evaluation import study_dir_rows
+
+    rows: dict[str, Any] = {}
+    if with_lm_rows:
+        rows.update(study_dir_rows(Path(cfg.study_dir), backend.tokenizer, backend.docs(split)))
+    rows["bptt_writer"] = agent_metrics(WriterAgent(writer, backend.device), backend, split,
+                                        action_scale=cfg.action_scale)
+    return rows

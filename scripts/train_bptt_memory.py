@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Train the differentiable memory writer (the upper bound of the RL agents) and evaluate it.
+
+The writer has the REINFORCE policy's architecture; the LM loss of the next segment is
+backpropagated through the frozen LLM-LTM into the memory it wrote, over TBPTT segments. The
+table it prints has the writer's row beside the study's LM rows (no memory, zero / random /
+shuffled / previous-segment memory, full-context oracle) and the share of the answer-token CE gap
+between no memory and the oracle that each row closes.
+
+Examples:
+  python scripts/train_bptt_memory.py                                  # configs/bptt-tiny.yaml
+  python scripts/train_bptt_memory.py --set train.seed=1 --set tbptt=3
+  python scripts/train_bptt_memory.py --run-dir runs/bptt-tiny__0__... --resume
+  python scripts/train_agent.py --algo reinforce --init-from RUN_DIR/writer.pt   # warm-start RL
+
+The run directory holds config.yaml, TensorBoard logs, checkpoint.pt (resume), writer.pt and
+eval/bptt_table.{csv,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer  # noqa: E402
+from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir  # noqa: E402
+from ltm_gym.lm.evaluation import gap_report, markdown_table, write_tables  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(parser, default_config="bptt-tiny")
+    parser.add_argument("--split", default="test", choices=["train", "validation", "test"],
+                        help="documents of the final evaluation (default: test)")
+    parser.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    parser.add_argument("--no-lm-rows", action="store_true", help="evaluate only the writer's row")
+    args = parser.parse_args(argv)
+    source = Path(args.run_dir) / "config.yaml" if args.resume else args.config
+    cfg = load_config(BPTTConfig, source, args.overrides)
+    run_dir = prepare_run_dir(args, "bptt-memory", cfg.train.seed)
+    announce(run_dir)
+    writer, backend = train_writer(cfg, run_dir, resume=True)
+    print(f"writer: {run_dir / 'writer.pt'}")
+    if args.no_eval:
+        return
+    rows = evaluate_writer(writer, backend, cfg, args.split, with_lm_rows=not args.no_lm_rows)
+    out = run_dir / "eval"
+    summaries = write_tables(out, rows)
+    for suffix in ("csv", "json"):
+        (out / f"lm_table.{suffix}").replace(out / f"bptt_table.{suffix}")
+    print(markdown_table(summaries))
+    report = gap_report(summaries) if "lora_baseline" in summaries else ""
+    if report:
+        print(report)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
