@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="study directory (default: runs/study-NAME-HASH of the resolved config)")
     parser.add_argument("--agent-steps", type=int, default=3000, help="REINFORCE env steps per agent")
     parser.add_argument("--mimic-steps", type=int, default=1000, help="EmbeddingMimic-v0 pre-training env steps")
-    parser.add_argument("--bptt-steps", type=int, default=1000,
-                        help="differentiable writer steps (configs/bptt-tiny.yaml has 1500; 0 = the config's)")
+    parser.add_argument("--bptt-steps", type=int, default=None,
+                        help="differentiable writer steps (default: configs/bptt-tiny.yaml's)")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
