@@ -4,20 +4,21 @@ The writer has the REINFORCE policy's architecture (:class:`agents.networks.Memo
 writes what that policy writes when it acts deterministically: ``m_{t+1} = action_scale *
 tanh(mean(s_t, m_t))``. Instead of a score-function estimate it follows the pathwise gradient: the
 reward of ``LLMMemory-v0`` (the LM loss of the next segment read with the memory) is
-differentiable in the memory, so the loss ``-reward`` is backpropagated through the frozen LLM-LTM
-into the memory and on into the writer, across ``tbptt`` consecutive writes (truncated backprop
+differentiable in the memory, so the loss ``-reward`` is backpropagated through the LLM-LTM into
+the memory and on into the writer, across ``tbptt`` consecutive writes (truncated backprop
 through the document, as a recurrent memory transformer trains its memory).
 
 With ``train_reader`` the LLM-LTM's memory read path (memory projection, cross-attention, LoRA)
 trains jointly with the writer, end to end as in a recurrent memory transformer, and is saved as
-``reader.safetensors``: the study's hypothesis-2 reader only ever saw pooled embeddings and cannot
-decode what a writer invents. RL agents can then be trained against the same reader
+``reader.safetensors``: the study's hypothesis-2 reader only ever saw pooled embeddings, and
+through it (``train_reader: false``, frozen) even this writer closes only about a fifth of the
+recall gap on the tiny default. RL agents can then be trained against the same reader
 (``--env-kwargs adapters=RUN/reader.safetensors``) so that the two are compared on one channel.
 
 The reward is the environment's own (:meth:`MemoryLMBackend.reward_terms` with ``grad=True``), so
 the writer and the RL agents optimize the same quantity. A trained writer is saved in the REINFORCE
 checkpoint layout (``{"policy": state_dict}``), so it can warm-start that policy
-(``scripts/train_agent.py --init RUN/writer.pt``).
+(``scripts/train_agent.py --init-from RUN/writer.pt``).
 """
 
 from __future__ import annotations

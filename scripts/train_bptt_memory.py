@@ -2,7 +2,8 @@
 """Train the differentiable memory writer (the upper bound of the RL agents) and evaluate it.
 
 The writer has the REINFORCE policy's architecture; the LM loss of the next segment is
-backpropagated through the frozen LLM-LTM into the memory it wrote, over TBPTT segments. The
+backpropagated through the LLM-LTM into the memory it wrote, over TBPTT segments, and (with
+train_reader, the default) the LLM-LTM's memory read path trains with it (RUN_DIR/reader.safetensors). The
 table it prints has the writer's row beside the study's LM rows (no memory, zero / random /
 shuffled / previous-segment memory, full-context oracle) and the share of the answer-token CE gap
 between no memory and the oracle that each row closes.
@@ -13,8 +14,8 @@ Examples:
   python scripts/train_bptt_memory.py --run-dir runs/bptt-tiny__0__... --resume
   python scripts/train_agent.py --algo reinforce --init-from RUN_DIR/writer.pt   # warm-start RL
 
-The run directory holds config.yaml, TensorBoard logs, checkpoint.pt (resume), writer.pt and
-eval/bptt_table.{csv,json}.
+The run directory holds config.yaml, TensorBoard logs, checkpoint.pt (resume), writer.pt,
+reader.safetensors and eval/bptt_table.{csv,json}.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
 import json
 import re
+import subprocess
+import sys
+import time
 
+import pytest
 import yaml
 
 from ltm_gym.core import to_dict
-from tests.fixtures import load_script, tiny_study_config
+from tests.fixtures import ROOT, load_script, tiny_study_config
 
 
 def test_study_pipeline_small_and_cached(tmp_path, capsys):
@@ -29,3 +33,33 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
     run_study.main(args)                                   # second run: every stage is reused
     assert (study / "lm/model.safetensors").stat().st_mtime == stamp
     assert re.search(r"resumed at \d+ env steps", capsys.readouterr().out)
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_without_rerunning_finished_work(tmp_path):
+    """SIGKILL in the middle of LM pre-training, then run again: it continues from the checkpoint."""
+    cfg = tmp_path / "study.yaml"
+    study_cfg = tiny_study_config(pretrain={"train": {"steps": 400, "ckpt_every": 10, "log_every": 1,
+                                                      "device": "cpu", "progress": False}})
+    cfg.write_text(yaml.safe_dump(to_dict(study_cfg)))
+    study = tmp_path / "study"
+    args = ["--config", str(cfg), "--study-dir", str(study), "--agent-steps", "8", "--mimic-steps", "8",
+            "--num-envs", "2", "--bptt-steps", "2"]
+    ckpt = study / "stages" / "pretrain" / "checkpoint.pt"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_study.py"), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not ckpt.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert ckpt.is_file() and not (study / "lm").exists()        # killed mid-stage: no artifact yet
+    log = study / "stages" / "pretrain" / "metrics.jsonl"
+    done = max(json.loads(r)["step"] for r in log.read_text().splitlines())
+    assert 0 < done < 400
+    load_script("run_study").main(args)
+    steps = [json.loads(r)["step"] for r in log.read_text().splitlines() if '"train"' in r]
+    assert steps == sorted(steps) and steps[-1] == 400          # continued, not restarted
+    assert len(steps) == len(set(steps))
+    assert (study / "lm" / "model.safetensors").is_file() and (study / "eval" / "lm_table.csv").is_file()
