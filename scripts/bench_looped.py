@@ -7,7 +7,7 @@ at the curriculum start (d = 5 / 11 points). The public reference code is not in
 its figures, measured on this machine (torch 2.13 CPU, fp32), are the reference of the ratio.
 
   python scripts/bench_looped.py                 # fp32, 5 timed steps each
-  python scripts/bench_looped.py --precision bf16 --checkpoint-loops
+  python scripts/bench_looped.py --precision bf16 --checkpoint-loops 3   # recompute 3 of the T loops
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ CASES = {
 }
 
 
-def worker(kind: str, d: int, points: int, steps: int, precision: str, threads: int, ckpt: bool) -> dict:
+def worker(kind: str, d: int, points: int, steps: int, precision: str, threads: int, ckpt: int) -> dict:
     import torch
 
     from baselines.looped.models import ModelConfig, RegressionTransformer, regression_loss
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--checkpoint-loops", action="store_true", help="recompute loops in backward")
+    parser.add_argument("--checkpoint-loops", type=int, default=0, metavar="N",
+                        help="recompute the first N of the T gradient-tracked loops in backward (default 0)")
     parser.add_argument("--only", choices=["looped", "gpt2"], default=None)
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "D", "POINTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(kind, d, points, args.steps, args.precision, args.threads, args.checkpoint_loops)))
         return
     print(f"precision {args.precision}, {args.threads} threads, batch 64, b = 20, T = 15"
-          + (", checkpointed loops" if args.checkpoint_loops else ""))
+          + (f", {args.checkpoint_loops} checkpointed loops" if args.checkpoint_loops else ""))
     print("| model | d / points | s / step | ref s / step | speed-up | peak GB | ref GB | memory ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for (kind, d, points), (ref_s, ref_gb) in CASES.items():
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, __file__, "--worker", kind, str(d), str(points), "--steps", str(args.steps),
                "--precision", args.precision, "--threads", str(args.threads)]
         if args.checkpoint_loops:
-            cmd.append("--checkpoint-loops")
+            cmd += ["--checkpoint-loops", str(args.checkpoint_loops)]
         out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
         speed = f"{ref_s / out['median_s']:.2f}x" if ref_s else "-"
         mem = f"{out['peak_gb'] / ref_gb:.2f}" if ref_gb else "-"

@@ -51,9 +51,10 @@ class ModelConfig:
     n_last: int = 20
     """Tokens fed back by ``nlast``."""
     dropout: float = 0.0
-    checkpoint_loops: bool = False
-    """Recompute each gradient-tracked loop iteration in backward: ~1/T of the activation
-    memory for about a third more compute."""
+    checkpoint_loops: int = 0
+    """Gradient-tracked loop iterations (the first ones) recomputed in backward instead of keeping
+    their activations: each saves one iteration's activation memory for one more forward of it
+    (0 = none; >= T = all, ~1/T of the memory for about a third more compute)."""
 
     def validate(self) -> None:
         check(self.n_dims >= 1, "n_dims", self.n_dims, ">= 1")
@@ -64,6 +65,7 @@ class ModelConfig:
         check(self.n_last >= 1, "n_last", self.n_last, ">= 1")
         check(self.ssm_state >= 1, "ssm_state", self.ssm_state, ">= 1")
         check(0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1)")
+        check(self.checkpoint_loops >= 0, "checkpoint_loops", self.checkpoint_loops, ">= 0")
 
     @property
     def looped(self) -> bool:
@@ -267,8 +269,8 @@ class RegressionTransformer(nn.Module):
             for _ in range(n_loops - n_grad):
                 y = self._iterate(y, e, pos)
         preds = []
-        for _ in range(n_grad):
-            if self.cfg.checkpoint_loops and torch.is_grad_enabled():
+        for i in range(n_grad):
+            if i < self.cfg.checkpoint_loops and torch.is_grad_enabled():
                 y = checkpoint(self._iterate, y, e, pos, use_reentrant=False)
             else:
                 y = self._iterate(y, e, pos)
