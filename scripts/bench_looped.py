@@ -3,17 +3,23 @@
 
 Each configuration runs in its own process (peak RSS is per process), with 2 threads, batch 64:
 looped (L = 1, n_embd 256, 8 heads, b = 20, T = 15) and GPT-2 (L = 12), at d = 20 / 41 points and
-at the curriculum start (d = 5 / 11 points). The public reference code is not installable here, so
-its figures, measured on this machine (torch 2.13 CPU, fp32), are the reference of the ratio.
+at the curriculum start (d = 5 / 11 points).
 
-  python scripts/bench_looped.py                 # fp32, 5 timed steps each
-  python scripts/bench_looped.py --precision bf16 --checkpoint-loops 3   # recompute 3 of the T loops
+The reference is measured in the same run: the public reference code's computation rebuilt here
+(``ReferenceModel``: its nanoGPT-style block with SDPA attention and the tanh-GELU written out
+elementwise, all 2n prompt tokens, fp32), run in its own process right after ours, run by run, so
+that both see the same machine. The public code's own figures on this machine (from the study's
+reference notes) are printed beside it.
+
+  python scripts/bench_looped.py --precision bf16 --runs 3   # median and range of 3 runs each
+  python scripts/bench_looped.py --checkpoint-loops 3        # fp32, recompute 3 of the T loops
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import statistics
 import subprocess
@@ -24,16 +30,74 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# (kind, d, points): reference s/step, reference peak GB (public code on this machine)
+# (kind, d, points): the public code's s/step and peak GB on this machine (torch 2.13 CPU, fp32)
 CASES = {
     ("looped", 20, 41): (5.5, 3.4),
     ("looped", 5, 11): (1.33, 1.2),
     ("gpt2", 20, 41): (4.1, 3.0),
     ("gpt2", 5, 11): (None, None),
 }
+N_LOOPS, N_GRAD, BATCH, N_EMBD, N_HEAD = 20, 15, 64, 256, 8
 
 
-def worker(kind: str, d: int, points: int, steps: int, precision: str, threads: int, ckpt: int) -> dict:
+def reference_model(kind: str):
+    """The reference code's model, rebuilt: the same layers, order and arithmetic, fp32."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(N_EMBD), nn.LayerNorm(N_EMBD)
+            self.c_attn, self.attn_proj = nn.Linear(N_EMBD, 3 * N_EMBD), nn.Linear(N_EMBD, N_EMBD)
+            self.c_fc, self.mlp_proj = nn.Linear(N_EMBD, 4 * N_EMBD), nn.Linear(4 * N_EMBD, N_EMBD)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            B, T, C = x.shape
+            q, k, v = (t.view(B, T, N_HEAD, C // N_HEAD).transpose(1, 2)
+                       for t in self.c_attn(self.ln_1(x)).split(C, dim=2))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.attn_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+            h = self.c_fc(self.ln_2(x))
+            h = 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * torch.pow(h, 3.0))))
+            return x + self.mlp_proj(h)
+
+    class ReferenceModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.read_in, self.read_out = nn.Linear(20, N_EMBD), nn.Linear(N_EMBD, 1)
+            self.wpe = nn.Embedding(2 * 101 + 1, N_EMBD)
+            self.blocks = nn.ModuleList(Block() for _ in range(12 if kind == "gpt2" else 1))
+            self.ln_f = nn.LayerNorm(N_EMBD)
+
+        def backbone(self, h: torch.Tensor) -> torch.Tensor:
+            x = h + self.wpe(torch.arange(h.shape[1]))[None]
+            for block in self.blocks:
+                x = block(x)
+            return self.ln_f(x)
+
+        def forward(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+            B, n, d = xs.shape
+            ys_wide = torch.cat([ys.view(B, n, 1), torch.zeros(B, n, d - 1)], dim=2)
+            e = self.read_in(torch.stack((xs, ys_wide), dim=2).view(B, 2 * n, d))
+            if kind == "gpt2":
+                return self.read_out(self.backbone(e))[None, :, 0::2, 0]
+            out, preds = torch.zeros_like(e), []
+            for i in range(N_LOOPS):
+                if i < N_LOOPS - N_GRAD:
+                    with torch.no_grad():
+                        out = self.backbone(out + e)
+                else:
+                    out = self.backbone(out + e)
+                    preds.append(self.read_out(out)[:, 0::2, 0])
+            return torch.stack(preds)
+
+    return ReferenceModel()
+
+
+def worker(kind: str, d: int, points: int, steps: int, precision: str, threads: int, ckpt: int,
+           reference: bool) -> dict:
     import torch
 
     from baselines.looped.models import ModelConfig, RegressionTransformer, regression_loss
@@ -42,17 +106,21 @@ def worker(kind: str, d: int, points: int, steps: int, precision: str, threads: 
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg = ModelConfig(kind=kind, n_dims=20, n_embd=256, n_head=8, n_layer=12 if kind == "gpt2" else 1,
-                      checkpoint_loops=ckpt)
-    model = RegressionTransformer(cfg)
+    if reference:
+        model, precision = reference_model(kind), "fp32"
+    else:
+        cfg = ModelConfig(kind=kind, n_dims=20, n_embd=N_EMBD, n_head=N_HEAD, n_layer=12 if kind == "gpt2" else 1,
+                          checkpoint_loops=ckpt)
+        model = RegressionTransformer(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
     times = []
     for i in range(steps + 1):
-        batch = sample_regression(64, points, 20, d, g)
+        batch = sample_regression(BATCH, points, 20, d, g)
         t0 = time.perf_counter()
         with autocast(torch.device("cpu"), precision):
-            preds = model(batch["xs"], batch["ys"], n_loops=20, n_grad=15)
+            preds = (model(batch["xs"], batch["ys"]) if reference
+                     else model(batch["xs"], batch["ys"], n_loops=N_LOOPS, n_grad=N_GRAD))
         regression_loss(preds.float(), batch["ys"]).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -62,36 +130,68 @@ def worker(kind: str, d: int, points: int, steps: int, precision: str, threads: 
     return {"median_s": statistics.median(times), "peak_gb": peak_gb}
 
 
+def run_case(kind: str, d: int, points: int, args: argparse.Namespace, reference: bool) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, str(d), str(points), "--steps", str(args.steps),
+           "--precision", args.precision, "--threads", str(args.threads),
+           "--checkpoint-loops", str(args.checkpoint_loops)] + (["--reference"] if reference else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def spread(values: list[float]) -> str:
+    """The median, and the range when there are several runs."""
+    med = f"{statistics.median(values):.2f}"
+    return med if len(values) == 1 else f"{med} ({min(values):.2f}-{max(values):.2f})"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per process (default 5)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="processes per configuration, ours and the reference alternating; the table "
+                             "gives medians and ranges (default 1)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="ours; the reference is fp32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint-loops", type=int, default=0, metavar="N",
                         help="recompute the first N of the T gradient-tracked loops in backward (default 0)")
     parser.add_argument("--only", choices=["looped", "gpt2"], default=None)
+    parser.add_argument("--no-reference", action="store_true", help="skip the same-run reference (faster)")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "D", "POINTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.runs < 1:
+        parser.error(f"--steps ({args.steps}) and --runs ({args.runs}) must be >= 1")
     if args.worker:
         kind, d, points = args.worker[0], int(args.worker[1]), int(args.worker[2])
-        print(json.dumps(worker(kind, d, points, args.steps, args.precision, args.threads, args.checkpoint_loops)))
+        print(json.dumps(worker(kind, d, points, args.steps, args.precision, args.threads, args.checkpoint_loops,
+                                args.reference)))
         return
-    print(f"precision {args.precision}, {args.threads} threads, batch 64, b = 20, T = 15"
-          + (f", {args.checkpoint_loops} checkpointed loops" if args.checkpoint_loops else ""))
-    print("| model | d / points | s / step | ref s / step | speed-up | peak GB | ref GB | memory ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    for (kind, d, points), (ref_s, ref_gb) in CASES.items():
+    print(f"ours: {args.precision}, {args.threads} threads, batch {BATCH}, b = {N_LOOPS}, T = {N_GRAD}"
+          + (f", {args.checkpoint_loops} checkpointed loops" if args.checkpoint_loops else "")
+          + (f"; median (range) of {args.runs} runs" if args.runs > 1 else ""))
+    print("| model | d / points | s / step | ref s / step (this run) | speed-up | peak GB | ref GB (this run) "
+          "| memory ratio | public code here: s, GB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (kind, d, points), (pub_s, pub_gb) in CASES.items():
         if args.only and kind != args.only:
             continue
-        cmd = [sys.executable, __file__, "--worker", kind, str(d), str(points), "--steps", str(args.steps),
-               "--precision", args.precision, "--threads", str(args.threads)]
-        if args.checkpoint_loops:
-            cmd += ["--checkpoint-loops", str(args.checkpoint_loops)]
-        out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-        speed = f"{ref_s / out['median_s']:.2f}x" if ref_s else "-"
-        mem = f"{out['peak_gb'] / ref_gb:.2f}" if ref_gb else "-"
-        print(f"| {kind} | {d} / {points} | {out['median_s']:.2f} | {ref_s or '-'} | {speed} | "
-              f"{out['peak_gb']:.2f} | {ref_gb or '-'} | {mem} |", flush=True)
+        ours, refs = [], []
+        for _ in range(args.runs):
+            ours.append(run_case(kind, d, points, args, reference=False))
+            if not args.no_reference:
+                refs.append(run_case(kind, d, points, args, reference=True))
+        secs, gbs = [o["median_s"] for o in ours], [o["peak_gb"] for o in ours]
+        row = [kind, f"{d} / {points}", spread(secs)]
+        if refs:
+            ref_secs, ref_gbs = [o["median_s"] for o in refs], [o["peak_gb"] for o in refs]
+            # per-run ratios: each pair of processes saw the same machine
+            speed = statistics.median(r / s for r, s in zip(ref_secs, secs))
+            mem = statistics.median(o / r for o, r in zip(gbs, ref_gbs))
+            row += [spread(ref_secs), f"{speed:.2f}x", spread(gbs), spread(ref_gbs), f"{mem:.2f}"]
+        else:
+            row += ["-", "-", spread(gbs), "-", "-"]
+        row.append(f"{pub_s}, {pub_gb}" if pub_s else "-")
+        print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -81,17 +81,20 @@ class CausalSelfAttention(nn.Module):
         self.c_proj.residual = True  # type: ignore[attr-defined]
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        hs = C // self.n_head
+        q, k, v = norm_linear(x, norm, self.c_attn).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         p = self.dropout if self.training else 0.0
         if x.device.type == "cpu" and p == 0.0:
             # At these short lengths explicit attention is ~2x faster than SDPA's CPU kernels
-            # (forward + backward, fp32 and bf16), with the same result.
-            att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))    # (B, nh, T, T)
-            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-            y = torch.softmax(att.masked_fill(causal, float("-inf")), dim=-1) @ v
+            # (forward + backward, fp32 and bf16), with the same result. One baddbmm scales the
+            # scores and adds the causal mask inside the matmul.
+            mask = torch.full((T, T), float("-inf"), dtype=q.dtype, device=x.device).triu(1)
+            att = torch.baddbmm(mask, q.reshape(B * self.n_head, T, hs),
+                                k.reshape(B * self.n_head, T, hs).transpose(1, 2), alpha=1.0 / math.sqrt(hs))
+            y = (torch.softmax(att, dim=-1) @ v.reshape(B * self.n_head, T, hs)).view(B, self.n_head, T, hs)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
@@ -116,10 +119,10 @@ class SSMMixer(nn.Module):
         self.dt_bias = nn.Parameter(torch.full((self.H,), math.log(math.expm1(0.05))))
         self.D = nn.Parameter(torch.ones(self.H))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
         B, T, C = x.shape
         H, N, P = self.H, self.N, C // self.H
-        u, z, Bm, Cm, dt = self.in_proj(x).split([C, C, H * N, H * N, H], dim=-1)
+        u, z, Bm, Cm, dt = norm_linear(x, norm, self.in_proj).split([C, C, H * N, H * N, H], dim=-1)
         u = u.view(B, T, H, P).transpose(1, 2)                                  # (B, H, T, P)
         Bm = Bm.view(B, T, H, N).transpose(1, 2)                                # (B, H, T, N)
         Cm = Cm.view(B, T, H, N).transpose(1, 2)                                # (B, H, T, N)
@@ -142,8 +145,51 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
         self.c_proj.residual = True  # type: ignore[attr-defined]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _GeluLinear.apply(self.c_fc(x), self.c_proj.weight, self.c_proj.bias)
+    def forward(self, x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        return _GeluLinear.apply(norm_linear(x, norm, self.c_fc), self.c_proj.weight, self.c_proj.bias)
+
+
+def norm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear) -> torch.Tensor:
+    """linear(norm(x)), keeping only x for backward (see :class:`_NormLinear`)."""
+    return _NormLinear.apply(x, norm.weight, norm.bias, linear.weight, linear.bias, norm.eps)
+
+
+class _NormLinear(torch.autograd.Function):
+    """linear(layer_norm(x)) that keeps x, not the normalized copy, for backward.
+
+    The normalized input of the linear layer is recomputed in backward (one elementwise pass)
+    instead of being stored for every block call. Under autocast it follows autocast's rules (the
+    norm in float32, the linear layer in the autocast dtype), so values and gradients equal the
+    unfused modules'.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, norm_w: torch.Tensor, norm_b: torch.Tensor, w: torch.Tensor,  # type: ignore[override]
+                b: torch.Tensor, eps: float) -> torch.Tensor:
+        dev = x.device.type
+        low = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        with torch.autocast(dev, enabled=False):
+            xin = x.float() if low is not None else x
+            xn, mean, rstd = torch.native_layer_norm(xin, norm_w.shape, norm_w, norm_b, eps)
+            dt = low or xn.dtype
+            out = F.linear(xn.to(dt), w.to(dt), b.to(dt))
+        ctx.save_for_backward(xin, mean, rstd, norm_w, norm_b, w)
+        ctx.meta = (eps, dt, x.dtype, b.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        xin, mean, rstd, norm_w, norm_b, w = ctx.saved_tensors
+        eps, dt, x_dtype, b_dtype = ctx.meta
+        xn = torch.native_layer_norm(xin, norm_w.shape, norm_w, norm_b, eps)[0].to(dt)
+        g = g.to(dt)
+        g2 = g.reshape(-1, g.shape[-1])
+        grad_w = (g2.t() @ xn.reshape(-1, xn.shape[-1])).to(w.dtype)
+        grad_b = g2.sum(0).to(b_dtype)
+        grad_xn = (g @ w.to(dt)).to(xin.dtype)
+        grad_x, grad_nw, grad_nb = torch.ops.aten.native_layer_norm_backward(
+            grad_xn, xin, norm_w.shape, mean, rstd, norm_w, norm_b, [True, True, True])
+        return grad_x.to(x_dtype), grad_nw, grad_nb, grad_w, grad_b, None
 
 
 class _GeluLinear(torch.autograd.Function):
@@ -181,8 +227,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.mix(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        x = x + self.mix(x, self.ln_1)
+        return x + self.mlp(x, self.ln_2)
 
 
 class Backbone(nn.Module):
@@ -233,7 +279,7 @@ class RegressionTransformer(nn.Module):
         return zs
 
     def _read(self, h: torch.Tensor) -> torch.Tensor:
-        return self.read_out(h)[:, 0::2, 0]                                     # (B, n)
+        return self.read_out(h[:, 0::2])[..., 0]                                # (B, n), at the x tokens
 
     def _iterate(self, y: torch.Tensor, e: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """One loop iteration Y_t -> Y_{t+1}."""
