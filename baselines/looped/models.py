@@ -180,16 +180,21 @@ class _NormLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
         xin, mean, rstd, norm_w, norm_b, w = ctx.saved_tensors
-        eps, dt, x_dtype, b_dtype = ctx.meta
+        eps, dt, x_dtype, b_dtype = ctx.meta  # dt: the linear layer's compute dtype
         xn = torch.native_layer_norm(xin, norm_w.shape, norm_w, norm_b, eps)[0].to(dt)
-        g = g.to(dt)
-        g2 = g.reshape(-1, g.shape[-1])
-        grad_w = (g2.t() @ xn.reshape(-1, xn.shape[-1])).to(w.dtype)
-        grad_b = g2.sum(0).to(b_dtype)
-        grad_xn = (g @ w.to(dt)).to(xin.dtype)
+        grad_xn, grad_w, grad_b = _linear_backward(g, xn, w, b_dtype)
         grad_x, grad_nw, grad_nb = torch.ops.aten.native_layer_norm_backward(
-            grad_xn, xin, norm_w.shape, mean, rstd, norm_w, norm_b, [True, True, True])
+            grad_xn.to(xin.dtype), xin, norm_w.shape, mean, rstd, norm_w, norm_b, [True, True, True])
         return grad_x.to(x_dtype), grad_nw, grad_nb, grad_w, grad_b, None
+
+
+def _linear_backward(g: torch.Tensor, inp: torch.Tensor, w: torch.Tensor, b_dtype: torch.dtype):
+    """Gradients of linear(inp, w, b) for the output gradient ``g``, in ``inp``'s dtype:
+    (input, weight, bias), the weight and bias ones in their parameters' dtypes."""
+    g = g.to(inp.dtype)
+    g2 = g.reshape(-1, g.shape[-1])
+    grad_w = (g2.t() @ inp.reshape(-1, inp.shape[-1])).to(w.dtype)
+    return g @ w.to(g.dtype), grad_w, g2.sum(0).to(b_dtype)
 
 
 class _GeluLinear(torch.autograd.Function):
@@ -209,13 +214,8 @@ class _GeluLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
         u, w = ctx.saved_tensors
-        h = F.gelu(u, approximate="tanh")
-        g = g.to(u.dtype)
-        g2 = g.reshape(-1, g.shape[-1])
-        grad_w = (g2.t() @ h.reshape(-1, h.shape[-1])).to(w.dtype)
-        grad_b = g2.sum(0).to(ctx.b_dtype)
-        grad_u = torch.ops.aten.gelu_backward(g @ w.to(g.dtype), u, approximate="tanh")
-        return grad_u, grad_w, grad_b
+        grad_h, grad_w, grad_b = _linear_backward(g, F.gelu(u, approximate="tanh"), w, ctx.b_dtype)
+        return torch.ops.aten.gelu_backward(grad_h, u, approximate="tanh"), grad_w, grad_b
 
 
 class Block(nn.Module):
