@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ltm_gym.core import atomic_write, check, choose_device, load_checkpoint, seed_everything
+from ltm_gym.core import atomic_write, check, choose_device, from_dict, load_checkpoint, seed_everything
+
+from .base import EpisodeTracker, RunLogger
 
 from .networks import MemoryWriter, WriterConfig, gaussian_entropy, squashed_log_prob, squashed_sample
 
@@ -89,7 +91,15 @@ def to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, to
 
 
 class ReinforceAgent:
-    """``learn(total_steps)``, ``predict(obs)``, ``save(path)``, ``load(path)`` on a SAME_STEP VectorEnv."""
+    """An :class:`agents.base.Agent` on a SAME_STEP VectorEnv."""
+
+    file_name = "agent.pt"
+
+    @classmethod
+    def from_config(cls, env: Any, config: dict[str, Any], run_dir: str | Path | None = None, seed: int = 0,
+                    device: str = "auto") -> "ReinforceAgent":
+        """The agent with hyper-parameters ``config`` (fields of :class:`ReinforceConfig`)."""
+        return cls(env, from_dict(ReinforceConfig, {"seed": seed, "device": device, **config}), run_dir=run_dir)
 
     def __init__(self, env: Any, config: ReinforceConfig | None = None, run_dir: str | Path | None = None) -> None:
         from gymnasium.vector import AutoresetMode
@@ -109,11 +119,9 @@ class ReinforceAgent:
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.num_timesteps = 0
         self.updates = 0
-        self.run_dir = Path(run_dir) if run_dir else None
-        self._writer = None
+        self.logger = RunLogger(run_dir)
         self._obs = None
-        self._ep_return = np.zeros(env.num_envs)
-        self.episode_returns: list[float] = []
+        self.episodes = EpisodeTracker(env.num_envs)
 
     # .................................................................. acting
     @torch.no_grad()
@@ -126,15 +134,9 @@ class ReinforceAgent:
         action = action.cpu().numpy().astype(np.float32)
         return (action[0] if single else action), None
 
-    def _log(self, scalars: dict[str, float]) -> None:
-        if self.run_dir is None:
-            return
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.run_dir / "tb"))
-        for k, v in scalars.items():
-            self._writer.add_scalar(k, v, self.num_timesteps)
+    @property
+    def episode_returns(self) -> list[float]:
+        return self.episodes.returns
 
     # .................................................................. learning
     def collect(self) -> dict[str, torch.Tensor]:
@@ -161,10 +163,7 @@ class ReinforceAgent:
             u_buf.append(u)
             rew_buf.append(torch.as_tensor(reward, dtype=torch.float32) + self.cfg.gamma * boot)
             done_buf.append(torch.as_tensor(term | trunc))
-            self._ep_return += reward
-            for i in np.flatnonzero(term | trunc):
-                self.episode_returns.append(float(self._ep_return[i]))
-                self._ep_return[i] = 0.0
+            self.episodes.add(reward, term | trunc)
             self._obs = next_obs
             self.num_timesteps += env.num_envs
         with torch.no_grad():
@@ -206,17 +205,19 @@ class ReinforceAgent:
             before = self.num_timesteps
             stats = self.update(self.collect())
             bar.update(self.num_timesteps - before)
-            if self.episode_returns:
-                stats["episodic_return"] = float(np.mean(self.episode_returns[-20:]))
-            self._log({f"losses/{k}": v for k, v in stats.items() if k in ("policy_loss", "value_loss", "entropy", "grad_norm")})
-            self._log({f"charts/{k}": v for k, v in stats.items() if k in ("reward_mean", "episodic_return", "std_mean")})
-            self._log({"charts/steps_per_second": self.num_timesteps / max(1e-9, time.time() - start)})
+            if self.episodes.recent() is not None:
+                stats["episodic_return"] = self.episodes.recent()
+            losses = ("policy_loss", "value_loss", "entropy", "grad_norm")
+            charts = ("reward_mean", "episodic_return", "std_mean")
+            self.logger.scalars({f"losses/{k}": v for k, v in stats.items() if k in losses}, self.num_timesteps)
+            self.logger.scalars({f"charts/{k}": v for k, v in stats.items() if k in charts}, self.num_timesteps)
+            self.logger.scalars({"charts/steps_per_second": self.num_timesteps / max(1e-9, time.time() - start)},
+                                self.num_timesteps)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}")
             if callback is not None and callback(self, stats) is False:
                 break
         bar.close()
-        if self._writer is not None:
-            self._writer.flush()
+        self.logger.flush()
         return self
 
     # .................................................................. persistence
@@ -231,6 +232,10 @@ class ReinforceAgent:
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_timesteps, self.updates = state["num_timesteps"], state["updates"]
-        self.episode_returns = list(state["episode_returns"])
+        self.episodes.returns = list(state["episode_returns"])
         torch.set_rng_state(state["rng"])
         return self
+
+    def init_from(self, path: str | Path) -> None:
+        """The policy weights of another REINFORCE run or of a differentiable writer (``writer.pt``)."""
+        self.policy.load_state_dict(load_checkpoint(path, self.device)["policy"])

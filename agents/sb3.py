@@ -11,17 +11,21 @@ REINFORCE: ``learn``, ``predict``, ``save``, ``load``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from ltm_gym.envs.sb3_vec import SB3VecEnv
 
+from .base import Callback, EpisodeTracker, RunLogger
 from .networks import ObservationEncoder, WriterConfig
+
+SB3_NAMES = ("ppo", "a2c", "sac", "td3", "ddpg", "tqc")
 
 
 def algorithms() -> dict[str, type]:
@@ -48,50 +52,56 @@ class MemoryFeaturesExtractor(BaseFeaturesExtractor):
         return torch.cat([seg.mean(1), mem.mean(1)], dim=1)
 
 
-class ChartsCallback(BaseCallback):
-    """Logs the algorithm-independent scalars under the names REINFORCE uses (charts/...)."""
+class LossWriter(KVWriter):
+    """SB3's own training scalars (``train/policy_gradient_loss``, ...) into the shared
+    :class:`~agents.base.RunLogger` as ``losses/...``."""
 
-    def __init__(self, run_dir: Path | None, user: Callable | None = None) -> None:
+    def __init__(self, logger: RunLogger) -> None:
+        self.logger = logger
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        values = {f"losses/{k.split('/', 1)[1]}": v for k, v in key_values.items()
+                  if k.startswith("train/") and isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)}
+        self.logger.scalars(values, step)
+
+    def close(self) -> None:
+        self.logger.flush()
+
+
+class ChartsCallback(BaseCallback):
+    """The algorithm-independent scalars under the names REINFORCE uses (``charts/...``)."""
+
+    def __init__(self, logger: RunLogger, episodes: EpisodeTracker, agent: "SB3Agent", user: Callback | None = None) -> None:
         super().__init__()
-        self.run_dir, self.user = run_dir, user
-        self.writer = None
-        self.returns: list[float] = []
-        self._ep: np.ndarray | None = None
+        self.run_logger, self.episodes, self.agent, self.user = logger, episodes, agent, user
         self._rewards: list[float] = []
+        self._stop = False
 
     def _on_step(self) -> bool:
-        rewards, dones = self.locals["rewards"], self.locals["dones"]
-        if self._ep is None:
-            self._ep = np.zeros(len(rewards))
-        self._ep += rewards
+        rewards = self.locals["rewards"]
+        self.episodes.add(rewards, self.locals["dones"])
         self._rewards.extend(rewards.tolist())
-        for i in np.flatnonzero(dones):
-            self.returns.append(float(self._ep[i]))
-            self._ep[i] = 0.0
-        return True
+        return not self._stop
 
     def _on_rollout_end(self) -> None:
-        if self._rewards and self.run_dir is not None:
-            if self.writer is None:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(self.run_dir / "tb"))
-            self.writer.add_scalar("charts/reward_mean", float(np.mean(self._rewards)), self.num_timesteps)
-            if self.returns:
-                self.writer.add_scalar("charts/episodic_return", float(np.mean(self.returns[-20:])), self.num_timesteps)
         stats = {"reward_mean": float(np.mean(self._rewards))} if self._rewards else {}
+        if self.episodes.recent() is not None:
+            stats["episodic_return"] = self.episodes.recent()
+        self.run_logger.scalars({f"charts/{k}": v for k, v in stats.items()}, self.num_timesteps)
         self._rewards = []
-        if self.user is not None:
-            self.user(self, stats)
+        if self.user is not None and self.user(self.agent, stats) is False:
+            self._stop = True
 
     def _on_training_end(self) -> None:
-        if self.writer is not None:
-            self.writer.flush()
+        self.run_logger.flush()
 
 
 class SB3Agent:
-    """An SB3 algorithm on our VectorEnv; ``config`` is the algorithm's keyword arguments plus
-    ``features`` (the extractor's d_model/n_head/n_layers) and ``net_arch``."""
+    """An SB3 algorithm on our VectorEnv as an :class:`agents.base.Agent`; ``config`` is the
+    algorithm's keyword arguments plus ``features`` (the extractor's d_model/n_head/n_layers) and
+    ``net_arch``."""
+
+    file_name = "agent.zip"
 
     def __init__(self, name: str, env: Any, config: dict[str, Any] | None = None,
                  run_dir: str | Path | None = None, seed: int = 0, device: str = "auto") -> None:
@@ -100,7 +110,8 @@ class SB3Agent:
             raise ValueError(f"unknown SB3 algorithm {name!r}; known: {sorted(algos)}")
         self.name, self.cls = name, algos[name]
         self.venv = SB3VecEnv(env)
-        self.run_dir = Path(run_dir) if run_dir else None
+        self.logger = RunLogger(run_dir)
+        self.episodes = EpisodeTracker(env.num_envs)
         config = dict(config or {})
         features = config.pop("features", {})
         policy_kwargs = {"features_extractor_class": MemoryFeaturesExtractor, "features_extractor_kwargs": features,
@@ -113,17 +124,22 @@ class SB3Agent:
             policy_kwargs.setdefault("share_features_extractor", False)
         self.model = self.cls("MultiInputPolicy", self.venv, seed=seed, device=device, policy_kwargs=policy_kwargs,
                               verbose=0, **config)
+        self.model.set_logger(Logger(None, [LossWriter(self.logger)]))
+
+    @property
+    def episode_returns(self) -> list[float]:
+        return self.episodes.returns
 
     @property
     def num_timesteps(self) -> int:
         return int(self.model.num_timesteps)
 
-    def learn(self, total_steps: int, callback: Callable | None = None, progress: bool = False) -> "SB3Agent":
+    def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "SB3Agent":
         """Train until ``total_steps`` env steps in all (continuing a loaded model's count)."""
         remaining = total_steps - self.num_timesteps
         if remaining > 0:
-            self.model.learn(remaining, callback=ChartsCallback(self.run_dir, callback),
-                             reset_num_timesteps=False, progress_bar=progress)
+            self.model.learn(remaining, callback=ChartsCallback(self.logger, self.episodes, self, callback),
+                             reset_num_timesteps=False, progress_bar=progress, log_interval=1)
         return self
 
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
@@ -144,4 +160,9 @@ class SB3Agent:
     def load(self, path: str | Path) -> "SB3Agent":
         with open(path, "rb") as fh:
             self.model = self.cls.load(fh, env=self.venv, device=self.model.device)
+        self.model.set_logger(Logger(None, [LossWriter(self.logger)]))
         return self
+
+    def init_from(self, path: str | Path) -> None:
+        """The weights of another run of the same algorithm (``agent.zip``)."""
+        self.model.set_parameters(str(path), exact_match=True)

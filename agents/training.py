@@ -1,11 +1,12 @@
 """Train one agent run: build the env and agent from a run config, resume, checkpoint, save.
 
-A run config is a plain dict (written to RUN_DIR/config.yaml): ``algo``, ``env_id``,
+A run config (``RUN_DIR/config.yaml``) is :class:`RunConfig`: ``algo``, ``env_id``,
 ``env_kwargs``, ``num_envs``, ``steps``, ``seed``, ``device``, ``hyperparams``.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,54 +14,71 @@ import gymnasium as gym
 import yaml
 
 import ltm_gym  # noqa: F401  (registers the env ids)
+from ltm_gym.core import atomic_write, from_dict, load_config
 
+from .base import Agent
 from .registry import make
 
 
-def agent_file(run_dir: Path, algo: str) -> Path:
-    return Path(run_dir) / ("agent.pt" if algo == "reinforce" else "agent.zip")
+@dataclass
+class RunConfig:
+    algo: str = "reinforce"
+    env_id: str = "ltm_gym/LLMMemory-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    num_envs: int = 8
+    steps: int = 20_000
+    seed: int = 0
+    device: str = "auto"
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunConfig":
+        return load_config(cls, Path(run_dir) / "config.yaml")
+
+    def save(self, run_dir: str | Path) -> None:
+        text = yaml.safe_dump(asdict(self), sort_keys=False)
+        atomic_write(Path(run_dir) / "config.yaml", lambda tmp: tmp.write_text(text))
 
 
-def build(cfg: dict[str, Any], run_dir: Path | None, num_envs: int | None = None):
+def hyperparams(algo: str) -> dict[str, Any]:
+    """The shipped hyper-parameter preset of ``algo`` (``agents/<algo>``)."""
+    from ltm_gym.core.config import load_preset_dict
+
+    return load_preset_dict(f"agents/{algo}")
+
+
+def build(cfg: RunConfig, run_dir: Path | None, num_envs: int | None = None) -> tuple[Any, Agent]:
     """The vector env and the agent of a run config."""
-    env = gym.make_vec(cfg["env_id"], num_envs=num_envs or cfg["num_envs"], vectorization_mode="vector_entry_point",
-                       **cfg["env_kwargs"])
-    agent = make(cfg["algo"], env, run_dir=run_dir, seed=cfg["seed"], device=cfg["device"], **cfg["hyperparams"])
+    env = gym.make_vec(cfg.env_id, num_envs=num_envs or cfg.num_envs, vectorization_mode="vector_entry_point",
+                       **cfg.env_kwargs)
+    agent = make(cfg.algo, env, run_dir=run_dir, seed=cfg.seed, device=cfg.device, **cfg.hyperparams)
     return env, agent
 
 
-def init_from(agent: Any, path: Path, algo: str) -> None:
-    """Start from another run's weights (e.g. pre-trained on EmbeddingMimic-v0, hypothesis 1)."""
-    if algo == "reinforce":
-        import torch
-
-        agent.policy.load_state_dict(torch.load(path, weights_only=False)["policy"])
-    else:
-        agent.model.set_parameters(str(path), exact_match=True)
-
-
-def train_run(cfg: dict[str, Any], run_dir: Path, init: Path | None = None, save_every: int = 5000,
-              progress: bool = True) -> Any:
-    """Train (or resume) the run in ``run_dir`` up to ``cfg["steps"]`` env steps; returns the agent."""
+def train_run(cfg: RunConfig | dict, run_dir: Path, init: Path | None = None, save_every: int = 5000,
+              progress: bool = True) -> Agent:
+    """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` env steps; returns the agent."""
+    if isinstance(cfg, dict):
+        cfg = from_dict(RunConfig, cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cfg.save(run_dir)
     env, agent = build(cfg, run_dir)
-    ckpt = agent_file(run_dir, cfg["algo"])
+    ckpt = run_dir / agent.file_name
     if ckpt.is_file():
         agent.load(ckpt)
         print(f"resumed at {agent.num_timesteps} env steps")
     elif init is not None:
-        init_from(agent, Path(init), cfg["algo"])
+        agent.init_from(init)
     next_save = [agent.num_timesteps + save_every]
 
-    def checkpoint(a: Any, stats: dict) -> None:
+    def checkpoint(a: Agent, stats: dict) -> None:
         if a.num_timesteps >= next_save[0]:
-            agent.save(ckpt)
+            a.save(ckpt)
             next_save[0] = a.num_timesteps + save_every
 
     try:
-        agent.learn(cfg["steps"], callback=checkpoint, progress=progress)
+        agent.learn(cfg.steps, callback=checkpoint, progress=progress)
     except KeyboardInterrupt:
         agent.save(ckpt)
         print(f"interrupted: saved {ckpt}; continue with --run-dir {run_dir} --resume")

@@ -15,8 +15,8 @@ through it (``train_reader: false``, frozen) even this writer closes only about 
 recall gap on the tiny default. RL agents can then be trained against the same reader
 (``--env-kwargs adapters=RUN/reader.safetensors``) so that the two are compared on one channel.
 
-The reward is the environment's own (:meth:`MemoryLMBackend.reward_terms` with ``grad=True``), so
-the writer and the RL agents optimize the same quantity. A trained writer is saved in the REINFORCE
+The reward is the environment's own (:class:`ltm_gym.envs.Reward`, the object ``step`` calls,
+here with ``grad=True``), so the writer and the RL agents optimize the same quantity. A trained writer is saved in the REINFORCE
 checkpoint layout (``{"policy": state_dict}``), so it can warm-start that policy
 (``scripts/train_agent.py --init-from RUN/writer.pt``).
 """
@@ -33,8 +33,7 @@ import torch
 
 from agents.networks import MemoryWriter, WriterConfig
 from ltm_gym.core import TrainConfig, Trainer, atomic_write, check, save_config, step_generator
-from ltm_gym.envs.backend import DEFAULT_STUDY_DIR, MemoryLMBackend, RewardConfig
-from ltm_gym.envs.episodes import EnvSettings, make_spaces
+from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend, Reward, RewardConfig, Segments
 from ltm_gym.metrics import SegmentMetrics
 
 TRAINABLE_REWARDS = ("full", "answer", "prefix")
@@ -44,10 +43,10 @@ READER_FILE = "reader.safetensors"
 
 @dataclass
 class BPTTConfig:
-    """A differentiable-writer run (preset: configs/bptt-tiny.yaml)."""
+    """A differentiable-writer run (preset: ltm_gym/presets/bptt-tiny.yaml)."""
 
-    study_dir: str = str(DEFAULT_STUDY_DIR)
-    """The study whose LLM-LTM reads the memory (written by scripts/pretrain_lm.py)."""
+    study_dir: str | None = None
+    """The study whose LLM-LTM reads the memory (default: the default study, see ltm_gym.study)."""
     adapters: str = "memory"
     """The LM's adapters: the study's ``memory`` (hypothesis-2 read path), ``lora``, ``none``, or a
     .safetensors file (e.g. another run's reader.safetensors)."""
@@ -87,8 +86,7 @@ class BPTTConfig:
 
 def build_writer(backend: MemoryLMBackend, cfg: BPTTConfig) -> MemoryWriter:
     """A writer for the env's token observations (the same network REINFORCE builds)."""
-    obs_space, _ = make_spaces(backend, EnvSettings(action_scale=cfg.action_scale))
-    return MemoryWriter(obs_space, cfg.writer)
+    return MemoryWriter(LLMMemoryEnv(backend=backend, action_scale=cfg.action_scale).observation_space, cfg.writer)
 
 
 def write(writer: MemoryWriter, tokens: torch.Tensor, memory: torch.Tensor, scale: float) -> torch.Tensor:
@@ -110,7 +108,7 @@ def document_batch(docs: list, batch: int, k: int | None, g: torch.Generator) ->
     return out
 
 
-def unroll(writer: MemoryWriter, backend: MemoryLMBackend, batch: dict[str, torch.Tensor],
+def unroll(writer: MemoryWriter, reward: Reward, batch: dict[str, torch.Tensor],
            cfg: BPTTConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Write memory through every document of ``batch`` and score each next segment with the
     env's reward; returns the loss -mean(reward) + answer_weight * answer CE (with gradients to
@@ -118,14 +116,14 @@ def unroll(writer: MemoryWriter, backend: MemoryLMBackend, batch: dict[str, torc
     ids, mask = batch["ids"], batch["answer_mask"]
     B, S, _ = ids.shape
     grad = torch.is_grad_enabled()
-    memory = torch.zeros(B, backend.n_slots, backend.slot_dim, device=ids.device)
+    memory = torch.zeros(B, reward.backend.n_slots, reward.backend.slot_dim, device=ids.device)
     losses, answer_sum, answer_n = [], 0.0, 0
     for t in range(S - 1):
         if t % cfg.tbptt == 0:
             memory = memory.detach()
         memory = write(writer, ids[:, t], memory, cfg.action_scale)
         lengths = batch["lengths"][:, t] if "lengths" in batch else None
-        terms = backend.reward_terms(memory, ids[:, t + 1], mask[:, t + 1], cfg.reward.mode, lengths, grad=grad)
+        terms = reward(memory, Segments(ids[:, t + 1], mask[:, t + 1], keys=[], lengths=lengths), grad=grad)
         m = mask[:, t + 1].to(terms["losses"].device)
         loss_t = -terms["reward"].mean()
         if cfg.answer_weight and m.any():
@@ -147,9 +145,13 @@ class WriterAgent:
 
     @torch.no_grad()
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
+        single = obs["memory"].ndim == 2
         tokens = torch.as_tensor(obs["tokens"], device=self.device).long()
         memory = torch.as_tensor(obs["memory"], device=self.device).float()
-        return write(self.writer, tokens, memory, 1.0).cpu().numpy(), None    # the action, before scaling
+        if single:
+            tokens, memory = tokens[None], memory[None]
+        action = write(self.writer, tokens, memory, 1.0).cpu().numpy()         # the action, before scaling
+        return (action[0] if single else action), None
 
 
 def load_backend(cfg: BPTTConfig) -> MemoryLMBackend:
@@ -199,12 +201,14 @@ def train_writer(cfg: BPTTConfig, run_dir: str | Path, backend: MemoryLMBackend 
     def batch_fn(step: int) -> dict[str, torch.Tensor]:
         return document_batch(train_docs, cfg.batch_size, k, step_generator(cfg.train.seed, step))
 
+    reward = Reward(backend, cfg.reward)
+
     def loss_fn(model: WriterSystem, batch: dict[str, torch.Tensor]):
-        return unroll(model.writer, backend, batch, cfg)
+        return unroll(model.writer, reward, batch, cfg)
 
     def eval_fn(model: WriterSystem) -> dict[str, float]:
         dev = next(model.parameters()).device
-        loss, extra = unroll(model.writer, backend, {n: v.to(dev) for n, v in val.items()}, cfg)
+        loss, extra = unroll(model.writer, reward, {n: v.to(dev) for n, v in val.items()}, cfg)
         return {"loss": float(loss), **extra}
 
     system = WriterSystem(writer, backend.model if cfg.train_reader else None)
@@ -241,13 +245,14 @@ def load_writer(run_dir: str | Path, backend: MemoryLMBackend, cfg: BPTTConfig) 
 
 def evaluate_writer(writer: MemoryWriter, backend: MemoryLMBackend, cfg: BPTTConfig, split: str = "test",
                     with_lm_rows: bool = True) -> dict[str, SegmentMetrics]:
-    """The study's table rows: the LM rows of the study (when its adapters exist) and the writer's."""
-    from agents.evaluation import agent_metrics
-    from ltm_gym.lm.evaluation import study_dir_rows
+    """The study's table rows: the LM rows of the study (when its adapters exist) and the writer's,
+    the writer stepping the env as an agent does."""
+    from agents.evaluation import agent_metrics, eval_env
+    from ltm_gym.study import StudyDir
+    from ltm_gym.study.tables import eval_documents, study_dir_rows
 
-    rows: dict[str, Any] = {}
-    if with_lm_rows:
-        rows.update(study_dir_rows(Path(cfg.study_dir), backend.tokenizer, backend.docs(split)))
-    rows["bptt_writer"] = agent_metrics(WriterAgent(writer, backend.device), backend, split,
-                                        action_scale=cfg.action_scale)
+    study = StudyDir(cfg.study_dir)
+    rows: dict[str, Any] = study_dir_rows(study, split) if with_lm_rows else {}
+    env = eval_env({"action_scale": cfg.action_scale}, split, backend=backend)
+    rows["bptt_writer"] = agent_metrics(WriterAgent(writer, backend.device), env, len(eval_documents(study, split)))
     return rows

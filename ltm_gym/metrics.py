@@ -94,6 +94,25 @@ class SegmentMetrics:
             for d, row in zip(doc_ids, losses.mean(1).tolist()):
                 self.doc_losses.setdefault(d, []).append(row)
 
+    def add_info(self, info: dict, doc_id: object | None = None) -> None:
+        """One segment as an env's ``info`` reports it (``ce``, ``top{k}``, ``answer_ce``,
+        ``recall_acc``, ``answer_tokens``, ``token_losses``): the same sums as :meth:`add`."""
+        losses = torch.as_tensor(info["token_losses"], dtype=torch.float32)
+        L = losses.numel()
+        self.loss_sum += float(losses.sum())
+        self.tokens += L
+        for k in self.ks:
+            self.hits[k] = self.hits.get(k, 0) + int(round(info[f"top{k}"] * L))
+        n_ans = int(info.get("answer_tokens", 0))
+        if n_ans:
+            self.answer_loss_sum += info["answer_ce"] * n_ans
+            self.answer_tokens += n_ans
+            self.answer_hits += int(round(info["recall_acc"] * n_ans))
+        self.position_sum = losses.clone() if self.position_sum is None else self.position_sum + losses
+        self.position_count += 1
+        if doc_id is not None:
+            self.doc_losses.setdefault(doc_id, []).append(float(losses.mean()))
+
     def summary(self) -> dict[str, float]:
         ce = self.loss_sum / max(1, self.tokens)
         out = {"ce": ce, "ppl": perplexity(ce)}

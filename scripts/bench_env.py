@@ -14,18 +14,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from ltm_gym.core.timing import median_time  # noqa: E402
+from ltm_gym.core.timing import median_time
 
-from ltm_gym.envs import LLMMemoryVectorEnv, MemoryLMBackend  # noqa: E402
+from ltm_gym.envs import LLMMemoryVectorEnv, MemoryLMBackend
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,17 +13,14 @@ to the prefix (every pass costs a full one).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from ltm_gym.core.timing import median_time  # noqa: E402
+from ltm_gym.core.timing import median_time
 
-from ltm_gym.lm import LLMLTM, MemorySettings, TinyGPT2, build_tiny_gpt2  # noqa: E402
-from ltm_gym.metrics import prefix_losses  # noqa: E402
+from ltm_gym.lm import LLMLTM, MemorySettings, TinyGPT2, build_tiny_gpt2
+from ltm_gym.metrics import prefix_losses
 
 
 def main(argv: list[str] | None = None) -> None:

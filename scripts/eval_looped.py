@@ -8,14 +8,12 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from baselines.looped.models import RegressionTransformer  # noqa: E402
-from baselines.looped.study import LoopedConfig, evaluate  # noqa: E402
-from ltm_gym.core import load_checkpoint, load_config  # noqa: E402
+from baselines.looped.models import RegressionTransformer
+from baselines.looped.study import LoopedConfig, evaluate
+from ltm_gym.core import load_checkpoint, load_config
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Evaluate a saved agent on the test split: its row (CE, perplexity, top-k K = 5..100, recall on
 the synthetic corpus) beside the LM rows (LoRA baseline, zero / random / shuffled /
-previous-segment memory, full-context oracle). Markdown to the terminal, CSV and JSON to
-RUN_DIR/eval.
+previous-segment memory, full-context oracle). The agent steps the env document by document.
+Markdown to the terminal, CSV and JSON to RUN_DIR/eval.
 
   python scripts/evaluate_agent.py --run-dir runs/LLMMemory-v0__reinforce__0__...
 """
@@ -10,13 +10,9 @@ RUN_DIR/eval.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agents.evaluation import evaluate_run  # noqa: E402
-from ltm_gym.lm.evaluation import gap_report, markdown_table  # noqa: E402
+from agents.evaluation import evaluate_run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,12 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
     parser.add_argument("--no-lm-rows", action="store_true", help="only the agent's row")
     args = parser.parse_args(argv)
-    summaries = evaluate_run(args.run_dir, args.split, with_lm_rows=not args.no_lm_rows)
-    print(markdown_table(summaries))
-    report = gap_report(summaries)
-    if report:
-        print(report)
-    print(f"written to {args.run_dir / 'eval'}")
+    print(evaluate_run(args.run_dir, args.split, with_lm_rows=not args.no_lm_rows))
 
 
 if __name__ == "__main__":

@@ -20,21 +20,17 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import yaml  # noqa: E402
-
-import agents  # noqa: E402
-from agents.training import agent_file, train_run  # noqa: E402
-from ltm_gym.core import announce, new_run_dir  # noqa: E402
-from ltm_gym.core.config import CONFIG_DIR, parse_overrides  # noqa: E402
+import agents
+from agents.training import RunConfig, hyperparams, train_run
+from ltm_gym.core import announce, new_run_dir
+from ltm_gym.core.config import load_preset_dict, parse_overrides
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", choices=agents.NAMES, default="reinforce", help="the RL algorithm")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="hyper-parameter YAML (default: configs/agents/ALGO.yaml)")
+    parser.add_argument("--config", default=None,
+                        help="hyper-parameter YAML (default: the preset agents/ALGO)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a hyper-parameter, e.g. --set lr=1e-4 (repeatable)")
     parser.add_argument("--env-id", default="ltm_gym/LLMMemory-v0",
@@ -56,26 +52,25 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         if args.run_dir is None or not (args.run_dir / "config.yaml").is_file():
             raise SystemExit("--resume needs --run-dir of an existing agent run (with config.yaml)")
-        cfg = yaml.safe_load((args.run_dir / "config.yaml").read_text())
-        cfg["steps"] = max(cfg["steps"], args.steps) if "--steps" in (argv or sys.argv) else cfg["steps"]
+        cfg = RunConfig.load(args.run_dir)
+        if "--steps" in (argv or sys.argv):
+            cfg.steps = max(cfg.steps, args.steps)
         run_dir = args.run_dir
     else:
-        path = args.config or CONFIG_DIR / "agents" / f"{args.algo}.yaml"
-        hyper = yaml.safe_load(Path(path).read_text()) or {}
+        hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo)
         hyper.update(parse_overrides(args.overrides))
-        env_kwargs = parse_overrides(args.env_kwargs)
-        cfg = {"algo": args.algo, "env_id": args.env_id, "env_kwargs": env_kwargs, "num_envs": args.num_envs,
-               "steps": args.steps, "seed": args.seed, "device": args.device, "hyperparams": hyper}
-        env_name = args.env_id.split("/")[-1]
+        cfg = RunConfig(algo=args.algo, env_id=args.env_id, env_kwargs=parse_overrides(args.env_kwargs),
+                        num_envs=args.num_envs, steps=args.steps, seed=args.seed, device=args.device,
+                        hyperparams=hyper)
+        env_name = cfg.env_id.split("/")[-1]
         run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed)
     announce(run_dir)
     agent = train_run(cfg, run_dir, init=args.init_from, save_every=args.save_every)
-    print(f"agent: {agent_file(run_dir, cfg['algo'])} ({agent.num_timesteps} env steps)")
+    print(f"agent: {run_dir / agent.file_name} ({agent.num_timesteps} env steps)")
     if args.eval:
         from agents.evaluation import evaluate_run
-        from ltm_gym.lm.evaluation import markdown_table
 
-        print(markdown_table(evaluate_run(run_dir)))
+        print(evaluate_run(run_dir))
 
 
 if __name__ == "__main__":

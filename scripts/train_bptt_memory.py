@@ -9,7 +9,7 @@ shuffled / previous-segment memory, full-context oracle) and the share of the an
 between no memory and the oracle that each row closes.
 
 Examples:
-  python scripts/train_bptt_memory.py                                  # configs/bptt-tiny.yaml
+  python scripts/train_bptt_memory.py                                  # ltm_gym/presets/bptt-tiny.yaml
   python scripts/train_bptt_memory.py --set train.seed=1 --set tbptt=3
   python scripts/train_bptt_memory.py --run-dir runs/bptt-tiny__0__... --resume
   python scripts/train_agent.py --algo reinforce --init-from RUN_DIR/writer.pt   # warm-start RL
@@ -21,14 +21,11 @@ reader.safetensors and eval/bptt_table.{csv,json}.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer  # noqa: E402
-from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir  # noqa: E402
-from ltm_gym.lm.evaluation import gap_report, markdown_table, write_tables  # noqa: E402
+from baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer
+from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir
+from ltm_gym.study.tables import report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,15 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_eval:
         return
     rows = evaluate_writer(writer, backend, cfg, args.split, with_lm_rows=not args.no_lm_rows)
-    out = run_dir / "eval"
-    summaries = write_tables(out, rows)
-    for suffix in ("csv", "json"):
-        (out / f"lm_table.{suffix}").replace(out / f"bptt_table.{suffix}")
-    print(markdown_table(summaries))
-    report = gap_report(summaries) if "lora_baseline" in summaries else ""
-    if report:
-        print(report)
-    print(f"written to {out}")
+    print(report(rows, run_dir / "eval", "bptt_table"))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from baselines.looped.study import LoopedConfig, evaluate, train  # noqa: E402
-from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir  # noqa: E402
+from baselines.looped.study import LoopedConfig, evaluate, train
+from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,9 +20,30 @@ from tests.fixtures import tiny_study_config  # noqa: E402
 @pytest.fixture(scope="session")
 def study_data(tmp_path_factory):
     """The tests' synthetic corpus and tokenizer (built once)."""
-    from ltm_gym.lm.study import StudyData
+    from ltm_gym.study import StudyData
 
     return StudyData(tiny_study_config(), tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """A whole (tiny, briefly trained) study directory: LM, LoRA baseline, memory LM."""
+    from ltm_gym.study import StudyDir
+    from ltm_gym.study.stages import run_stage, stages_for
+
+    study = StudyDir(tmp_path_factory.mktemp("studies") / "tiny", tiny_study_config())
+    for stage in stages_for(study):
+        run_stage(stage, study)
+    return study
+
+
+@pytest.fixture
+def default_study(tiny_study, monkeypatch):
+    """``tiny_study`` as the default study (``$LTM_GYM_STUDY_DIR``): a bare gym.make finds it."""
+    from ltm_gym.study import ENV_VAR
+
+    monkeypatch.setenv(ENV_VAR, str(tiny_study.root))
+    return tiny_study
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ltm_gym.core import load_config
-from ltm_gym.lm.study import StudyConfig
+from ltm_gym.study import StudyConfig
 
 
 def tiny_study_config(**overrides) -> StudyConfig:

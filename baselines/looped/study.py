@@ -29,7 +29,7 @@ class EvalConfig:
 
 @dataclass
 class LoopedConfig:
-    """Everything one run needs; presets in ``configs/looped-*.yaml``."""
+    """Everything one run needs; presets in ``ltm_gym/presets/looped-*.yaml``."""
 
     name: str = "looped"
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -173,19 +173,38 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+def preset_dir() -> Path:
+    """The YAML presets shipped inside the package (``ltm_gym/presets``, carried by the wheel)."""
+    from importlib.resources import files
+
+    return Path(str(files("ltm_gym") / "presets"))
+
+
+def preset_names() -> list[str]:
+    """Every preset by the name it loads with (``tiny``, ``looped-cpu``, ``agents/ppo``, ...)."""
+    root = preset_dir()
+    return sorted(str(q.relative_to(root).with_suffix("")) for q in root.rglob("*.yaml"))
 
 
 def resolve_preset(name_or_path: str | Path) -> Path:
-    """A YAML path, or the name of a preset in ``configs/`` (``tiny`` -> ``configs/tiny.yaml``)."""
+    """A YAML path, or the name of a shipped preset (``tiny``, ``agents/ppo``), from any directory."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") and p.exists():
+    if p.suffix in (".yaml", ".yml") and p.is_file():
         return p
-    for candidate in (CONFIG_DIR / f"{name_or_path}.yaml", CONFIG_DIR / str(name_or_path)):
+    root = preset_dir()
+    for candidate in (root / f"{name_or_path}.yaml", root / str(name_or_path)):
         if candidate.is_file():
             return candidate
-    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"config {str(name_or_path)!r} is neither a YAML file nor a preset; presets: {known}")
+    raise ConfigError(f"config {str(name_or_path)!r} is neither a YAML file nor a preset; presets: {preset_names()}")
+
+
+def load_preset_dict(name_or_path: str | Path) -> dict[str, Any]:
+    """The mapping a preset or YAML file holds (empty file: empty mapping)."""
+    path = resolve_preset(name_or_path)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return dict(data)
 
 
 def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = None,
@@ -197,10 +216,7 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = No
     elif isinstance(source, Mapping):
         data = source
     else:
-        path = resolve_preset(source)
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path} must hold a mapping at the top level")
+        data = load_preset_dict(source)
     if overrides:
         extra = overrides if isinstance(overrides, Mapping) else parse_overrides(list(overrides))
         data = merge(data, extra)

@@ -27,7 +27,7 @@ def new_run_dir(name: str, seed: int | None = None, root: str | Path = RUNS_ROOT
 def add_run_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
     """Options shared by every training script: config, overrides, run directory, resume, device."""
     parser.add_argument("--config", default=default_config,
-                        help=f"preset name in configs/ or a YAML path (default: {default_config})")
+                        help=f"preset name (ltm_gym/presets) or a YAML path (default: {default_config})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
     parser.add_argument("--run-dir", type=Path, default=None,

@@ -11,7 +11,7 @@ from ltm_gym.core import check
 from .loaders import load_documents
 from .segments import Document, split_documents, tokenize_documents
 from .synthetic import SyntheticConfig, generate_corpus
-from .tokenizer import synthetic_tokenizer
+from .tokenizer import load_pretrained_tokenizer, synthetic_tokenizer
 
 
 @dataclass
@@ -44,8 +44,6 @@ class CorpusConfig:
 def load_tokenizer(cfg: CorpusConfig, cache_dir: str | Path):
     if cfg.tokenizer == "synthetic":
         return synthetic_tokenizer(cfg.synthetic, cache_dir, cfg.vocab_size, kind=cfg.synthetic_tokenizer)
-    from ltm_gym.lm.loading import load_pretrained_tokenizer
-
     return load_pretrained_tokenizer(cfg.tokenizer)
 
 

@@ -1,5 +1,6 @@
-"""A byte-level BPE tokenizer trained on the synthetic corpus, wrapped as a transformers fast
-tokenizer and cached on disk (keyed by the corpus config)."""
+"""Tokenizers: a byte-level BPE (or word-level) tokenizer trained on the synthetic corpus, wrapped
+as a transformers fast tokenizer and cached on disk (keyed by the corpus config); or an HF
+tokenizer by local path or cached name."""
 
 from __future__ import annotations
 
@@ -76,3 +77,13 @@ def synthetic_tokenizer(cfg: SyntheticConfig, cache_dir: str | Path, vocab_size:
     fast.save_pretrained(str(tmp))
     tmp.rename(path) if not path.exists() else None
     return PreTrainedTokenizerFast.from_pretrained(str(path))
+
+
+def load_pretrained_tokenizer(name_or_path: str | Path):
+    """An HF tokenizer from a local directory, or by name from the local cache only (never downloads)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=not Path(name_or_path).exists())
+    except OSError:
+        raise OSError(f"tokenizer {str(name_or_path)!r} is not a local directory nor in the HuggingFace cache") from None

@@ -9,15 +9,15 @@ episode terminates after the reward of the document's last segment, or is trunca
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from .backend import MemoryLMBackend, RewardConfig
+from .backend import MemoryLMBackend
+from .reward import Reward, RewardConfig, Segments
 
 OBS_MODES = ("tokens", "hidden")
 ACTION_MODES = ("full", "slot")
@@ -57,28 +57,16 @@ def make_spaces(backend: MemoryLMBackend, s: EnvSettings) -> tuple[spaces.Dict, 
         seg = spaces.Box(0, backend.vocab_size - 1, (backend.segment_len,), np.int64)
         obs = spaces.Dict({"tokens": seg, "memory": memory})
     else:
-        bound = hidden_bound(backend.model.lm)
+        bound = backend.model.hidden_bound()
         obs = spaces.Dict({"hidden": spaces.Box(-bound, bound, (backend.model.hidden,), np.float32),
                            "memory": memory})
     shape = (m, d) if s.action_mode == "full" else (d + 1,)
     return obs, spaces.Box(-1.0, 1.0, shape, np.float32)
 
 
-@contextlib.contextmanager
-def final_hidden(model: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect the LM's final hidden states (the input of its output layer) during a forward."""
-    captured: list[torch.Tensor] = []
-    handle = model.lm.get_output_embeddings().register_forward_hook(
-        lambda mod, inp, out: captured.append(inp[0].detach()))
-    try:
-        yield captured
-    finally:
-        handle.remove()
-
-
-def pool(captured: list[torch.Tensor]) -> np.ndarray:
-    """Mean over the segment's tokens (BOS left out) of captured final hidden states: (N, H)."""
-    return captured[0][:, 1:].float().mean(1).cpu().numpy()
+def pool(hidden: torch.Tensor) -> np.ndarray:
+    """The ``hidden`` observation: final hidden states (N, L, H) mean-pooled over the segment."""
+    return hidden.float().mean(1).cpu().numpy()
 
 
 def write_memory(memory: np.ndarray, actions: np.ndarray, action_mode: str, scale: float) -> np.ndarray:
@@ -94,24 +82,13 @@ def write_memory(memory: np.ndarray, actions: np.ndarray, action_mode: str, scal
     return new
 
 
-def hidden_bound(lm: torch.nn.Module) -> float:
-    """A finite bound of the LM's final hidden states: its last LayerNorm maps every vector to
-    norm sqrt(H), so |x| <= sqrt(H) max|gamma| + max|beta| (doubled as a margin for co-training)."""
-    norms = [m for m in lm.modules() if isinstance(m, torch.nn.LayerNorm)]
-    if not norms:
-        return 1e6
-    ln = norms[-1]
-    w = float(ln.weight.abs().max()) if ln.weight is not None else 1.0
-    b = float(ln.bias.abs().max()) if ln.bias is not None else 0.0
-    return 2.0 * (ln.normalized_shape[-1] ** 0.5 * w + b)
-
-
 class Episodes:
     """State of N episodes (document, segment index, memory, steps) and their batched step."""
 
     def __init__(self, backend: MemoryLMBackend, settings: EnvSettings, n: int) -> None:
         settings.validate()
         self.backend, self.s, self.n = backend, settings, n
+        self.reward = Reward(backend, settings.reward)
         self.obs_space, self.act_space = make_spaces(backend, settings)
         self.doc = np.zeros(n, dtype=np.int64)
         self.t = np.zeros(n, dtype=np.int64)
@@ -119,7 +96,7 @@ class Episodes:
         self.memory = np.zeros((n, backend.n_slots, backend.slot_dim), dtype=np.float32)
         self.hidden = np.zeros((n, backend.model.hidden), dtype=np.float32)
         self.last_reward = np.zeros(n, dtype=np.float64)
-        self.mimic_d = np.zeros(n, dtype=np.float64)
+        self.distance = np.zeros(n, dtype=np.float64)
 
     @property
     def docs(self):
@@ -149,7 +126,7 @@ class Episodes:
     def written_memory(self, actions: np.ndarray) -> np.ndarray:
         return write_memory(self.memory, actions, self.s.action_mode, self.s.action_scale)
 
-    # ------------------------------------------------------------------ reset / step
+    # ------------------------------------------------------------------ reset / observation
     def reset_one(self, i: int, rng: np.random.Generator, document: int | None) -> None:
         docs = self.docs
         if document is None:
@@ -159,18 +136,14 @@ class Episodes:
         self.doc[i], self.t[i], self.steps[i] = document, 0, 0
         self.memory[i] = 0.0
         self.last_reward[i] = 0.0
+        zero = torch.from_numpy(self.memory[i : i + 1])
         if self.s.reward.mode == "mimic":
-            self.mimic_d[i] = float(self.backend.mimic_distance(torch.from_numpy(self.memory[i : i + 1]))[0])
+            self.distance[i] = float(self.reward.distance(zero)[0])
         if self.s.obs_mode == "hidden":
-            ids = docs[document].ids[0][None]
-            self.hidden[i] = self._pooled_hidden(ids, torch.from_numpy(self.memory[i : i + 1]))[0]
-
-    def _pooled_hidden(self, ids: torch.Tensor, memory: torch.Tensor) -> np.ndarray:
-        """The observation of ``obs_mode="hidden"`` for segments read with ``memory``."""
-        b = self.backend
-        with torch.no_grad(), final_hidden(b.model) as captured:
-            b.model(ids.to(b.device), memory.to(b.device))
-        return pool(captured)
+            with torch.no_grad():
+                _, _, hidden = self.backend.model(docs[document].ids[0][None].to(self.backend.device),
+                                                  zero.to(self.backend.device), return_hidden=True)
+            self.hidden[i] = pool(hidden)[0]
 
     def observation(self, i: int) -> dict[str, np.ndarray]:
         """Fresh arrays for env i (never views of internal state)."""
@@ -181,87 +154,59 @@ class Episodes:
         return {**first, "memory": self.memory[i].copy()}
 
     # ------------------------------------------------------------------ the reward
-    def next_segments(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids and answer masks (n, L) of every env's next segment s_{t+1}."""
+    def next_segments(self, lengths: torch.Tensor | None = None) -> Segments:
+        """Every env's next segment s_{t+1}, as the reward scores it."""
         docs, nxt = self.docs, self.t + 1
-        ids = torch.stack([docs[d].ids[t] for d, t in zip(self.doc, nxt)])
-        mask = torch.stack([docs[d].answer_mask[t] for d, t in zip(self.doc, nxt)])
-        return ids, mask
+        return Segments(ids=torch.stack([docs[d].ids[t] for d, t in zip(self.doc, nxt)]),
+                        answer_mask=torch.stack([docs[d].answer_mask[t] for d, t in zip(self.doc, nxt)]),
+                        keys=[(int(d), int(t), self.s.split) for d, t in zip(self.doc, nxt)],
+                        lengths=lengths, prev_distance=torch.from_numpy(self.distance))
 
-    def draw_lengths(self, rngs: list[np.random.Generator]) -> torch.Tensor | None:
-        """The k prefix lengths of every env (prefix mode; None otherwise), env i from ``rngs[i]``."""
-        if self.s.reward.mode != "prefix":
-            return None
-        L = self.backend.segment_len
-        return torch.from_numpy(np.stack([r.integers(1, L + 1, size=self.s.reward.k) for r in rngs]))
+    def check_memory(self, memory: torch.Tensor, leading: tuple[int, ...]) -> None:
+        want = (*leading, self.backend.n_slots, self.backend.slot_dim)
+        if tuple(memory.shape) != want:
+            raise ValueError(f"memory shape is {tuple(memory.shape)}; expected {want}")
 
-    def reward_terms(self, memory: torch.Tensor, lengths: torch.Tensor | None = None,
-                     grad: bool = False) -> dict[str, torch.Tensor]:
-        """Reward terms of memories (n, m, d) on the next segments: what :meth:`step` scores, and,
-        with ``grad=True``, the differentiable reward path (gradients flow back to ``memory``).
-        The scored segments come back as ``ids`` and ``answer_mask``."""
-        mode = self.s.reward.mode
-        if mode == "mimic":
-            raise ValueError("reward mode 'mimic' has no LM reward path")
-        if memory.shape != (self.n, self.backend.n_slots, self.backend.slot_dim):
-            raise ValueError(f"memory shape is {tuple(memory.shape)}; expected "
-                             f"{(self.n, self.backend.n_slots, self.backend.slot_dim)}")
-        if mode == "prefix" and lengths is None:
-            raise ValueError("reward mode 'prefix' needs the prefix lengths (n, k)")
-        ids, mask = self.next_segments()
-        base = None
-        if mode == "delta":
-            keys = [(int(d), int(t), self.s.split) for d, t in zip(self.doc, self.t + 1)]
-            base = self.backend.no_memory_ce(ids, keys)
-        terms = self.backend.reward_terms(memory, ids, mask, mode, lengths, grad=grad, no_memory_ce=base)
-        return {**terms, "ids": ids, "answer_mask": mask}
+    def differentiable_reward(self, memory: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The reward ``step`` would give for writing ``memory`` (n, m, d) now, with its graph."""
+        self.check_memory(memory, (self.n,))
+        return self.reward(memory, self.next_segments(lengths), grad=True)["reward"]
 
     def step(self, actions: Any, rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-        """Validate, write, reward on the next segments (one batched forward), advance. Env i draws
-        its prefix lengths from ``rngs[i]``.
+        """Validate, write, reward on the next segments (one call of the reward), advance. Env i
+        draws its prefix lengths from ``rngs[i]``.
 
         Returns rewards (n,), terminated (n,), truncated (n,), infos. Nothing changes if the
         actions are invalid.
         """
         actions = self.check_actions(actions)
         memory = self.written_memory(actions)
-        docs = self.docs
-        nxt = self.t + 1
-        mode = self.s.reward.mode
-        b = self.backend
+        b, hidden_obs = self.backend, self.s.obs_mode == "hidden"
+        seg = self.next_segments(self.reward.draw_lengths(rngs))
+        terms = self.reward(torch.from_numpy(memory), seg, want_hidden=hidden_obs)
+        rewards = terms["reward"].detach().double().cpu().numpy()
         infos: list[dict] = [{} for _ in range(self.n)]
-        mem_t = torch.from_numpy(memory)
-        if mode == "mimic":
-            d_new = b.mimic_distance(mem_t).cpu().numpy().astype(np.float64)
-            rewards = self.mimic_d - d_new
-            self.mimic_d = d_new
+        if "losses" in terms:
+            for info, metrics in zip(infos, b.segment_metrics(terms["logits"], seg.ids, terms["losses"], seg.answer_mask)):
+                info.update(metrics)
+        if "distance" in terms:
+            self.distance = terms["distance"].detach().double().cpu().numpy()
             for i in range(self.n):
-                infos[i]["mimic_distance"] = float(d_new[i])
-            if self.s.obs_mode == "hidden":  # no reward forward to reuse here
-                self.hidden = self._pooled_hidden(self.next_segments()[0], mem_t)
-        else:
-            lengths = self.draw_lengths(rngs)
-            # the next observation's hidden states come from the reward's own forward
-            capture = final_hidden(b.model) if self.s.obs_mode == "hidden" else contextlib.nullcontext([])
-            with capture as captured:
-                terms = self.reward_terms(mem_t, lengths)
-            rewards = terms["reward"].detach().double().cpu().numpy()
-            metrics = b.segment_metrics(terms["logits"], terms["ids"], terms["losses"], terms["answer_mask"])
-            if b.lm_update:
-                lm_loss = b.update_lm(terms["losses"])
+                infos[i]["mimic_distance"] = float(self.distance[i])
+        if seg.lengths is not None:
             for i in range(self.n):
-                infos[i].update(metrics[i])
-                if lengths is not None:
-                    infos[i]["prefix_lengths"] = lengths[i].numpy().copy()
-                if b.lm_update:
-                    infos[i]["lm_loss"] = lm_loss
-            if self.s.obs_mode == "hidden":
-                self.hidden = pool(captured)
+                infos[i]["prefix_lengths"] = seg.lengths[i].numpy().copy()
+        if b.lm_update and "losses" in terms:
+            lm_loss = b.update_lm(terms["losses"])
+            for info in infos:
+                info["lm_loss"] = lm_loss
+        if hidden_obs:  # the next observation's hidden states come from the reward's own forward
+            self.hidden = pool(terms["hidden"])
         self.memory = memory
-        self.t = nxt
+        self.t = self.t + 1
         self.steps += 1
         self.last_reward = rewards.copy()
-        n_seg = np.array([docs[d].n_segments for d in self.doc])
+        n_seg = np.array([self.docs[d].n_segments for d in self.doc])
         terminated = self.t >= n_seg - 1
         limit = self.s.max_segments
         truncated = ~terminated & (self.steps >= limit) if limit else np.zeros(self.n, dtype=bool)
@@ -295,4 +240,4 @@ class DifferentiableReward:
         not advance."""
         if self._needs_reset:
             raise RuntimeError("call reset() before differentiable_reward()")
-        return self.episodes.reward_terms(memory, prefix_lengths, grad=True)["reward"]
+        return self.episodes.differentiable_reward(memory, prefix_lengths)

@@ -8,17 +8,18 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from .backend import DEFAULT_STUDY_DIR, MemoryLMBackend, RewardConfig
+from .backend import MemoryLMBackend
+from .reward import RewardConfig
 from .episodes import DifferentiableReward, EnvSettings, Episodes
 
 
 def resolve_backend(backend: MemoryLMBackend | None, study_dir: str | Path | None, config: str | Path | None,
-                    device: str, lm_update: bool, lm_lr: float, adapters: str) -> MemoryLMBackend:
+                    device: str, lm_update: bool, lm_lr: float, adapters: str, untrained: bool = False) -> MemoryLMBackend:
     if backend is not None:
         if lm_update and not backend.lm_update:
             raise ValueError("lm_update=True needs a backend built with lm_update=True")
         return backend
-    return MemoryLMBackend.from_study(study_dir or DEFAULT_STUDY_DIR, config, adapters, device, lm_update, lm_lr)
+    return MemoryLMBackend.from_study(study_dir, config, adapters, device, lm_update, lm_lr, untrained=untrained)
 
 
 def env_settings(split: str, reward_mode: str, k: int, action_mode: str, action_scale: float,
@@ -69,10 +70,13 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
     ``max_segments`` steps.
 
     ## Arguments
-    * ``study_dir``: a study written by ``scripts/pretrain_lm.py`` (default ``runs/study-tiny``; an
-      untrained tiny LM with a warning when it holds none); ``config``: its config (default: the
-      study's, else the ``tiny`` preset); ``adapters``: ``memory`` | ``lora`` | ``none`` | a
-      .safetensors file (e.g. the reader trained with a differentiable writer, baselines/bptt_memory.py).
+    * ``study_dir``: a study written by ``scripts/pretrain_lm.py`` or ``make demo`` (default: the
+      default study, ``$LTM_GYM_STUDY_DIR`` or ``~/.cache/ltm_gym/study-tiny``, see
+      :mod:`ltm_gym.study.layout`); a directory without a study is an error naming it.
+      ``config``: its config (default: the study's own); ``adapters``: ``memory`` | ``lora`` |
+      ``none`` | a .safetensors file (e.g. the reader trained with a differentiable writer,
+      baselines/bptt_memory.py). ``untrained=True``: the config's LM untrained where the study has
+      none (smoke tests only: its reward means nothing).
     * ``backend``: a ready :class:`MemoryLMBackend` (shared by several envs, never copied).
     * ``split``: ``train`` | ``validation`` | ``test``.
     * ``reward_mode``, ``k``, ``action_mode``, ``action_scale``, ``obs_mode``, ``max_segments`` as above.
@@ -96,11 +100,12 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
                  backend: MemoryLMBackend | None = None, split: str = "train", reward_mode: str = "prefix",
                  k: int = 4, action_mode: str = "full", action_scale: float = 1.0, obs_mode: str = "tokens",
                  max_segments: int | None = None, lm_update: bool = False, lm_lr: float = 1e-4,
-                 adapters: str = "memory", device: str = "auto", render_mode: str | None = None) -> None:
+                 adapters: str = "memory", device: str = "auto", render_mode: str | None = None,
+                 untrained: bool = False) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}; allowed: {self.metadata['render_modes']} or None")
         self.render_mode = render_mode
-        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters)
+        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters, untrained)
         settings = env_settings(split, reward_mode, k, action_mode, action_scale, obs_mode, max_segments)
         self.episodes = Episodes(self.backend, settings, 1)
         self.observation_space, self.action_space = self.episodes.obs_space, self.episodes.act_space

@@ -12,7 +12,7 @@ from gymnasium.vector.utils import batch_space
 
 from .backend import MemoryLMBackend
 from .episodes import DifferentiableReward, Episodes
-from .llm_memory import env_settings, resolve_backend
+from .llm_memory import LLMMemoryEnv, env_settings, resolve_backend
 
 
 class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
@@ -34,12 +34,12 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
                  k: int = 4, action_mode: str = "full", action_scale: float = 1.0, obs_mode: str = "tokens",
                  max_segments: int | None = None, lm_update: bool = False, lm_lr: float = 1e-4,
                  adapters: str = "memory", device: str = "auto", render_mode: str | None = None,
-                 max_episode_steps: int | None = None) -> None:
+                 max_episode_steps: int | None = None, untrained: bool = False) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
         self.num_envs = num_envs
         self.render_mode = render_mode
-        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters)
+        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters, untrained)
         limit = max_segments if max_segments is not None else max_episode_steps
         settings = env_settings(split, reward_mode, k, action_mode, action_scale, obs_mode, limit)
         self.episodes = Episodes(self.backend, settings, num_envs)
@@ -49,6 +49,15 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._needs_reset = True
+
+    @classmethod
+    def from_env(cls, env: "LLMMemoryEnv", num_envs: int = 1) -> "LLMMemoryVectorEnv":
+        """A vector env with ``env``'s backend and settings (shared, not copied): how a single env
+        is wrapped for agents that step vector envs."""
+        s = env.episodes.s
+        return cls(num_envs, backend=env.backend, split=s.split, reward_mode=s.reward.mode, k=s.reward.k,
+                   action_mode=s.action_mode, action_scale=s.action_scale, obs_mode=s.obs_mode,
+                   max_segments=s.max_segments, render_mode=env.render_mode)
 
     def _stack(self) -> dict[str, np.ndarray]:
         obs = [self.episodes.observation(i) for i in range(self.num_envs)]

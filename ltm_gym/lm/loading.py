@@ -65,15 +65,6 @@ def load_pretrained_lm(name_or_path: str | Path) -> nn.Module:
             f"(huggingface-cli download {name_or_path}) or pass a local path") from None
 
 
-def load_pretrained_tokenizer(name_or_path: str | Path):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=not Path(name_or_path).exists())
-    except OSError:
-        raise OSError(f"tokenizer {str(name_or_path)!r} is not a local directory nor in the HuggingFace cache") from None
-
-
 def check_vocab(tokenizer, lm: nn.Module) -> None:
     """Every token id the tokenizer can produce must have an embedding row."""
     rows = lm.get_input_embeddings().weight.shape[0]

@@ -60,3 +60,12 @@ def embedding_memory(embeddings: torch.Tensor, n_slots: int, A: torch.Tensor) ->
     bounds = torch.linspace(0, L, n_slots + 1).round().long().tolist()
     pooled = torch.stack([embeddings[:, a:b].mean(1) for a, b in zip(bounds[:-1], bounds[1:])], dim=1)
     return pooled @ torch.linalg.pinv(A.to(pooled.dtype)).T
+
+
+def previous_segment_memory(model: nn.Module, prev_ids: torch.Tensor) -> torch.Tensor:
+    """Hypothesis-2 memory of a batch of previous segments ``prev_ids`` (B, L) for an LLM-LTM
+    ``model``: its token embeddings pooled into ``n_slots`` chunks through pinv(A): (B, n_slots, slot_dim)."""
+    m = model.mem_cfg
+    A = fixed_projection(m.slot_dim, model.hidden, m.projection_seed).to(prev_ids.device)
+    with torch.no_grad():
+        return embedding_memory(model.token_embeddings(prev_ids).float(), m.n_slots, A)

@@ -120,8 +120,10 @@ class LLMLTM(nn.Module):
         return self.lm.get_input_embeddings()(ids)
 
     def forward(self, input_ids: torch.Tensor, memory: torch.Tensor | None = None,
-                context_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, L, V) predicting each of the L tokens of ``input_ids`` and their losses (B, L).
+                context_ids: torch.Tensor | None = None, return_hidden: bool = False):
+        """Logits (B, L, V) predicting each of the L tokens of ``input_ids`` and their losses (B, L);
+        with ``return_hidden`` also the final hidden states at those L tokens (B, L, H), the input
+        of the output layer.
 
         ``context_ids`` (B, C), when given, stand between BOS and the segment (the full-context
         oracle sees the previous segments this way).
@@ -136,16 +138,31 @@ class LLMLTM(nn.Module):
         if memory is not None and self.mem_cfg.read_path == "prefix":
             prefix = self.memory_proj(memory.to(self.memory_proj.weight.dtype))
             embeds = torch.cat([prefix, self.token_embeddings(ids)], dim=1)
-            logits = self.lm(inputs_embeds=embeds).logits[:, prefix.shape[1] + start: -1]
+            out = self.lm(inputs_embeds=embeds, output_hidden_states=return_hidden)
+            start += prefix.shape[1]
         else:
             self._memory = self.memory_proj(memory.to(self.memory_proj.weight.dtype)) if memory is not None else None
             try:
-                logits = self.lm(input_ids=ids).logits[:, start:-1]
+                out = self.lm(input_ids=ids, output_hidden_states=return_hidden)
             finally:
                 self._memory = None
+        logits = out.logits[:, start:-1]
         wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32, fp64 stays
         losses = F.cross_entropy(wide.reshape(-1, logits.shape[-1]), input_ids.reshape(-1), reduction="none").view(B, L)
+        if return_hidden:
+            return logits, losses, out.hidden_states[-1][:, -L:]
         return logits, losses
+
+    def hidden_bound(self) -> float:
+        """A finite bound of the final hidden states: the last LayerNorm maps every vector to norm
+        sqrt(H), so |x| <= sqrt(H) max|gamma| + max|beta| (doubled as a margin for co-training)."""
+        norms = [m for m in self.lm.modules() if isinstance(m, nn.LayerNorm)]
+        if not norms:
+            return 1e6
+        ln = norms[-1]
+        w = float(ln.weight.abs().max()) if ln.weight is not None else 1.0
+        b = float(ln.bias.abs().max()) if ln.bias is not None else 0.0
+        return 2.0 * (ln.normalized_shape[-1] ** 0.5 * w + b)
 
     def _check_memory(self, memory: torch.Tensor, batch: int) -> None:
         want = (batch, self.mem_cfg.n_slots, self.mem_cfg.slot_dim)

@@ -9,7 +9,7 @@ import yaml
 
 import agents
 from agents.evaluation import agent_metrics
-from ltm_gym.envs import LLMMemoryVectorEnv
+from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv
 
 SMALL = {
     "reinforce": {"n_steps": 4, "writer": {"d_model": 32, "n_head": 2}},
@@ -20,6 +20,17 @@ SMALL = {
     "ddpg": {"learning_starts": 32, "batch_size": 16, "buffer_size": 500, "features": {"d_model": 32, "n_head": 2}},
     "tqc": {"learning_starts": 32, "batch_size": 16, "buffer_size": 500, "features": {"d_model": 32, "n_head": 2}},
 }
+
+
+def tensorboard_tags(log_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for events in log_dir.glob("events.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    return tags
 
 
 def test_every_name_has_a_small_config():
@@ -45,9 +56,35 @@ def test_train_save_load_identical(backend, name, tmp_path):
     twin = agents.make(name, LLMMemoryVectorEnv(num_envs=2, backend=backend), device="cpu", seed=5, **SMALL[name])
     twin.load(path)
     assert np.array_equal(twin.predict(obs)[0], after)
-    assert list((tmp_path / "tb").iterdir())                     # TensorBoard events written
-    m = agent_metrics(twin, backend, "test", batch=4)
-    assert m.tokens > 0 and np.isfinite(m.summary()["ce"])
+    tags = tensorboard_tags(tmp_path / "tb")                   # one logger: charts and the algorithm's losses
+    assert "charts/reward_mean" in tags and any(t.startswith("losses/") for t in tags), tags
+    m = agent_metrics(twin, LLMMemoryEnv(backend=backend, split="test"), n_documents=3)
+    assert m.tokens == 3 * 2 * 32 and np.isfinite(m.summary()["ce"])
+
+
+@pytest.mark.parametrize("name", agents.NAMES)
+def test_make_wraps_a_single_env_from_gym_make(default_study, name, tmp_path):
+    import gymnasium as gym
+
+    env = gym.make("ltm_gym/LLMMemory-v0", device="cpu")
+    agent = agents.make(name, env, device="cpu", seed=0, **SMALL[name])
+    assert isinstance(agent, agents.Agent)
+    agent.learn(40)
+    assert agent.num_timesteps >= 40
+    obs, _ = env.reset(seed=1)
+    action, _ = agent.predict(obs)
+    assert action.shape == env.action_space.shape and env.action_space.contains(action)
+    path = agent.save(tmp_path / agent.file_name)
+    twin = agents.make(name, gym.make("ltm_gym/LLMMemory-v0", device="cpu"), device="cpu", seed=9, **SMALL[name])
+    twin.load(path)
+    assert np.array_equal(twin.predict(obs)[0], action)
+
+
+def test_make_names_an_env_it_cannot_use():
+    import gymnasium as gym
+
+    with pytest.raises(TypeError, match="CartPoleEnv"):
+        agents.make("ppo", gym.make("CartPole-v1"))
 
 
 def test_unknown_agent_lists_known():
@@ -66,7 +103,7 @@ def test_train_agent_script_runs_and_resumes(backend, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, str(root / "scripts/train_agent.py"), "--algo", "reinforce", "--steps", "16",
            "--num-envs", "2", "--run-dir", str(run), "--device", "cpu", "--set", "n_steps=2",
-           "--env-kwargs", f"study_dir={tmp_path}", f"config={cfg}", "device=cpu"]
+           "--env-kwargs", f"study_dir={tmp_path}", f"config={cfg}", "device=cpu", "untrained=true"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (run / "agent.pt").is_file() and (run / "config.yaml").is_file()

@@ -6,10 +6,10 @@ import torch
 import yaml
 
 from agents.evaluation import agent_metrics
-from agents.training import init_from
 from baselines.bptt_memory import (BPTTConfig, WriterAgent, build_writer, document_batch, load_writer, train_writer,
                                    unroll)
 from ltm_gym.core import ConfigError, load_config, to_dict
+from ltm_gym.envs import LLMMemoryEnv, Reward
 from tests.fixtures import load_script, tiny_study_config
 
 def small_cfg(**over) -> BPTTConfig:
@@ -32,8 +32,8 @@ def test_unroll_loss_is_the_table_ce_of_the_writer(backend):
     docs = backend.docs("test")
     batch = {"ids": torch.stack([d.ids for d in docs]), "answer_mask": torch.stack([d.answer_mask for d in docs])}
     with torch.no_grad():
-        loss, extra = unroll(writer, backend, batch, cfg)
-    row = agent_metrics(WriterAgent(writer), backend, "test").summary()
+        loss, extra = unroll(writer, Reward(backend, cfg.reward), batch, cfg)
+    row = agent_metrics(WriterAgent(writer), LLMMemoryEnv(backend=backend, split="test", reward_mode="full")).summary()
     assert float(loss) == pytest.approx(row["ce"], abs=1e-5)
     assert extra["answer_ce"] == pytest.approx(row["answer_ce"], abs=1e-5)
 
@@ -49,7 +49,7 @@ def test_truncation_cuts_the_gradient_through_earlier_writes(backend):
     def grad_of_mean_head(tbptt: int) -> torch.Tensor:
         writer.zero_grad()
         cfg.tbptt = tbptt
-        loss, _ = unroll(writer, backend, batch, cfg)
+        loss, _ = unroll(writer, Reward(backend, cfg.reward), batch, cfg)
         loss.backward()
         return writer.mean.weight.grad.clone()
 
@@ -58,7 +58,7 @@ def test_truncation_cuts_the_gradient_through_earlier_writes(backend):
     g1, g2 = grad_of_mean_head(1), grad_of_mean_head(2)
     assert not torch.allclose(g1, g2)
     with torch.no_grad():                                   # truncation changes gradients, not the loss
-        l1, l2 = (float(unroll(writer, backend, batch, small_cfg(tbptt=n))[0]) for n in (1, 2))
+        l1, l2 = (float(unroll(writer, Reward(backend, cfg.reward), batch, small_cfg(tbptt=n))[0]) for n in (1, 2))
     assert l1 == pytest.approx(l2)
 
 
@@ -94,7 +94,7 @@ def test_training_lowers_the_loss_resumes_and_warm_starts_reinforce(backend, tmp
 
     env = LLMMemoryVectorEnv(num_envs=2, backend=backend)
     agent = ReinforceAgent(env, ReinforceConfig(writer=cfg.writer, device="cpu"))
-    init_from(agent, tmp_path / "writer.pt", "reinforce")
+    agent.init_from(tmp_path / "writer.pt")
     np.testing.assert_allclose(agent.predict(obs, deterministic=True)[0], WriterAgent(loaded).predict(obs)[0], atol=1e-6)
 
 

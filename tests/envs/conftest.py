@@ -17,9 +17,11 @@ class MemorySumLM(nn.Module):
         self.lm.get_input_embeddings = lambda: emb
         self.lm.emb = emb
 
-    def forward(self, ids, memory=None, context_ids=None):
+    def forward(self, ids, memory=None, context_ids=None, return_hidden=False):
         B, L = ids.shape
         shift = memory.mean((1, 2)) if memory is not None else torch.zeros(B)
         losses = 2.0 + shift[:, None].expand(B, L)
         logits = torch.zeros(B, L, self.vocab_size)
+        if return_hidden:
+            return logits, losses, torch.zeros(B, L, self.hidden)
         return logits, losses

@@ -153,7 +153,7 @@ def test_mimic_reward_is_distance_decrease(backend):
     env = gym.make("ltm_gym/EmbeddingMimic-v0", backend=backend).unwrapped
     env.reset(seed=0)
     emb = backend.model.lm.get_input_embeddings().weight.detach()
-    A = backend._A
+    A = env.episodes.reward._A
 
     def d(m):
         return float(torch.cdist(torch.as_tensor(m) @ A.T, emb).min(1).values.sum())
@@ -182,7 +182,9 @@ def test_hidden_observation(backend, reward_mode):
     # the observation is the LM reading the next segment with the memory just written
     ep = env.episodes
     ids = backend.docs("train")[int(ep.doc[0])].ids[1][None]
-    expected = ep._pooled_hidden(ids, torch.full((1, 4, 16), 0.5))[0]
+    with torch.no_grad():
+        _, _, hidden = backend.model(ids, torch.full((1, 4, 16), 0.5), return_hidden=True)
+    expected = hidden.mean(1)[0].numpy()
     assert np.allclose(obs2["hidden"], expected, atol=1e-5)
 
 
@@ -222,7 +224,7 @@ def test_make_by_string_in_fresh_process(tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
     code = ("import gymnasium as gym, numpy as np, warnings; warnings.simplefilter('ignore');"
-            f"env = gym.make('ltm_gym:ltm_gym/LLMMemory-v0', study_dir=r'{tmp_path}', config=r'{cfg}', device='cpu');"
+            f"env = gym.make('ltm_gym:ltm_gym/LLMMemory-v0', study_dir=r'{tmp_path}', config=r'{cfg}', device='cpu', untrained=True);"
             "obs, _ = env.reset(seed=0); print(obs['tokens'].shape, env.action_space.shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
@@ -290,12 +292,28 @@ def test_adapters_from_a_file_and_a_missing_file_is_named(tmp_path):
     cfg.parent.mkdir()
     cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")                       # no trained LM in this study: it says so
-        first = Backend.from_study(tmp_path / "study", adapters="none", device="cpu")
+        warnings.simplefilter("ignore")
+        first = Backend.from_study(tmp_path / "study", adapters="none", device="cpu", untrained=True)
         with torch.no_grad():
             first.model.readers[0].o.weight.fill_(0.25)
         first.model.save_adapters(tmp_path / "reader.safetensors")
-        second = Backend.from_study(tmp_path / "study", adapters=str(tmp_path / "reader.safetensors"), device="cpu")
+        second = Backend.from_study(tmp_path / "study", adapters=str(tmp_path / "reader.safetensors"), device="cpu",
+                                   untrained=True)
         assert torch.equal(second.model.readers[0].o.weight, first.model.readers[0].o.weight)
         with pytest.raises(FileNotFoundError, match="nope.safetensors"):
-            Backend.from_study(tmp_path / "study", adapters=str(tmp_path / "nope.safetensors"), device="cpu")
+            Backend.from_study(tmp_path / "study", adapters=str(tmp_path / "nope.safetensors"), device="cpu",
+                               untrained=True)
+
+
+def test_a_directory_without_a_study_is_an_error_naming_it(tmp_path):
+    from ltm_gym.study import StudyNotFoundError
+
+    missing = tmp_path / "typo"
+    with pytest.raises(StudyNotFoundError, match=str(missing)):
+        gym.make("ltm_gym/LLMMemory-v0", study_dir=missing)
+    assert not missing.exists()                                # nothing created at the typo'd path
+    cfg = tmp_path / "study" / "config.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
+    with pytest.raises(StudyNotFoundError, match="lm is missing"):
+        gym.make("ltm_gym/LLMMemory-v0", study_dir=tmp_path / "study")

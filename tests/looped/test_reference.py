@@ -3,9 +3,7 @@ import torch
 
 from baselines.looped.models import ModelConfig, RegressionTransformer, regression_loss
 from ltm_gym.core import autocast
-from tests.fixtures import load_script
-
-bench = load_script("bench_looped")
+from baselines.looped import reference as bench
 
 
 def module_pairs(ours: RegressionTransformer, ref: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.nn.Module]]:

@@ -1,21 +1,22 @@
 import torch
 
-from ltm_gym.lm import build_llmltm
-from ltm_gym.lm.evaluation import COLUMNS, markdown_table, study_rows, write_tables
-from ltm_gym.lm.study import run_stage
+from ltm_gym.study import StudyDir
+from ltm_gym.study.stages import run_stage
+from ltm_gym.study.tables import COLUMNS, markdown_table, study_rows, write_tables
 from tests.fixtures import tiny_study_config
 
 
 def test_stages_then_tables(study_data, tmp_path):
     cfg = tiny_study_config()
-    study = tmp_path / "study"
-    paths = {s: run_stage(s, cfg, study_data, study) for s in ("pretrain", "lora", "memory")}
+    study = StudyDir(tmp_path / "study", cfg)
+    paths = {s: run_stage(s, study) for s in ("pretrain", "lora", "memory")}
+    assert paths == {"pretrain": study.lm_dir, "lora": study.adapter_file("lora"), "memory": study.adapter_file("memory")}
     assert (paths["pretrain"] / "config.json").is_file() and (paths["pretrain"] / "tokenizer.json").is_file()
     mtime = paths["lora"].stat().st_mtime
-    assert run_stage("lora", cfg, study_data, study) == paths["lora"]      # finished stages are reused
+    assert run_stage("lora", study) == paths["lora"]      # finished stages are reused
     assert paths["lora"].stat().st_mtime == mtime
-    baseline = build_llmltm(cfg.lm, study_data.tokenizer, base_dir=paths["pretrain"], adapters=paths["lora"])
-    memory = build_llmltm(cfg.lm, study_data.tokenizer, base_dir=paths["pretrain"], adapters=paths["memory"])
+    reopened = StudyDir(tmp_path / "study")               # the stored config is the study's
+    baseline, memory = reopened.load_lm("lora"), reopened.load_lm("memory")
     # the memory stage moved the read path away from zero
     assert memory.readers[0].o.weight.abs().sum() > 0
     rows = study_rows(baseline, memory, study_data.splits["test"], 8, oracle_segments=1, device="cpu")
@@ -30,7 +31,7 @@ def test_stages_then_tables(study_data, tmp_path):
 
 def test_batches(study_data):
     from ltm_gym.data.corpus import fresh_synthetic_documents
-    from ltm_gym.lm.study import pair_batch, window_batch
+    from ltm_gym.study.stages import pair_batch, window_batch
 
     docs = study_data.splits["train"]
     g = torch.Generator().manual_seed(0)
@@ -48,7 +49,7 @@ def test_batches(study_data):
 
 
 def test_gap_report():
-    from ltm_gym.lm.evaluation import gap_report
+    from ltm_gym.study.tables import gap_report
 
     rows = {"lora_baseline": {"answer_ce": 3.9}, "oracle": {"answer_ce": 0.9}, "agent": {"answer_ce": 2.4}}
     assert "agent: +0.500" in gap_report(rows)
@@ -60,9 +61,9 @@ def test_pretrain_with_induction_hint_for_its_steps(study_data, tmp_path):
     import json
 
     cfg = tiny_study_config(pretrain={"induction_hint": 1.0, "induction_hint_steps": 2})
-    study = tmp_path / "study"
-    run_stage("pretrain", cfg, study_data, study)
-    rows = [json.loads(r) for r in (study / "stages/pretrain/metrics.jsonl").read_text().splitlines()]
+    study = StudyDir(tmp_path / "study", cfg)
+    run_stage("pretrain", study)
+    rows = [json.loads(r) for r in (study.stage_dir("pretrain") / "metrics.jsonl").read_text().splitlines()]
     train = {r["step"]: r for r in rows if r["split"] == "train"}
     assert [s for s, r in sorted(train.items()) if "induction_hint" in r] == [1, 2]
     assert train[1]["induction_hint"] > 0

@@ -10,8 +10,9 @@ Every condition is scored on the same test segments (every segment that has a pr
 * ``oracle``               the baseline LM with the previous segments in its context (as many as
                            it was trained to read: ``StudyConfig.oracle_segments``).
 
-Further rows (agents, the differentiable writer) plug in as a function
-``(prev_ids, ids, doc_index, t) -> memory``.
+Agent rows (``agents.evaluation``) come from stepping the env; they land in the same
+:class:`~ltm_gym.metrics.SegmentMetrics` and so in the same table. This module also writes the
+tables (markdown, CSV, JSON with per-position curves) and the share of the recall gap each row closes.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import torch
 
 from ltm_gym.core import choose_device
 from ltm_gym.data.segments import Document
+from ltm_gym.lm import LLMLTM, previous_segment_memory
 from ltm_gym.metrics import TOP_K, SegmentMetrics
 
-from .model import LLMLTM
-from .study import previous_segment_memory
+from .layout import StudyDir
 
 MemoryFn = Callable[[LLMLTM, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -107,23 +108,20 @@ def study_rows(baseline: LLMLTM, memory_lm: LLMLTM | None, docs: list[Document],
     return rows
 
 
-def study_dir_rows(study_dir: Path, tokenizer, docs: list[Document], device: str = "auto") -> dict[str, SegmentMetrics]:
-    """:func:`study_rows` of the adapters a study directory holds (none when the LoRA baseline is
-    not trained yet: there is nothing to compare with)."""
-    from ltm_gym.core import load_config
-
-    from .setup import build_llmltm
-    from .study import StudyConfig, base_dir
-
-    study_dir = Path(study_dir)
-    if not (study_dir / "lora_baseline.safetensors").is_file():
+def study_dir_rows(study: StudyDir, split: str = "test", device: str = "auto") -> dict[str, SegmentMetrics]:
+    """:func:`study_rows` of the adapters a study holds on its ``split`` (``eval_documents`` of
+    them); none when the LoRA baseline is not trained yet (there is nothing to compare with)."""
+    if not study.adapter_file("lora").is_file():
         return {}
-    cfg = load_config(StudyConfig, study_dir / "config.yaml")
-    base = base_dir(study_dir, cfg)
-    baseline = build_llmltm(cfg.lm, tokenizer, base_dir=base, adapters=study_dir / "lora_baseline.safetensors")
-    mem = study_dir / "memory_lm.safetensors"
-    memory_lm = build_llmltm(cfg.lm, tokenizer, base_dir=base, adapters=mem) if mem.is_file() else None
-    return study_rows(baseline, memory_lm, docs, cfg.eval_batch, cfg.oracle_segments, device)
+    cfg = study.config
+    baseline = study.load_lm("lora")
+    memory_lm = study.load_lm("memory") if study.adapter_file("memory").is_file() else None
+    return study_rows(baseline, memory_lm, eval_documents(study, split), cfg.eval_batch, cfg.oracle_segments, device)
+
+
+def eval_documents(study: StudyDir, split: str = "test") -> list[Document]:
+    """The documents every row of the study's table is scored on."""
+    return study.documents(split)[: study.config.eval_documents or None]
 
 
 COLUMNS = ["ce", "ppl"] + [f"top{k}" for k in TOP_K] + ["answer_ce", "recall_acc"]
@@ -160,15 +158,29 @@ def gap_report(summaries: dict[str, dict[str, float]], key: str = "answer_ce") -
     return "\n".join(f"{key} gap closed by {name:>28}: {gap_closed(summaries, name, key):+.3f}" for name in summaries)
 
 
-def write_tables(out_dir: Path, rows: dict[str, SegmentMetrics]) -> dict[str, dict[str, float]]:
-    """CSV + JSON (with per-position curves) of the rows; returns the summaries."""
+def write_tables(out_dir: Path, rows: dict[str, SegmentMetrics], stem: str = "lm_table") -> dict[str, dict[str, float]]:
+    """``stem``.csv and ``stem``.json (with per-position curves) of the rows; returns the summaries."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summaries = {name: m.summary() for name, m in rows.items()}
-    with open(out_dir / "lm_table.csv", "w", newline="") as fh:
+    with open(out_dir / f"{stem}.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["condition"] + COLUMNS)
         for name, s in summaries.items():
             w.writerow([name] + [s.get(c, "") for c in COLUMNS])
     payload = {name: {**summaries[name], "position_curve": rows[name].position_curve()} for name in rows}
-    (out_dir / "lm_table.json").write_text(json.dumps(payload, indent=2))
+    (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2))
     return summaries
+
+
+def report(rows: dict[str, SegmentMetrics], out_dir: Path, stem: str = "lm_table") -> str:
+    """Write the tables of ``rows`` and return what a script prints: the markdown table, the gap
+    each row closes (when there is a baseline and an oracle) and where the files are."""
+    summaries = write_tables(out_dir, rows, stem)
+    parts = [markdown_table(summaries)]
+    if "lora_baseline" in summaries:
+        gaps = gap_report(summaries)
+        if gaps:
+            parts.append(gaps)
+    parts.append(f"tables: {out_dir}/{stem}.{{csv,json}}")
+    return "\n\n".join(parts)

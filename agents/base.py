@@ -1,0 +1,80 @@
+"""What every memory-writing agent is, and the TensorBoard logger they share.
+
+An :class:`Agent` (REINFORCE, every SB3 algorithm) is built by :func:`agents.make` and has
+``learn``, ``predict``, ``save``, ``load``, ``init_from`` and ``num_timesteps``; scripts, the
+study pipeline and evaluation use nothing else, so no code outside an agent class branches on
+the algorithm. Every agent logs ``charts/*`` (reward, episodic return) and its own ``losses/*``
+through one :class:`RunLogger` under ``RUN_DIR/tb``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+Callback = Callable[[Any, dict], "bool | None"]
+"""``callback(agent, stats)`` after every update (REINFORCE) or rollout (SB3); False stops."""
+
+
+@runtime_checkable
+class Agent(Protocol):
+    file_name: str
+    """The agent's file in a run directory (``agent.pt``, ``agent.zip``)."""
+    episode_returns: list[float]
+
+    @property
+    def num_timesteps(self) -> int: ...
+
+    def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "Agent":
+        """Train until ``total_steps`` env steps (summed over envs) have been taken in all."""
+
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """Actions for one observation or a batch, SB3-style ``(action, state)``."""
+
+    def save(self, path: str | Path) -> Path: ...
+
+    def load(self, path: str | Path) -> "Agent": ...
+
+    def init_from(self, path: str | Path) -> None:
+        """Start from another run's weights (e.g. pre-trained on EmbeddingMimic-v0, hypothesis 1)."""
+
+
+class RunLogger:
+    """TensorBoard scalars under ``run_dir/tb`` (nothing when ``run_dir`` is None), opened lazily."""
+
+    def __init__(self, run_dir: str | Path | None) -> None:
+        self.run_dir = Path(run_dir) if run_dir else None
+        self._writer = None
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if self.run_dir is None:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tb"))
+        for k, v in values.items():
+            self._writer.add_scalar(k, float(v), step)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+
+class EpisodeTracker:
+    """Episode returns of N envs from their per-step rewards and done flags."""
+
+    def __init__(self, n: int) -> None:
+        self.running = np.zeros(n)
+        self.returns: list[float] = []
+
+    def add(self, rewards: np.ndarray, dones: np.ndarray) -> None:
+        self.running += rewards
+        for i in np.flatnonzero(dones):
+            self.returns.append(float(self.running[i]))
+            self.running[i] = 0.0
+
+    def recent(self, n: int = 20) -> float | None:
+        return float(np.mean(self.returns[-n:])) if self.returns else None

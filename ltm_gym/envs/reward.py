@@ -1,0 +1,148 @@
+"""The one reward of the memory environments, with one dispatch over its modes.
+
+:class:`Reward` scores N memories on the N next segments. ``step`` calls it once per step, the
+differentiable path calls it with ``grad=True`` (gradients flow back to the memories), and batched
+scoring of K candidate memories per state flattens them into one call: all are the same code.
+
+Modes (``RewardConfig.mode``), after the write, on the next segment s_{t+1}:
+
+* ``prefix`` (the study): -(1/k) sum_i L(s_{t+1}[0:l_i] | m_t), l_i uniform in [1, L], all k
+  prefixes from ONE forward (a causal LM's prefix loss is a cumulative mean of its token losses);
+* ``full``: -CE of s_{t+1}; ``answer``: -CE of its answer tokens (synthetic recall corpus);
+* ``delta``: CE of s_{t+1} without memory minus CE with it (the no-memory CE is cached while the
+  LM is frozen);
+* ``mimic``: d_{t-1} - d_t, d_t = sum_i min_j ||A m_{t,i} - emb_j|| (hypothesis 1; no LM forward
+  unless hidden states are wanted for the observation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ltm_gym.core import check
+from ltm_gym.lm import fixed_projection
+from ltm_gym.metrics import prefix_losses
+
+from .backend import MemoryLMBackend
+
+REWARD_MODES = ("prefix", "full", "answer", "delta", "mimic")
+
+
+@dataclass
+class RewardConfig:
+    mode: Literal["prefix", "full", "answer", "delta", "mimic"] = "prefix"
+    """See the module docstring."""
+    k: int = 4
+    """Random prefixes per reward (prefix mode)."""
+
+    def validate(self) -> None:
+        check(self.mode in REWARD_MODES, "mode", self.mode, ", ".join(REWARD_MODES))
+        check(self.k >= 1, "k", self.k, ">= 1")
+
+
+@dataclass
+class Segments:
+    """What the reward of N memories is scored on: the next segments and what each mode needs."""
+
+    ids: torch.Tensor
+    """(N, L) token ids of the next segments."""
+    answer_mask: torch.Tensor
+    """(N, L) bool, the answer tokens."""
+    keys: list[tuple[int, int, str]]
+    """(document, segment, split) of each row: the no-memory CE cache key (delta mode)."""
+    lengths: torch.Tensor | None = None
+    """(N, k) prefix lengths (prefix mode)."""
+    prev_distance: torch.Tensor | None = None
+    """(N,) d_{t-1} (mimic mode)."""
+
+    def repeat(self, times: int) -> "Segments":
+        """The same N rows ``times`` times over (K candidates per state -> K * N rows)."""
+        rep = lambda x: None if x is None else x.repeat(times, *([1] * (x.dim() - 1)))  # noqa: E731
+        return Segments(rep(self.ids), rep(self.answer_mask), self.keys * times, rep(self.lengths),
+                        rep(self.prev_distance))
+
+
+class Reward:
+    """The reward of a :class:`MemoryLMBackend` in one mode (see the module docstring)."""
+
+    def __init__(self, backend: MemoryLMBackend, cfg: RewardConfig) -> None:
+        cfg.validate()
+        self.backend, self.cfg = backend, cfg
+        model = backend.model
+        A = fixed_projection(model.mem_cfg.slot_dim, model.hidden, model.mem_cfg.projection_seed)
+        self._A = A.to(backend.device)
+        self._no_memory_ce: dict[tuple[int, int, str], float] = {}
+
+    @property
+    def mode(self) -> str:
+        return self.cfg.mode
+
+    @property
+    def uses_lm(self) -> bool:
+        return self.cfg.mode != "mimic"
+
+    def draw_lengths(self, rngs: list[np.random.Generator]) -> torch.Tensor | None:
+        """The k prefix lengths of every row (prefix mode; None otherwise), row i from ``rngs[i]``."""
+        if self.cfg.mode != "prefix":
+            return None
+        L = self.backend.segment_len
+        return torch.from_numpy(np.stack([r.integers(1, L + 1, size=self.cfg.k) for r in rngs]))
+
+    def distance(self, memory: torch.Tensor) -> torch.Tensor:
+        """d = sum_i min_j ||A m_i - emb_j|| per memory: (N, m, d) -> (N,)."""
+        emb = self.backend.model.lm.get_input_embeddings().weight.detach()
+        points = memory.to(self.backend.device, emb.dtype) @ self._A.T.to(emb.dtype)   # (N, m, H)
+        dist = torch.cdist(points, emb[None].expand(points.shape[0], -1, -1))           # (N, m, V)
+        return dist.min(-1).values.sum(-1)
+
+    def __call__(self, memory: torch.Tensor, seg: Segments, grad: bool = False,
+                 want_hidden: bool = False) -> dict[str, torch.Tensor]:
+        """Reward (N,) of memories (N, m, d) on ``seg``, plus what was computed on the way:
+        ``losses`` (N, L) and ``logits`` (N, L, V) of the LM forward, ``hidden`` (N, L, H) with
+        ``want_hidden``, ``distance`` (N,) in mimic mode. With ``grad=True`` the reward keeps its
+        graph back to ``memory``; otherwise it runs without one unless the LM is co-trained."""
+        b, mode = self.backend, self.cfg.mode
+        memory = memory.to(b.device)
+        out: dict[str, torch.Tensor] = {}
+        if mode == "mimic":
+            if seg.prev_distance is None:
+                raise ValueError("reward mode 'mimic' needs the previous distance d_{t-1}")
+            with torch.set_grad_enabled(grad):
+                out["distance"] = self.distance(memory)
+            out["reward"] = seg.prev_distance.to(out["distance"]) - out["distance"]
+            if not want_hidden:
+                return out
+        ids = seg.ids.to(b.device)
+        with torch.set_grad_enabled(grad or b.lm_update):
+            forward = b.model(ids, memory, return_hidden=want_hidden)
+        out["logits"], out["losses"] = forward[0], forward[1]
+        if want_hidden:
+            out["hidden"] = forward[2].detach()
+        losses = out["losses"]
+        if mode == "prefix":
+            if seg.lengths is None:
+                raise ValueError("reward mode 'prefix' needs the prefix lengths (N, k)")
+            out["reward"] = -prefix_losses(losses, seg.lengths.to(b.device)).mean(1)
+        elif mode == "full":
+            out["reward"] = -losses.mean(1)
+        elif mode == "answer":
+            m = seg.answer_mask.to(b.device).float()
+            out["reward"] = -(losses * m).sum(1) / m.sum(1).clamp(min=1)
+        elif mode == "delta":
+            out["reward"] = self.no_memory_ce(ids, seg.keys).to(b.device) - losses.mean(1)
+        return out
+
+    def no_memory_ce(self, ids: torch.Tensor, keys: list[tuple[int, int, str]]) -> torch.Tensor:
+        """CE of segments without memory, cached per key while the LM is frozen."""
+        b = self.backend
+        missing = [i for i, k in enumerate(keys) if k not in self._no_memory_ce or b.lm_update]
+        if missing:
+            with torch.no_grad():
+                _, losses = b.model(ids[missing].to(b.device))
+            for i, ce in zip(missing, losses.mean(1).tolist()):
+                self._no_memory_ce[keys[i]] = ce
+        return torch.tensor([self._no_memory_ce[k] for k in keys])

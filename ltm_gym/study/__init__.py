@@ -1,0 +1,11 @@
+"""The LLM-LTM study: its directory layout (:class:`StudyDir`, the one owner of the artifact
+names), its config, the LM stages, the tables, the end-to-end pipeline and its plots.
+
+Composes ``data`` and ``lm``; the envs load a study through :class:`StudyDir`.
+"""
+
+from .config import StageConfig, StudyConfig
+from .layout import ADAPTER_FILES, ENV_VAR, StudyData, StudyDir, StudyNotFoundError, default_study_dir
+
+__all__ = ["ADAPTER_FILES", "ENV_VAR", "StageConfig", "StudyConfig", "StudyData", "StudyDir", "StudyNotFoundError",
+           "default_study_dir"]

@@ -1,0 +1,191 @@
+"""A study directory: the one place that knows where a study's artifacts live.
+
+::
+
+    STUDY_DIR/
+      config.yaml                   the study's resolved StudyConfig
+      cache/                        the synthetic tokenizer (keyed by the corpus config)
+      lm/                           the pre-trained tiny LM and its tokenizer (HF format)
+      lora_baseline.safetensors     LoRA adapters of the no-memory baseline  (adapters "lora")
+      memory_lm.safetensors         LoRA + memory read path, hypothesis 2     (adapters "memory")
+      stages/<stage>/               each LM stage's checkpoint, metrics.jsonl, tb/
+      agents/<run>/ bptt/           the pipeline's agent runs and differentiable writer
+      eval/ plots/                  tables (CSV, JSON) and figures
+
+The default study is ``$LTM_GYM_STUDY_DIR`` when set, else ``study-tiny`` under the user's cache
+(``$XDG_CACHE_HOME/ltm_gym``, ``~/.cache/ltm_gym``): ``make demo`` writes it there, and
+``gymnasium.make("ltm_gym/LLMMemory-v0")`` reads it from there, whatever the current directory.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ltm_gym.core import ConfigError, load_config, save_config, to_dict
+from ltm_gym.data.corpus import build_corpus, load_tokenizer
+from ltm_gym.data.segments import Document
+from ltm_gym.lm import LLMLTM, build_llmltm
+
+from .config import StudyConfig
+
+ENV_VAR = "LTM_GYM_STUDY_DIR"
+ADAPTER_FILES = {"lora": "lora_baseline.safetensors", "memory": "memory_lm.safetensors"}
+
+
+def default_study_dir() -> Path:
+    """``$LTM_GYM_STUDY_DIR``, else ``$XDG_CACHE_HOME/ltm_gym/study-tiny`` (``~/.cache/...``)."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "ltm_gym" / "study-tiny"
+
+
+class StudyNotFoundError(FileNotFoundError):
+    """A directory that should hold a study (or one of its artifacts) does not."""
+
+
+class StudyData:
+    """The tokenizer and the split corpus of a study config, built once."""
+
+    def __init__(self, cfg: StudyConfig, cache_dir: str | Path) -> None:
+        self.cfg = cfg
+        self.tokenizer = load_tokenizer(cfg.corpus, cache_dir)
+        self.splits = build_corpus(cfg.corpus, self.tokenizer)
+
+    def documents(self, split: str) -> list[Document]:
+        if split not in self.splits:
+            raise ValueError(f"split {split!r} is not one of {sorted(self.splits)}")
+        return self.splits[split]
+
+
+class StudyDir:
+    """The artifacts of one study. ``StudyDir()`` is the default study (see the module docstring)."""
+
+    def __init__(self, root: str | Path | None = None, config: str | Path | StudyConfig | None = None,
+                 overrides: list[str] | dict[str, Any] | None = None) -> None:
+        """``config``: the study's config when it differs from ``root/config.yaml`` (a preset name,
+        a YAML path or a StudyConfig); ``overrides``: ``key=value`` changes on top of it."""
+        self.root = Path(root).expanduser() if root is not None else default_study_dir()
+        self._config_source = config
+        self._overrides = overrides
+
+    def __repr__(self) -> str:
+        return f"StudyDir({str(self.root)!r})"
+
+    # .................................................................. the layout
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def lm_dir(self) -> Path:
+        return self.root / "lm"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / "stages" / stage
+
+    def agent_dir(self, name: str) -> Path:
+        return self.root / "agents" / name
+
+    @property
+    def bptt_dir(self) -> Path:
+        return self.root / "bptt"
+
+    def adapter_file(self, name: str) -> Path:
+        if name not in ADAPTER_FILES:
+            raise ValueError(f"adapters {name!r} is not one of the study's: {', '.join(ADAPTER_FILES)}")
+        return self.root / ADAPTER_FILES[name]
+
+    def exists(self) -> bool:
+        return self.config_file.is_file()
+
+    # .................................................................. config and data
+    @cached_property
+    def config(self) -> StudyConfig:
+        source = self._config_source
+        if isinstance(source, StudyConfig):
+            return load_config(StudyConfig, to_dict(source), self._overrides)
+        if source is None:
+            if not self.exists():
+                raise StudyNotFoundError(
+                    f"{self.root} holds no study (no config.yaml); build one with "
+                    f"`python scripts/pretrain_lm.py --study-dir {self.root}` (or `make demo` for the default study)")
+            source = self.config_file
+        return load_config(StudyConfig, source, self._overrides)
+
+    def create(self) -> "StudyDir":
+        """Make the directory and write the config; an existing study with another config is refused."""
+        cfg = self.config
+        if self.exists():
+            stored = load_config(StudyConfig, self.config_file)
+            if to_dict(stored) != to_dict(cfg):
+                changed = sorted(k for k, v in to_dict(cfg).items() if to_dict(stored).get(k) != v)
+                raise ConfigError(f"{self.root} holds a study with another config (differs in {', '.join(changed)}); "
+                                  "choose another --study-dir for the new config")
+            return self
+        self.root.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.config_file)
+        return self
+
+    @cached_property
+    def data(self) -> StudyData:
+        return StudyData(self.config, self.cache_dir)
+
+    @property
+    def tokenizer(self):
+        return self.data.tokenizer
+
+    def documents(self, split: str) -> list[Document]:
+        return self.data.documents(split)
+
+    # .................................................................. the LLM-LTM
+    def base_dir(self) -> Path | None:
+        """Where the base LM comes from: the study's pre-trained tiny LM, or None (``lm.base`` by name)."""
+        return self.lm_dir if self.config.lm.base == "tiny" else None
+
+    def has_lm(self) -> bool:
+        base = self.base_dir()
+        return base is None or base.is_dir()
+
+    def load_lm(self, adapters: str | Path = "memory", untrained: bool = False, lora: bool | None = None) -> LLMLTM:
+        """The LLM-LTM with ``adapters``: ``memory`` | ``lora`` (the study's), ``none``, or a
+        .safetensors file. ``untrained=True`` builds the preset's LM untrained when the study has
+        not pre-trained it (tests, smoke runs); otherwise a missing artifact is an error naming it."""
+        cfg = self.config
+        base = self.base_dir()
+        if base is not None and not base.is_dir():
+            if not untrained:
+                raise StudyNotFoundError(f"{base} is missing: the study's LM is not pre-trained; run "
+                                         f"`python scripts/pretrain_lm.py --study-dir {self.root}`")
+            base = None
+        path: Path | None
+        if adapters == "none":
+            path = None
+        elif isinstance(adapters, str) and adapters in ADAPTER_FILES:
+            path = self.adapter_file(adapters)
+            if not path.is_file():
+                if not untrained:
+                    raise StudyNotFoundError(f"{path} is missing: the study's {adapters!r} stage has not run; "
+                                             f"run `python scripts/pretrain_lm.py --study-dir {self.root}`")
+                path = None
+        else:
+            path = Path(adapters)
+            if not path.is_file():
+                raise FileNotFoundError(f"adapters={str(adapters)!r}: no such file (or use "
+                                        f"{', '.join(ADAPTER_FILES)}, none)")
+        return build_llmltm(cfg.lm, self.tokenizer, base_dir=base, adapters=path, seed=cfg.seed, lora=lora)

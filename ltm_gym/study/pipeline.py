@@ -1,0 +1,82 @@
+"""The whole LLM-LTM study end to end (what ``make demo`` runs through ``scripts/run_study.py``):
+corpus and tokenizer -> LM stages -> agent pre-training on EmbeddingMimic-v0 (hypothesis 1) ->
+REINFORCE with and without it -> the differentiable memory writer -> tables and plots.
+
+Every stage is cached in the study directory and resumes after an interruption; a finished one
+is skipped. The agents and the writer live outside ``ltm_gym`` and are imported here, at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from .layout import StudyDir
+from .plots import plot_study
+from .stages import run_stage, stages_for
+from .tables import eval_documents, report, study_dir_rows
+
+
+@dataclass
+class PipelineSettings:
+    agent_steps: int = 3000
+    """REINFORCE env steps per agent."""
+    mimic_steps: int = 1000
+    """EmbeddingMimic-v0 pre-training env steps (hypothesis 1)."""
+    bptt_steps: int | None = None
+    """Differentiable-writer steps (None: the bptt-tiny preset's)."""
+    num_envs: int = 8
+    seed: int = 0
+
+
+def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str], None] = print) -> str:
+    """Run every stage of ``study`` not yet done; returns the printed report (tables, gaps, files)."""
+    from agents.evaluation import agent_metrics, eval_env
+    from agents.training import RunConfig, hyperparams, train_run
+    from baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer
+    from ltm_gym.core import load_config
+
+    study.create()
+    log("documents: " + ", ".join(f"{k} {len(v)}" for k, v in study.data.splits.items()))
+    for stage in stages_for(study):
+        log(f"[{stage}] {run_stage(stage, study)}")
+
+    env_kwargs = {"study_dir": str(study.root)}
+    base = dict(algo="reinforce", num_envs=settings.num_envs, seed=settings.seed, hyperparams=hyperparams("reinforce"))
+    runs = {
+        "mimic": RunConfig(**base, env_id="ltm_gym/EmbeddingMimic-v0", env_kwargs=env_kwargs, steps=settings.mimic_steps),
+        "reinforce": RunConfig(**base, env_kwargs={**env_kwargs, "reward_mode": "prefix"}, steps=settings.agent_steps),
+        "reinforce_pretrained": RunConfig(**base, env_kwargs={**env_kwargs, "reward_mode": "prefix"},
+                                          steps=settings.agent_steps),
+    }
+    returns: dict[str, list[float]] = {}
+    agents = {}
+    for name, run_cfg in runs.items():
+        run_dir = study.agent_dir(name)
+        init = study.agent_dir("mimic") / "agent.pt" if name == "reinforce_pretrained" else None
+        log(f"[agent {name}] {run_dir}")
+        agents[name] = train_run(run_cfg, run_dir, init=init, save_every=1000)
+        trace = run_dir / "rewards.json"
+        if not trace.is_file() or agents[name].num_timesteps > json.loads(trace.read_text()).get("steps", 0):
+            trace.write_text(json.dumps({"steps": agents[name].num_timesteps,
+                                         "episode_returns": agents[name].episode_returns}))
+        returns[name] = json.loads(trace.read_text())["episode_returns"]
+
+    bptt_over: dict = {"study_dir": str(study.root), "train": {"seed": settings.seed}}
+    if settings.bptt_steps:
+        bptt_over["train"]["steps"] = settings.bptt_steps
+    bptt_cfg = load_config(BPTTConfig, "bptt-tiny", bptt_over)
+    log(f"[bptt writer] {study.bptt_dir}")
+    writer, bptt_backend = train_writer(bptt_cfg, study.bptt_dir)
+
+    rows = study_dir_rows(study, "test")
+    n_docs = len(eval_documents(study, "test"))
+    for name in ("reinforce", "reinforce_pretrained"):
+        env = eval_env(runs[name].env_kwargs, "test")
+        rows[f"agent_{name}"] = agent_metrics(agents[name], env, n_docs)
+    rows["bptt_writer"] = evaluate_writer(writer, bptt_backend, bptt_cfg, "test", with_lm_rows=False)["bptt_writer"]
+    text = report(rows, study.eval_dir)
+    tables = json.loads((study.eval_dir / "lm_table.json").read_text())
+    plots = plot_study(study, tables, returns)
+    return text + "\nplots: " + ", ".join(str(p) for p in plots)

@@ -1,0 +1,208 @@
+"""The study's LM stages, each a small object on the shared Trainer:
+
+* ``pretrain``: the tiny GPT-2 on windows of consecutive segments (so it learns to copy from
+  earlier segments), optionally with the induction hint; saved with its tokenizer as ``lm/``;
+* ``lora``: the study's baseline, LoRA without memory -> ``lora_baseline.safetensors``;
+* ``memory``: hypothesis 2, LoRA + memory read path trained with the previous segment's
+  embeddings as memory -> ``memory_lm.safetensors``.
+
+A stage whose artifact exists is not run again; an interrupted one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from ltm_gym.core import Trainer, seed_everything, step_generator
+from ltm_gym.data.corpus import fresh_synthetic_documents
+from ltm_gym.data.segments import Document
+from ltm_gym.lm import LLMLTM, build_llmltm, previous_segment_memory
+from ltm_gym.lm.induction import captured_attention, induction_hint_loss
+
+from .config import StageConfig
+from .layout import StudyDir
+
+
+def window_batch(docs: list[Document], batch: int, n_ctx: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random windows of ``n_ctx`` consecutive segments: ids (B, n_ctx * L)."""
+    rows = []
+    for _ in range(batch):
+        d = docs[int(torch.randint(len(docs), (1,), generator=g))]
+        n = min(n_ctx, d.n_segments)
+        s = int(torch.randint(d.n_segments - n + 1, (1,), generator=g))
+        rows.append(d.ids[s : s + n].reshape(-1))
+    width = min(len(r) for r in rows)
+    return {"ids": torch.stack([r[:width] for r in rows])}
+
+
+def pair_batch(docs: list[Document], batch: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random (previous segment, segment) pairs: prev, ids, answer_mask (B, L)."""
+    prev, cur, mask = [], [], []
+    for _ in range(batch):
+        d = docs[int(torch.randint(len(docs), (1,), generator=g))]
+        t = int(torch.randint(1, d.n_segments, (1,), generator=g))
+        prev.append(d.ids[t - 1])
+        cur.append(d.ids[t])
+        mask.append(d.answer_mask[t])
+    return {"prev": torch.stack(prev), "ids": torch.stack(cur), "answer_mask": torch.stack(mask)}
+
+
+def _unwrap(model: torch.nn.Module) -> LLMLTM:
+    return getattr(model, "module", model)
+
+
+def _answer_stats(losses: torch.Tensor, batch: dict) -> dict[str, float]:
+    mask = batch.get("answer_mask")
+    if mask is None or not mask.any():
+        return {}
+    return {"answer_ce": float(losses.detach()[mask].mean())}
+
+
+class Stage:
+    """One LM stage: which model trains, on which batches, with which loss, saved where."""
+
+    name: str = ""
+
+    def artifact(self, study: StudyDir) -> Path:
+        return study.adapter_file(self.name)
+
+    def settings(self, study: StudyDir) -> StageConfig:
+        return getattr(study.config, self.name)
+
+    def build(self, study: StudyDir) -> LLMLTM:
+        cfg = study.config
+        return build_llmltm(cfg.lm, study.tokenizer, base_dir=study.base_dir(), lora=cfg.lm.lora.enabled, seed=cfg.seed)
+
+    def batch(self, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+        return pair_batch(docs, sc.batch_size, g)
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def save(self, model: LLMLTM, study: StudyDir) -> None:
+        model.save_adapters(self.artifact(study))
+
+
+class PretrainStage(Stage):
+    name = "pretrain"
+
+    def artifact(self, study: StudyDir) -> Path:
+        return study.lm_dir
+
+    def build(self, study: StudyDir) -> LLMLTM:
+        cfg = study.config
+        if cfg.lm.base != "tiny":
+            raise ValueError(f"the pretrain stage builds the tiny LM; lm.base is {cfg.lm.base!r} (already pre-trained)")
+        model = build_llmltm(cfg.lm, study.tokenizer, lora=False, seed=cfg.seed)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.lm.parameters():
+            p.requires_grad_(True)
+        return model
+
+    def batch(self, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+        batch = window_batch(docs, sc.batch_size, sc.context_segments, g)
+        if sc.hint_at(step) > 0:
+            batch["hint"] = torch.full((sc.batch_size,), sc.hint_at(step))
+        return batch
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        hint = float(batch["hint"][0]) if "hint" in batch else 0.0
+        if hint <= 0:
+            _, losses = model(batch["ids"])
+            return losses.mean(), {}
+        inner = _unwrap(model)
+        with captured_attention(inner.lm, (0, 1)) as attentions:
+            _, losses = model(batch["ids"])
+        bos = batch["ids"].new_full((len(batch["ids"]), 1), inner.bos_token_id)
+        aux = induction_hint_loss(attentions, torch.cat([bos, batch["ids"]], 1))
+        return losses.mean() + hint * aux, {"induction_hint": float(aux.detach())}
+
+    def save(self, model: LLMLTM, study: StudyDir) -> None:
+        tmp = study.root / "lm.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.lm.save_pretrained(str(tmp))
+        study.tokenizer.save_pretrained(str(tmp))
+        tmp.rename(self.artifact(study))
+
+
+class LoraStage(Stage):
+    """The baseline has no memory: only LoRA trains."""
+
+    name = "lora"
+
+    def build(self, study: StudyDir) -> LLMLTM:
+        model = super().build(study)
+        for n, p in model.named_parameters():
+            if not n.startswith("lm."):
+                p.requires_grad_(False)
+        return model
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        _, losses = model(batch["ids"])
+        return losses.mean(), _answer_stats(losses, batch)
+
+
+class MemoryStage(Stage):
+    """Hypothesis 2: the read path learns on the previous segment's pooled embeddings."""
+
+    name = "memory"
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        mem = previous_segment_memory(_unwrap(model), batch["prev"])
+        _, losses = model(batch["ids"], mem)
+        return losses.mean(), _answer_stats(losses, batch)
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (PretrainStage(), LoraStage(), MemoryStage())}
+
+
+def stages_for(study: StudyDir) -> list[str]:
+    """The stages that apply to the study's config (pretrain only for the tiny LM)."""
+    return [s for s in STAGES if s != "pretrain" or study.config.lm.base == "tiny"]
+
+
+def run_stage(name: str, study: StudyDir, resume: bool = True) -> Path:
+    """Train stage ``name`` of ``study`` and write its artifact; returns the artifact's path.
+    A finished stage (artifact present) is not run again."""
+    if name not in STAGES:
+        raise ValueError(f"stage {name!r} is not one of {tuple(STAGES)}")
+    stage = STAGES[name]
+    artifact = stage.artifact(study)
+    if artifact.exists():
+        return artifact
+    study.create()
+    cfg, sc = study.config, stage.settings(study)
+    seed_everything(cfg.seed)
+    model = stage.build(study)
+    splits = study.data.splits
+    train_docs, val_docs = splits["train"], splits["validation"] or splits["train"]
+    seed = sc.train.seed
+    synthetic = cfg.corpus.source == "synthetic"
+
+    def batch_fn(step: int) -> dict:
+        g = step_generator(seed, step)
+        docs = train_docs
+        if synthetic:  # a fresh stream of documents outside every split
+            first = cfg.corpus.synthetic.n_documents + step * sc.batch_size
+            docs = fresh_synthetic_documents(cfg.corpus, study.tokenizer, list(range(first, first + sc.batch_size)))
+        return stage.batch(docs, sc, step, g)
+
+    g_val = torch.Generator().manual_seed(seed + 99)
+    val = stage.batch(val_docs, StageConfig(sc.train, 64, sc.context_segments), 1 << 30, g_val)
+
+    def eval_fn(m: torch.nn.Module) -> dict[str, float]:
+        dev = next(m.parameters()).device
+        loss, extra = stage.loss(m, {k: v.to(dev) for k, v in val.items()})
+        return {"loss": float(loss), **extra}
+
+    run_dir = study.stage_dir(name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, sc.train, stage.loss, batch_fn, run_dir=run_dir, eval_fn=eval_fn)
+    trainer.fit(resume=resume)
+    trainer.close()
+    stage.save(model.cpu(), study)
+    return artifact

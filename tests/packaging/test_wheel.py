@@ -1,0 +1,72 @@
+"""The wheel carries every preset, and an installed package works from any directory."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ltm_gym.core.config import preset_names
+from tests.fixtures import ROOT
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+           "-w", str(out), str(ROOT)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (path,) = out.glob("ltm_gym-*.whl")
+    return path
+
+
+def test_wheel_holds_every_preset(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    presets = sorted(n for n in names if n.startswith("ltm_gym/presets/") and n.endswith(".yaml"))
+    assert [p[len("ltm_gym/presets/"):-len(".yaml")] for p in presets] == preset_names()
+    assert {"tiny", "looped-cpu", "bptt-tiny", "agents/ppo", "agents/reinforce"} <= set(preset_names())
+    for package in ("ltm_gym/study/layout.py", "ltm_gym/envs/reward.py", "agents/base.py", "baselines/looped/reference.py"):
+        assert package in names
+
+
+def test_unpacked_wheel_loads_presets_and_makes_the_env_from_an_empty_directory(wheel, tiny_study, tmp_path):
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    code = f"""
+import sys
+sys.path = [p for p in sys.path if p not in ({str(ROOT)!r}, '', '.')]
+sys.path.insert(0, {str(site)!r})
+import gymnasium as gym, ltm_gym
+import agents, baselines
+assert all(m.__file__.startswith({str(site)!r}) for m in (ltm_gym, agents, baselines)), ltm_gym.__file__
+from ltm_gym.core import load_config
+from ltm_gym.core.config import load_preset_dict, preset_names
+from ltm_gym.study import StudyConfig
+from baselines.looped.study import LoopedConfig
+from baselines.bptt_memory import BPTTConfig
+kinds = {{"tiny": StudyConfig, "rugpt3small": StudyConfig, "bptt-tiny": BPTTConfig}}
+for name in preset_names():
+    if name.startswith("looped"):
+        load_config(LoopedConfig, name)
+    elif name in kinds:
+        load_config(kinds[name], name)
+    else:
+        assert isinstance(load_preset_dict(name), dict), name
+env = gym.make("ltm_gym/LLMMemory-v0", device="cpu")
+obs, _ = env.reset(seed=0)
+print("ok", len(preset_names()), obs["tokens"].shape)
+"""
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "LTM_GYM_STUDY_DIR": str(tiny_study.root)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok") and "(32,)" in done.stdout
+
+
+def test_no_path_hacks_in_library_or_scripts():
+    offenders = [str(p.relative_to(ROOT)) for d in ("scripts", "ltm_gym", "agents", "baselines")
+                 for p in (ROOT / d).rglob("*.py") if "sys.path.insert" in p.read_text()]
+    assert offenders == []

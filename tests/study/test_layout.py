@@ -1,0 +1,35 @@
+import pytest
+
+from ltm_gym.core import ConfigError
+from ltm_gym.study import ENV_VAR, StudyDir, StudyNotFoundError, default_study_dir
+from tests.fixtures import tiny_study_config
+
+
+def test_default_location_does_not_depend_on_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert default_study_dir() == tmp_path / "cache" / "ltm_gym" / "study-tiny"
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "mine"))
+    assert StudyDir().root == tmp_path / "mine"
+
+
+def test_missing_study_and_artifacts_are_named(tmp_path):
+    with pytest.raises(StudyNotFoundError, match=f"{tmp_path / 'nope'} holds no study"):
+        StudyDir(tmp_path / "nope").config
+    study = StudyDir(tmp_path / "s", tiny_study_config()).create()
+    with pytest.raises(StudyNotFoundError, match="lm is missing"):
+        study.load_lm("memory")
+    model = study.load_lm("memory", untrained=True)               # only when asked for
+    assert model.mem_cfg.n_slots == 4
+    with pytest.raises(ValueError, match="'select'"):
+        study.adapter_file("select")
+
+
+def test_a_study_with_another_config_is_refused_before_anything_is_written(tmp_path):
+    StudyDir(tmp_path / "s", tiny_study_config()).create()
+    before = (tmp_path / "s" / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="another config"):
+        StudyDir(tmp_path / "s", tiny_study_config(seed=3)).create()
+    assert (tmp_path / "s" / "config.yaml").read_text() == before
+    assert StudyDir(tmp_path / "s").config.seed == 0
