@@ -9,6 +9,7 @@ episode terminates after the reward of the document's last segment, or is trunca
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,18 +19,21 @@ from gymnasium import spaces
 
 from .backend import MemoryLMBackend
 from .reward import Reward, RewardConfig, Segments
+from .selection import SelectionCode
 
 OBS_MODES = ("tokens", "hidden")
-ACTION_MODES = ("full", "slot")
+ACTION_MODES = ("full", "slot", "select")
 
 
 @dataclass
 class EnvSettings:
     split: str = "train"
     reward: RewardConfig | None = None
-    action_mode: Literal["full", "slot"] = "full"
+    action_mode: Literal["full", "slot", "select"] = "full"
     """full: Box(-1, 1, (n_slots, slot_dim)) is the new memory; slot: Box(-1, 1, (slot_dim + 1,)),
-    the first number picks a slot (n_slots equal bins of [-1, 1]) and the rest is written into it."""
+    the first number picks a slot (n_slots equal bins of [-1, 1]) and the rest is written into it;
+    select: Box(-1, 1, (segment_len + n_slots,)), scores of the segment's positions and of the
+    previous slots, the top n_slots stored (ltm_gym/envs/selection.py)."""
     action_scale: float = 1.0
     """Memory values are ``action_scale * action``."""
     obs_mode: Literal["tokens", "hidden"] = "tokens"
@@ -60,7 +64,7 @@ def make_spaces(backend: MemoryLMBackend, s: EnvSettings) -> tuple[spaces.Dict, 
         bound = backend.model.hidden_bound()
         obs = spaces.Dict({"hidden": spaces.Box(-bound, bound, (backend.model.hidden,), np.float32),
                            "memory": memory})
-    shape = (m, d) if s.action_mode == "full" else (d + 1,)
+    shape = {"full": (m, d), "slot": (d + 1,), "select": (backend.segment_len + m,)}[s.action_mode]
     return obs, spaces.Box(-1.0, 1.0, shape, np.float32)
 
 
@@ -89,6 +93,7 @@ class Episodes:
         settings.validate()
         self.backend, self.s, self.n = backend, settings, n
         self.reward = Reward(backend, settings.reward)
+        self.selection = SelectionCode(backend.model) if settings.action_mode == "select" else None
         self.obs_space, self.act_space = make_spaces(backend, settings)
         self.doc = np.zeros(n, dtype=np.int64)
         self.t = np.zeros(n, dtype=np.int64)
@@ -123,8 +128,30 @@ class Episodes:
             raise ValueError(f"action value {worst:.4g} is outside the action space [-1, 1]; clip or squash it")
         return actions.astype(np.float32, copy=True)
 
+    def current_segments(self) -> torch.Tensor:
+        """Token ids (n, L) of every env's current segment s_t."""
+        return torch.stack([self.docs[d].ids[t] for d, t in zip(self.doc, self.t)])
+
     def written_memory(self, actions: np.ndarray) -> np.ndarray:
+        """The memories (n, m, d) that valid ``actions`` write (the env does not change)."""
+        if self.selection is not None:
+            return self.selection.write(self.memory, actions, self.current_segments(), self.s.action_scale)
         return write_memory(self.memory, actions, self.s.action_mode, self.s.action_scale)
+
+    def score_actions(self, actions: Any, rngs: list[np.random.Generator]) -> np.ndarray:
+        """Rewards (K, n) of K candidate actions (K, n, *action_shape) for the current states, from
+        ONE batched reward call, without advancing the episodes: what ``step`` would return for
+        each (prefix lengths drawn from copies of ``rngs``, so the next step draws the same)."""
+        if not isinstance(actions, (np.ndarray, torch.Tensor)):
+            actions = np.asarray(actions)
+        if actions.ndim < 1 or len(actions) < 1:
+            raise ValueError(f"candidate actions have shape {tuple(actions.shape)}; expected (K, {self.n}, ...)")
+        memories = np.stack([self.written_memory(self.check_actions(a)) for a in actions])   # (K, n, m, d)
+        K = len(memories)
+        seg = self.next_segments(self.reward.draw_lengths([copy.deepcopy(r) for r in rngs])).repeat(K)
+        with torch.no_grad():
+            terms = self.reward(torch.from_numpy(memories.reshape(K * self.n, *memories.shape[2:])), seg)
+        return terms["reward"].double().cpu().numpy().reshape(K, self.n)
 
     # ------------------------------------------------------------------ reset / observation
     def reset_one(self, i: int, rng: np.random.Generator, document: int | None) -> None:
@@ -228,7 +255,8 @@ class Episodes:
 
 
 class DifferentiableReward:
-    """The differentiable reward path of the single and the vector env (both hold ``episodes``)."""
+    """The reward paths beside ``step`` of the single and the vector env (both hold ``episodes``):
+    the differentiable reward and batched scoring of candidate actions."""
 
     episodes: Episodes
     _needs_reset: bool
@@ -241,3 +269,16 @@ class DifferentiableReward:
         if self._needs_reset:
             raise RuntimeError("call reset() before differentiable_reward()")
         return self.episodes.differentiable_reward(memory, prefix_lengths)
+
+    def score_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Rewards of K candidate actions for the current state(s) from one batched LM forward,
+        without advancing the env: (K, *action_shape) -> (K,) for the single env, (K, num_envs,
+        *action_shape) -> (K, num_envs) for the vector env. Each equals what ``step`` would return
+        for that action now (in prefix mode with the prefix lengths the next step will draw).
+        The candidates of group-sampled policy gradients (a leave-one-out baseline) come from here."""
+        if self._needs_reset:
+            raise RuntimeError("call reset() before score_actions()")
+        single = self.episodes.n == 1 and not hasattr(self, "num_envs")
+        actions = np.asarray(actions)
+        scores = self.episodes.score_actions(actions[:, None] if single else actions, self._scoring_rngs())
+        return scores[:, 0] if single else scores

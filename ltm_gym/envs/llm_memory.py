@@ -41,6 +41,12 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
     ``Box(-1, 1, (n_slots, slot_dim), float32)``: the new memory, scaled by ``action_scale``.
     With ``action_mode="slot"`` (the original study's agent): ``Box(-1, 1, (slot_dim + 1,))``, whose
     first number picks a slot (``n_slots`` equal bins of [-1, 1]) and the rest overwrites it.
+    With ``action_mode="select"``: ``Box(-1, 1, (segment_len + n_slots,))``, a score per position of
+    the current segment and per slot of the previous memory; the ``n_slots`` best are stored, a
+    position as a fixed code of its token and the token before it (the LM's input embeddings through
+    a fixed seeded projection, max-normalized to [-1, 1]), a previous slot unchanged ("keep"), see
+    :mod:`ltm_gym.envs.selection`. ``score_actions(candidates)`` returns the rewards of K candidate
+    actions for the current state from one batched LM forward, without advancing the env.
     Actions of the wrong shape or dtype, NaN, inf or outside [-1, 1] raise ``ValueError`` and leave
     the env exactly as it was.
 
@@ -129,6 +135,9 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
         done = bool(terminated[0]) or bool(truncated[0])
         self._needs_reset = done
         return self.episodes.observation(0), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), infos[0]
+
+    def _scoring_rngs(self) -> list[np.random.Generator]:
+        return [self.np_random]
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":

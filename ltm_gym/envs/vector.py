@@ -98,6 +98,9 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
             vector_info["_final_info"] = done.copy()
         return obs, rewards.astype(np.float64), terminated.copy(), truncated.copy(), vector_info
 
+    def _scoring_rngs(self) -> list[np.random.Generator]:
+        return self._rngs
+
     def render(self) -> tuple[str, ...] | None:
         if self.render_mode == "ansi":
             return tuple(self.episodes.render_text(i) for i in range(self.num_envs))

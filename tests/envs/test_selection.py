@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+
+from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv
+from ltm_gym.envs.selection import SelectionCode
+
+
+def test_select_stores_the_codes_of_the_best_positions_and_keeps_old_slots(backend):
+    env = LLMMemoryEnv(backend=backend, action_mode="select", reward_mode="full")
+    obs, _ = env.reset(seed=0, options={"document": 1})
+    L, m = 32, 4
+    assert env.action_space.shape == (L + m,)
+    codes = SelectionCode(backend.model).codes(torch.as_tensor(obs["tokens"])[None])[0].numpy()
+    assert np.abs(codes).max() == pytest.approx(1.0)
+    a = np.full(L + m, -1.0, np.float32)
+    a[[3, 7, 20, 31]] = [0.5, 0.9, 0.2, 0.1]
+    obs, *_ = env.step(a)
+    np.testing.assert_allclose(obs["memory"], codes[[3, 7, 20, 31]], atol=1e-6)
+    written = obs["memory"].copy()
+    b = np.full(L + m, -1.0, np.float32)
+    b[L + 1] = b[L + 2] = 1.0                  # keep old slots 1 and 2
+    b[[0, 5]] = 0.0
+    new_codes = SelectionCode(backend.model).codes(torch.as_tensor(obs["tokens"])[None])[0].numpy()
+    obs, *_ = env.step(b)
+    np.testing.assert_allclose(obs["memory"], np.stack([new_codes[0], new_codes[5], written[1], written[2]]), atol=1e-6)
+
+
+def test_select_code_depends_on_the_token_and_its_predecessor(backend):
+    code = SelectionCode(backend.model)
+    ids = torch.tensor([[5, 6, 7, 6], [9, 6, 7, 6]])
+    c = code.codes(ids)
+    assert torch.allclose(c[0, 2], c[1, 2])                    # same (6, 7) pair
+    assert not torch.allclose(c[0, 1], c[1, 1])                # (5, 6) vs (9, 6)
+    assert not torch.allclose(c[0, 1], c[0, 3])                # (5, 6) vs (7, 6)
+
+
+@pytest.mark.parametrize("mode", ["prefix", "answer"])
+@pytest.mark.parametrize("action_mode", ["full", "select"])
+def test_score_actions_equals_step_for_each_candidate(backend, mode, action_mode):
+    env = LLMMemoryEnv(backend=backend, action_mode=action_mode, reward_mode=mode)
+    rng = np.random.default_rng(0)
+    env.reset(seed=4)
+    cands = rng.uniform(-1, 1, (5, *env.action_space.shape)).astype(np.float32)
+    state = (env.episodes.t.copy(), env.episodes.memory.copy())
+    scores = env.score_actions(cands)
+    assert scores.shape == (5,)
+    assert np.array_equal(env.episodes.t, state[0]) and np.array_equal(env.episodes.memory, state[1])
+    for i, a in enumerate(cands):
+        twin = LLMMemoryEnv(backend=backend, action_mode=action_mode, reward_mode=mode)
+        twin.reset(seed=4)
+        _, r, *_ = twin.step(a)
+        assert r == pytest.approx(scores[i], abs=1e-5)
+    _, r, *_ = env.step(cands[2])                              # the env still steps as before
+    assert r == pytest.approx(scores[2], abs=1e-5)
+
+
+def test_vector_score_actions(backend):
+    venv = LLMMemoryVectorEnv(num_envs=3, backend=backend, action_mode="select", reward_mode="prefix")
+    venv.reset(seed=1)
+    cands = np.random.default_rng(2).uniform(-1, 1, (4, 3, 36)).astype(np.float32)
+    scores = venv.score_actions(cands)
+    assert scores.shape == (4, 3)
+    _, r, *_ = venv.step(cands[3])
+    np.testing.assert_allclose(r, scores[3], atol=1e-5)
+    with pytest.raises(ValueError, match="action shape"):
+        venv.score_actions(cands[:, :2])
