@@ -22,6 +22,8 @@ Callback = Callable[[Any, dict], "bool | None"]
 class Agent(Protocol):
     file_name: str
     """The agent's file in a run directory (``agent.pt``, ``agent.zip``)."""
+    env: Any
+    """The LLMMemory vector env it trains on (its backend holds the LM the agent writes for)."""
     episode_returns: list[float]
 
     @property
@@ -78,3 +80,26 @@ class EpisodeTracker:
 
     def recent(self, n: int = 20) -> float | None:
         return float(np.mean(self.returns[-n:])) if self.returns else None
+
+
+READER_FILE = "reader.safetensors"
+
+
+def reader_path(agent_path: Path) -> Path:
+    return Path(agent_path).with_name(READER_FILE)
+
+
+def save_reader(env: Any, agent_path: Path) -> None:
+    """The co-trained read path of ``env``'s LLM-LTM (``lm_update=True``) beside the agent's file."""
+    backend = getattr(getattr(env, "unwrapped", env), "backend", None)
+    if backend is not None and backend.lm_update:
+        backend.model.save_adapters(reader_path(agent_path))
+
+
+def load_reader(env: Any, agent_path: Path) -> None:
+    """Load the read path saved beside the agent's file (if any) into ``env``'s LLM-LTM, so the
+    agent is evaluated with the reader it was co-trained with."""
+    path = reader_path(agent_path)
+    backend = getattr(getattr(env, "unwrapped", env), "backend", None)
+    if backend is not None and path.is_file():
+        backend.model.load_adapters(path)

@@ -37,14 +37,15 @@ def agent_metrics(agent: Any, env: LLMMemoryEnv, n_documents: int | None = None,
 
 def eval_env(env_kwargs: dict[str, Any], split: str = "test", backend: Any = None) -> LLMMemoryEnv:
     """The single LLMMemory-v0 an agent is evaluated on: its training env's settings on ``split``,
-    one whole document per episode (no ``max_segments``), sharing ``backend`` when given. The
-    reward mode is ``full`` (the metrics in ``info`` do not depend on it; ``mimic`` has none)."""
+    one whole document per episode (no ``max_segments``), sharing ``backend``'s LM when given (a
+    co-trained reader included, but not trained further). The reward mode is ``full`` (the metrics
+    in ``info`` do not depend on it; ``mimic`` has none)."""
     import ltm_gym  # noqa: F401  (registers the env ids)
 
-    kwargs = {**env_kwargs, "split": split, "max_segments": None, "reward_mode": "full"}
+    kwargs = {**env_kwargs, "split": split, "max_segments": None, "reward_mode": "full", "lm_update": False}
     if backend is not None:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("study_dir", "config", "adapters", "device", "lm_lr")}
-        kwargs["backend"] = backend
+        kwargs["backend"] = backend.frozen()
     return gym.make("ltm_gym/LLMMemory-v0", **kwargs).unwrapped
 
 
@@ -58,10 +59,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = 
 
     run_dir = Path(run_dir)
     cfg = RunConfig.load(run_dir)
-    venv, agent = build(cfg, None, num_envs=1)
+    _, agent = build(cfg, None, num_envs=1)
     agent.load(run_dir / agent.file_name)
     study = StudyDir(cfg.env_kwargs.get("study_dir"))
-    env = eval_env(cfg.env_kwargs, split, backend=venv.unwrapped.backend)
+    env = eval_env(cfg.env_kwargs, split, backend=agent.env.backend)
     rows = study_dir_rows(study, split) if with_lm_rows else {}
     rows[f"agent_{cfg.algo}"] = agent_metrics(agent, env, len(eval_documents(study, split)))
     return report(rows, run_dir / "eval", "agent_table")

@@ -114,3 +114,34 @@ def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
 def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
     """Entropy of the pre-tanh Gaussian, summed over dimensions (B,)."""
     return (log_std + 0.5 * math.log(2 * math.pi * math.e)).flatten(1).sum(1)
+
+
+class SelectionScorer(nn.Module):
+    """Per-candidate logits for ``action_mode="select"``: the encoder's features of every segment
+    position and of every previous slot (in the action's order) -> one logit each (B, L + m), plus
+    a learned prior per token (which tokens are worth storing) and one for keeping a slot.
+    Never pooled: the logit of position p is computed from position p's own features.
+
+    Starts near uniform, but not at exactly zero weights: a zero output layer would pass no
+    gradient to the encoder, and the sparse reward would take long to break the symmetry."""
+
+    def __init__(self, observation_space: spaces.Dict, cfg: WriterConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or WriterConfig()
+        self.encoder = ObservationEncoder(observation_space, cfg)
+        if not self.encoder.tokens:
+            raise ValueError("the selection policy reads token observations (obs_mode='tokens')")
+        self.logit = nn.Sequential(nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, 1))
+        with torch.no_grad():
+            self.logit[1].weight.mul_(0.1)
+            self.logit[1].bias.zero_()
+        self.token_prior = nn.Embedding(self.encoder.embed.num_embeddings, 1)
+        nn.init.zeros_(self.token_prior.weight)
+        self.keep_prior = nn.Parameter(torch.zeros(()))
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        context, _ = self.encoder(obs)                                            # (B, L + m, d)
+        logits = self.logit(context).squeeze(-1)
+        prior = torch.cat([self.token_prior(obs["tokens"].long()).squeeze(-1),
+                           self.keep_prior.expand(*obs["memory"].shape[:2])], dim=1)
+        return logits + prior

@@ -1,23 +1,34 @@
 """REINFORCE for memory writing, readable top to bottom.
 
-The policy is :class:`~agents.networks.MemoryWriter`: a tanh-squashed Gaussian over the whole
-n_slots x slot_dim memory (640 numbers in the study). Plain REINFORCE does not learn such
-high-dimensional Gaussian actions, so this one adds what makes it work:
+Two policies, chosen by the env's action space:
 
-* a learned value baseline (the advantage is return minus V(s)), bootstrapped at the rollout end;
-* advantage normalization over the batch;
-* an entropy bonus, a bounded log-std (std in [0.02, 1], the original agent's range);
-* gradient clipping; AdamW (lr 3e-5 by default, the study's).
+* ``action_mode="select"``: :class:`~agents.networks.SelectionScorer`, a Plackett-Luce policy over
+  the segment's positions and the previous slots (Gumbel-top-k sampling; deterministic = top-k).
+  RL chooses WHERE; the env's fixed code says WHAT a slot holds.
+* ``full``: :class:`~agents.networks.MemoryWriter`, the study's tanh-squashed Gaussian over the
+  whole n_slots x slot_dim memory, started "write little" (mean near 0, std at the bottom of its
+  range) so that its first memories lie where the reader was trained.
+
+What makes it learn (measured on the tiny default, see the README):
+
+* group sampling: K actions per state, scored in ONE batched LM forward without advancing the env
+  (``env.score_actions``), each with the leave-one-out mean of the other K - 1 as its baseline;
+* credit: ``gamma`` (default 0) discounts the executed trajectory's future rewards, which are
+  added, with a batch-mean baseline, to the executed sample's advantage: with full overwrite and
+  facts asked one segment later an action only changes its own reward, so gamma 0 is right there;
+  facts asked two segments later (the keep choice) need gamma > 0;
+* advantage normalization, an entropy bonus, gradient clipping, AdamW.
 
 It steps the natively batched VectorEnv (one LM forward per step for all N documents).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,34 +36,40 @@ from torch import nn
 
 from ltm_gym.core import atomic_write, check, choose_device, from_dict, load_checkpoint, seed_everything
 
-from .base import EpisodeTracker, RunLogger
-
-from .networks import MemoryWriter, WriterConfig, gaussian_entropy, squashed_log_prob, squashed_sample
+from .base import Callback, EpisodeTracker, RunLogger, load_reader, save_reader
+from .distributions import (categorical_entropy, gumbel_top_k, leave_one_out, plackett_luce_log_prob,
+                            selection_scores)
+from .networks import LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, gaussian_entropy, squashed_log_prob
 
 
 @dataclass
 class ReinforceConfig:
-    lr: float = 3e-5
-    """AdamW learning rate (the study's 3e-5)."""
-    gamma: float = 0.9
-    """Discount of the returns-to-go."""
-    n_steps: int = 8
+    lr: float = 3e-4
+    """AdamW learning rate (the study used 3e-5 on a GPU with ruGPT3small)."""
+    group_size: int = 4
+    """K: actions sampled and scored per state (leave-one-out baseline); 1 = batch-mean baseline."""
+    gamma: float = 0.0
+    """Discount of the executed trajectory's future rewards (0: each action is judged by its own)."""
+    n_steps: int = 4
     """Env steps per env between updates."""
     ent_coef: float = 1e-3
-    vf_coef: float = 0.5
     max_grad_norm: float = 1.0
     normalize_advantage: bool = True
     weight_decay: float = 0.0
+    init_std: float = 0.02
+    """Continuous writer: the Gaussian's initial std ("write little": memories near 0 at first)."""
     writer: WriterConfig = field(default_factory=WriterConfig)
     seed: int = 0
     device: str = "auto"
 
     def validate(self) -> None:
         check(self.lr > 0, "lr", self.lr, "> 0")
+        check(self.group_size >= 1, "group_size", self.group_size, ">= 1")
         check(0 <= self.gamma <= 1, "gamma", self.gamma, "in [0, 1]")
         check(self.n_steps >= 1, "n_steps", self.n_steps, ">= 1")
         check(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
         check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "> 0")
+        check(math.exp(LOG_STD_MIN) <= self.init_std <= 1, "init_std", self.init_std, f"in [{math.exp(LOG_STD_MIN):.2f}, 1]")
 
 
 # ---------------------------------------------------------------------- the pieces, each tested
@@ -68,28 +85,81 @@ def returns_to_go(rewards: torch.Tensor, dones: torch.Tensor, gamma: float,
     return out
 
 
-def advantages(returns: torch.Tensor, values: torch.Tensor, normalize: bool) -> torch.Tensor:
-    adv = returns - values
+def group_advantages(rewards: torch.Tensor, executed_future: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """Advantages (K, B) of K sampled actions per state: the leave-one-out advantage of each
+    immediate reward (batch mean for K = 1), plus, for the executed sample 0, its discounted
+    future return minus the batch mean of those."""
+    adv = leave_one_out(rewards) if rewards.shape[0] > 1 else rewards - rewards.mean()
+    if executed_future.abs().sum() > 0:
+        adv = adv.clone()
+        adv[0] += executed_future - executed_future.mean()
     if normalize and adv.numel() > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = adv / (adv.std() + 1e-8)
     return adv
 
 
-def reinforce_loss(log_prob: torch.Tensor, adv: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor,
-                   returns: torch.Tensor, ent_coef: float, vf_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """-E[A log pi] - ent_coef H + vf_coef (G - V)^2; the advantage carries no gradient."""
+def reinforce_loss(log_prob: torch.Tensor, adv: torch.Tensor, entropy: torch.Tensor,
+                   ent_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """-E[A log pi] - ent_coef H; the advantage carries no gradient."""
     policy = -(adv.detach() * log_prob).mean()
-    value = ((returns - values) ** 2).mean()
     ent = entropy.mean()
-    loss = policy - ent_coef * ent + vf_coef * value
-    return loss, {"policy_loss": float(policy.detach()), "value_loss": float(value.detach()), "entropy": float(ent.detach())}
+    return policy - ent_coef * ent, {"policy_loss": float(policy.detach()), "entropy": float(ent.detach())}
 
 
-# ---------------------------------------------------------------------- the agent
 def to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(v, device=device) for k, v in obs.items()}
 
 
+# ---------------------------------------------------------------------- the two policies
+class SelectionPolicy(nn.Module):
+    """Plackett-Luce over candidates; a sample is the ordered choice (K, B, n_slots)."""
+
+    def __init__(self, obs_space, n_slots: int, cfg: ReinforceConfig) -> None:
+        super().__init__()
+        self.net, self.n_slots = SelectionScorer(obs_space, cfg.writer), n_slots
+
+    def sample(self, obs: dict[str, torch.Tensor], K: int) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(obs)
+        order = gumbel_top_k(logits.expand(K, *logits.shape), self.n_slots)
+        return selection_scores(order, logits.shape[-1]), order
+
+    def log_prob_entropy(self, obs: dict[str, torch.Tensor], samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(obs)                                                    # (B, C)
+        return plackett_luce_log_prob(logits.expand(samples.shape[0], *logits.shape), samples), categorical_entropy(logits)
+
+    def mode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self.net(obs)
+        return selection_scores(logits.topk(self.n_slots, dim=-1).indices, logits.shape[-1])
+
+
+class GaussianPolicy(nn.Module):
+    """The study's writer; a sample is the pre-tanh Gaussian draw u (K, B, m, d), the action tanh(u)."""
+
+    def __init__(self, obs_space, cfg: ReinforceConfig) -> None:
+        super().__init__()
+        self.net = MemoryWriter(obs_space, cfg.writer)
+        with torch.no_grad():  # write little: mean ~ 0, std = init_std
+            self.net.mean.weight.mul_(0.01)
+            frac = (math.log(cfg.init_std) - LOG_STD_MIN) / (0.0 - LOG_STD_MIN)
+            self.net.log_std.weight.mul_(0.01)
+            self.net.log_std.bias.fill_(math.log(max(frac, 1e-4) / max(1 - frac, 1e-4)))
+
+    def sample(self, obs: dict[str, torch.Tensor], K: int) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std, _ = self.net(obs)
+        u = mean + log_std.exp() * torch.randn(K, *mean.shape, device=mean.device)
+        return torch.tanh(u), u
+
+    def log_prob_entropy(self, obs: dict[str, torch.Tensor], samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std, _ = self.net(obs)
+        K = samples.shape[0]
+        logp = squashed_log_prob(samples.flatten(0, 1), mean.repeat(K, 1, 1), log_std.repeat(K, 1, 1))
+        return logp.view(K, -1), gaussian_entropy(log_std)
+
+    def mode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.tanh(self.net(obs)[0])
+
+
+# ---------------------------------------------------------------------- the agent
 class ReinforceAgent:
     """An :class:`agents.base.Agent` on a SAME_STEP VectorEnv."""
 
@@ -106,16 +176,23 @@ class ReinforceAgent:
 
         self.cfg = config or ReinforceConfig()
         self.cfg.validate()
-        if env is not None and env.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
+        if env is None or env.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
             raise ValueError("ReinforceAgent needs a vector env with autoreset mode SAME_STEP "
                              "(gymnasium.make_vec(..., vectorization_mode='vector_entry_point'))")
         self.env = env
         seed_everything(self.cfg.seed)
         self.device = choose_device(self.cfg.device)
-        self.policy = MemoryWriter(env.single_observation_space, self.cfg.writer).to(self.device)
-        if tuple(env.single_action_space.shape) != (self.policy.encoder.n_slots, self.policy.encoder.slot_dim):
-            raise ValueError(f"ReinforceAgent writes the whole memory; action space {env.single_action_space.shape} "
-                             "is not (n_slots, slot_dim) (action_mode='slot' is for the SB3 agents)")
+        obs_space, act_shape = env.single_observation_space, tuple(env.single_action_space.shape)
+        n_slots, slot_dim = obs_space["memory"].shape
+        if act_shape == (n_slots, slot_dim):
+            self.policy: nn.Module = GaussianPolicy(obs_space, self.cfg)
+        elif "tokens" in obs_space.spaces and act_shape == (obs_space["tokens"].shape[0] + n_slots,):
+            self.policy = SelectionPolicy(obs_space, n_slots, self.cfg)
+        else:
+            raise ValueError(f"ReinforceAgent writes the whole memory (action_mode='full') or selects "
+                             f"(action_mode='select', tokens observed); action space {act_shape} is neither "
+                             "(action_mode='slot' is for the SB3 agents)")
+        self.policy.to(self.device)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.num_timesteps = 0
         self.updates = 0
@@ -123,77 +200,68 @@ class ReinforceAgent:
         self._obs = None
         self.episodes = EpisodeTracker(env.num_envs)
 
+    @property
+    def episode_returns(self) -> list[float]:
+        return self.episodes.returns
+
     # .................................................................. acting
     @torch.no_grad()
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
         """Actions for a batch of observations (or one observation), SB3-style ``(action, state)``."""
         single = obs["memory"].ndim == 2
-        batch = {k: (v[None] if single else v) for k, v in obs.items()}
-        mean, log_std, _ = self.policy(to_tensors(batch, self.device))
-        action, _ = squashed_sample(mean, log_std, deterministic)
+        batch = to_tensors({k: (v[None] if single else v) for k, v in obs.items()}, self.device)
+        action = self.policy.mode(batch) if deterministic else self.policy.sample(batch, 1)[0][0]
         action = action.cpu().numpy().astype(np.float32)
         return (action[0] if single else action), None
 
-    @property
-    def episode_returns(self) -> list[float]:
-        return self.episodes.returns
-
     # .................................................................. learning
-    def collect(self) -> dict[str, torch.Tensor]:
-        """n_steps steps of every env: observations, pre-tanh samples, rewards, dones, bootstrap obs."""
-        env, n = self.env, self.cfg.n_steps
+    def collect(self) -> dict[str, Any]:
+        """n_steps steps of every env; at each, K sampled actions scored in one batched forward and
+        the first one executed."""
+        env, K = self.env, self.cfg.group_size
         if self._obs is None:
             self._obs, _ = env.reset(seed=self.cfg.seed)
-        obs_buf: list[dict[str, np.ndarray]] = []
-        u_buf, rew_buf, done_buf = [], [], []
-        for _ in range(n):
-            obs_t = to_tensors(self._obs, self.device)
+        obs_buf, sample_buf, score_buf, rew_buf, done_buf = [], [], [], [], []
+        for _ in range(self.cfg.n_steps):
             with torch.no_grad():
-                mean, log_std, _ = self.policy(obs_t)
-                u = mean + log_std.exp() * torch.randn_like(mean)
-            next_obs, reward, term, trunc, info = env.step(torch.tanh(u).cpu().numpy())
-            # a truncated episode did not end: its return continues with the value of its last state
-            boot = torch.zeros(env.num_envs)
-            if trunc.any():
-                final = [info["final_obs"][i] for i in np.flatnonzero(trunc)]
-                stacked = {k: np.stack([f[k] for f in final]) for k in final[0]}
-                with torch.no_grad():
-                    boot[torch.as_tensor(np.flatnonzero(trunc))] = self.policy(to_tensors(stacked, self.device))[2].cpu()
+                actions, samples = self.policy.sample(to_tensors(self._obs, self.device), K)
+            actions = actions.cpu().numpy().astype(np.float32)
+            scores = env.score_actions(actions) if K > 1 else None
+            next_obs, reward, term, trunc, _ = env.step(actions[0])
+            scores = torch.as_tensor(scores if scores is not None else reward[None], dtype=torch.float32)
             obs_buf.append({k: v.copy() for k, v in self._obs.items()})
-            u_buf.append(u)
-            rew_buf.append(torch.as_tensor(reward, dtype=torch.float32) + self.cfg.gamma * boot)
+            sample_buf.append(samples.cpu())
+            score_buf.append(scores)
+            rew_buf.append(torch.as_tensor(reward, dtype=torch.float32))
             done_buf.append(torch.as_tensor(term | trunc))
             self.episodes.add(reward, term | trunc)
             self._obs = next_obs
             self.num_timesteps += env.num_envs
-        with torch.no_grad():
-            last_value = self.policy(to_tensors(self._obs, self.device))[2].cpu()
         obs = {k: torch.as_tensor(np.stack([o[k] for o in obs_buf])) for k in obs_buf[0]}   # (T, N, ...)
-        return {"obs": obs, "u": torch.stack(u_buf).cpu(), "rewards": torch.stack(rew_buf),
-                "dones": torch.stack(done_buf), "last_value": last_value}
+        return {"obs": obs, "samples": torch.stack(sample_buf, 1), "scores": torch.stack(score_buf, 1),
+                "rewards": torch.stack(rew_buf), "dones": torch.stack(done_buf)}
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, Any]) -> dict[str, float]:
         T, N = batch["rewards"].shape
+        K = batch["scores"].shape[0]
         flat_obs = {k: v.reshape(T * N, *v.shape[2:]).to(self.device) for k, v in batch["obs"].items()}
-        mean, log_std, values = self.policy(flat_obs)
-        u = batch["u"].reshape(T * N, *batch["u"].shape[2:]).to(self.device)
-        log_prob = squashed_log_prob(u, mean, log_std)
-        returns = returns_to_go(batch["rewards"], batch["dones"], self.cfg.gamma, batch["last_value"]).reshape(-1)
-        returns = returns.to(self.device)
-        adv = advantages(returns, values.detach(), self.cfg.normalize_advantage)
-        loss, stats = reinforce_loss(log_prob, adv, gaussian_entropy(log_std), values, returns,
-                                     self.cfg.ent_coef, self.cfg.vf_coef)
+        samples = batch["samples"].reshape(K, T * N, *batch["samples"].shape[3:]).to(self.device)
+        log_prob, entropy = self.policy.log_prob_entropy(flat_obs, samples)       # (K, T N), (T N)
+        future = torch.zeros(T, N)
+        if self.cfg.gamma > 0:
+            future = returns_to_go(batch["rewards"], batch["dones"], self.cfg.gamma) - batch["rewards"]
+        adv = group_advantages(batch["scores"].reshape(K, T * N), future.reshape(-1), self.cfg.normalize_advantage)
+        loss, stats = reinforce_loss(log_prob, adv.to(self.device), entropy, self.cfg.ent_coef)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         stats["grad_norm"] = float(nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm))
         self.optimizer.step()
         self.updates += 1
-        stats["std_mean"] = float(log_std.detach().exp().mean())
         stats["reward_mean"] = float(batch["rewards"].mean())
+        stats["group_reward_mean"] = float(batch["scores"].mean())
         return stats
 
-    def learn(self, total_steps: int, callback: Callable[["ReinforceAgent", dict], bool | None] | None = None,
-              progress: bool = False) -> "ReinforceAgent":
+    def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "ReinforceAgent":
         """Train until ``total_steps`` env steps (summed over envs) have been taken in all.
         ``callback(agent, stats)`` runs after every update; returning False stops."""
         from tqdm.auto import tqdm
@@ -207,10 +275,9 @@ class ReinforceAgent:
             bar.update(self.num_timesteps - before)
             if self.episodes.recent() is not None:
                 stats["episodic_return"] = self.episodes.recent()
-            losses = ("policy_loss", "value_loss", "entropy", "grad_norm")
-            charts = ("reward_mean", "episodic_return", "std_mean")
+            losses = ("policy_loss", "entropy", "grad_norm")
             self.logger.scalars({f"losses/{k}": v for k, v in stats.items() if k in losses}, self.num_timesteps)
-            self.logger.scalars({f"charts/{k}": v for k, v in stats.items() if k in charts}, self.num_timesteps)
+            self.logger.scalars({f"charts/{k}": v for k, v in stats.items() if k not in losses}, self.num_timesteps)
             self.logger.scalars({"charts/steps_per_second": self.num_timesteps / max(1e-9, time.time() - start)},
                                 self.num_timesteps)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}")
@@ -222,20 +289,24 @@ class ReinforceAgent:
 
     # .................................................................. persistence
     def save(self, path: str | Path) -> Path:
-        state = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+        """The policy, optimizer, counters and RNG; with a co-trained LLM-LTM (``lm_update``) also
+        its read path, as ``reader.safetensors`` beside ``path``."""
+        state = {"policy": self.policy.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "num_timesteps": self.num_timesteps, "updates": self.updates,
                  "episode_returns": self.episode_returns, "rng": torch.get_rng_state()}
+        save_reader(self.env, Path(path))
         return atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
     def load(self, path: str | Path) -> "ReinforceAgent":
         state = load_checkpoint(path, self.device)
-        self.policy.load_state_dict(state["policy"])
+        self.policy.net.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_timesteps, self.updates = state["num_timesteps"], state["updates"]
         self.episodes.returns = list(state["episode_returns"])
         torch.set_rng_state(state["rng"])
+        load_reader(self.env, Path(path))
         return self
 
     def init_from(self, path: str | Path) -> None:
         """The policy weights of another REINFORCE run or of a differentiable writer (``writer.pt``)."""
-        self.policy.load_state_dict(load_checkpoint(path, self.device)["policy"])
+        self.policy.net.load_state_dict(load_checkpoint(path, self.device)["policy"])

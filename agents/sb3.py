@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from torch import nn
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from ltm_gym.envs.sb3_vec import SB3VecEnv
 
-from .base import Callback, EpisodeTracker, RunLogger
+from .base import Callback, EpisodeTracker, RunLogger, load_reader, save_reader
 from .networks import ObservationEncoder, WriterConfig
 
 SB3_NAMES = ("ppo", "a2c", "sac", "td3", "ddpg", "tqc")
@@ -39,17 +40,24 @@ OFF_POLICY = ("sac", "td3", "ddpg", "tqc")
 
 
 class MemoryFeaturesExtractor(BaseFeaturesExtractor):
-    """Segment encoder + memory reader -> [mean of segment features, mean of memory features]."""
+    """Segment encoder + memory reader -> per-candidate features, concatenated in the action's
+    order (every segment position, then every previous slot), ``per_position`` numbers each.
 
-    def __init__(self, observation_space: spaces.Dict, d_model: int = 64, n_head: int = 4, n_layers: int = 1) -> None:
-        super().__init__(observation_space, features_dim=2 * d_model)
-        self.encoder = ObservationEncoder(observation_space, WriterConfig(d_model, n_head, n_layers))
-        self.n_slots = self.encoder.n_slots
+    Never mean-pooled: a policy must be able to tell WHICH position holds a fact (the selection
+    action scores positions; a writer copies from them). With ``obs_mode="hidden"`` the segment
+    is one pooled vector and the candidates are it and the slots."""
+
+    def __init__(self, observation_space: spaces.Dict, d_model: int = 64, n_head: int = 4, n_layers: int = 1,
+                 per_position: int = 8) -> None:
+        encoder = ObservationEncoder(observation_space, WriterConfig(d_model, n_head, n_layers))
+        n_seg = observation_space["tokens"].shape[0] if encoder.tokens else 1
+        super().__init__(observation_space, features_dim=(n_seg + encoder.n_slots) * per_position)
+        self.encoder = encoder
+        self.squeeze = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, per_position))
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        context, _ = self.encoder(obs)
-        seg, mem = context[:, : -self.n_slots], context[:, -self.n_slots :]
-        return torch.cat([seg.mean(1), mem.mean(1)], dim=1)
+        context, _ = self.encoder(obs)                                            # (B, L + m, d)
+        return self.squeeze(context).flatten(1)
 
 
 class LossWriter(KVWriter):
@@ -98,8 +106,10 @@ class ChartsCallback(BaseCallback):
 
 class SB3Agent:
     """An SB3 algorithm on our VectorEnv as an :class:`agents.base.Agent`; ``config`` is the
-    algorithm's keyword arguments plus ``features`` (the extractor's d_model/n_head/n_layers) and
-    ``net_arch``."""
+    algorithm's keyword arguments plus ``features`` (the extractor's d_model/n_head/n_layers/
+    per_position), ``net_arch``, ``log_std_init`` (PPO/A2C/SAC/TQC: the Gaussian's initial log std;
+    SB3's default 0 is std 1, saturated noise on a memory the reader knows near 0) and
+    ``action_noise_std`` (TD3/DDPG: Gaussian exploration noise; SB3 adds none by default)."""
 
     file_name = "agent.zip"
 
@@ -118,6 +128,14 @@ class SB3Agent:
                          **config.pop("policy_kwargs", {})}
         if "net_arch" in config:
             policy_kwargs["net_arch"] = config.pop("net_arch")
+        if "log_std_init" in config:
+            policy_kwargs["log_std_init"] = float(config.pop("log_std_init"))
+        noise = config.pop("action_noise_std", None)
+        if noise:
+            from stable_baselines3.common.noise import NormalActionNoise
+
+            shape = env.single_action_space.shape
+            config["action_noise"] = NormalActionNoise(np.zeros(shape), float(noise) * np.ones(shape))
         if name in OFF_POLICY:
             config.setdefault("buffer_size", 10_000)
             config.setdefault("learning_starts", 100)
@@ -129,6 +147,10 @@ class SB3Agent:
     @property
     def episode_returns(self) -> list[float]:
         return self.episodes.returns
+
+    @property
+    def env(self) -> Any:
+        return self.venv.venv
 
     @property
     def num_timesteps(self) -> int:
@@ -155,12 +177,14 @@ class SB3Agent:
                 self.model.save(fh)
 
         atomic_write(path, write)
+        save_reader(self.venv.venv, path)
         return path
 
     def load(self, path: str | Path) -> "SB3Agent":
         with open(path, "rb") as fh:
             self.model = self.cls.load(fh, env=self.venv, device=self.model.device)
         self.model.set_logger(Logger(None, [LossWriter(self.logger)]))
+        load_reader(self.venv.venv, Path(path))
         return self
 
     def init_from(self, path: str | Path) -> None:

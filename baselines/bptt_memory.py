@@ -73,8 +73,8 @@ class BPTTConfig:
     device: str = "auto"
 
     def validate(self) -> None:
-        check(self.adapters in ("memory", "lora", "none") or self.adapters.endswith(".safetensors"), "adapters",
-              self.adapters, "memory, lora, none or a .safetensors file")
+        check(self.adapters in ("memory", "lora", "select", "none") or self.adapters.endswith(".safetensors"),
+              "adapters", self.adapters, "memory, lora, select, none or a .safetensors file")
         check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
         check(self.tbptt >= 1, "tbptt", self.tbptt, ">= 1")
         check(self.reward.mode in TRAINABLE_REWARDS, "reward.mode", self.reward.mode,

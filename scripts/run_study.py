@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--study-dir", type=Path, default=None,
                         help="study directory (default: $LTM_GYM_STUDY_DIR or ~/.cache/ltm_gym/study-tiny)")
     defaults = PipelineSettings()
-    parser.add_argument("--agent-steps", type=int, default=defaults.agent_steps, help="REINFORCE env steps per agent")
+    parser.add_argument("--select-steps", type=int, default=defaults.select_steps,
+                        help="env steps of each selection agent (REINFORCE, action_mode=select)")
+    parser.add_argument("--agent-steps", type=int, default=defaults.agent_steps,
+                        help="env steps of each continuous-writer agent (REINFORCE, action_mode=full)")
     parser.add_argument("--mimic-steps", type=int, default=defaults.mimic_steps,
                         help="EmbeddingMimic-v0 pre-training env steps")
     parser.add_argument("--bptt-steps", type=int, default=None,
@@ -44,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     study = StudyDir(args.study_dir, args.config, args.overrides)
     print(f"study directory: {study.root}")
     print(f"TensorBoard:     tensorboard --logdir {study.root}")
-    settings = PipelineSettings(args.agent_steps, args.mimic_steps, args.bptt_steps, args.num_envs, args.seed)
+    settings = PipelineSettings(args.select_steps, args.agent_steps, args.mimic_steps, args.bptt_steps,
+                                args.num_envs, args.seed)
     print("\n" + run_pipeline(study, settings))
 
 

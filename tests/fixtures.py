@@ -22,6 +22,7 @@ def tiny_study_config(**overrides) -> StudyConfig:
                      "train": {"steps": 4, "device": "cpu", "progress": False, "log_every": 1}},
         "lora": {"batch_size": 4, "train": {"steps": 3, "device": "cpu", "progress": False, "log_every": 1}},
         "memory": {"batch_size": 4, "train": {"steps": 3, "device": "cpu", "progress": False, "log_every": 1}},
+        "select": {"batch_size": 4, "train": {"steps": 3, "device": "cpu", "progress": False, "log_every": 1}},
         "eval_batch": 8,
         "oracle_segments": 1,
     }

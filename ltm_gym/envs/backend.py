@@ -59,6 +59,13 @@ class MemoryLMBackend:
         model = study.load_lm(adapters, untrained=untrained)
         return cls(model, study.data.splits, study.tokenizer, device, lm_update, lm_lr)
 
+    def frozen(self) -> "MemoryLMBackend":
+        """The same model and documents without co-training (for evaluation: stepping must not
+        train the LM)."""
+        if not self.lm_update:
+            return self
+        return MemoryLMBackend(self.model, self.documents, self.tokenizer, str(self.device))
+
     def docs(self, split: str) -> list[Document]:
         if split not in self.documents or not self.documents[split]:
             known = [k for k, v in self.documents.items() if v]

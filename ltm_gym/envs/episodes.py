@@ -19,7 +19,7 @@ from gymnasium import spaces
 
 from .backend import MemoryLMBackend
 from .reward import Reward, RewardConfig, Segments
-from .selection import SelectionCode
+from .selection import write_selection
 
 OBS_MODES = ("tokens", "hidden")
 ACTION_MODES = ("full", "slot", "select")
@@ -93,7 +93,6 @@ class Episodes:
         settings.validate()
         self.backend, self.s, self.n = backend, settings, n
         self.reward = Reward(backend, settings.reward)
-        self.selection = SelectionCode(backend.model) if settings.action_mode == "select" else None
         self.obs_space, self.act_space = make_spaces(backend, settings)
         self.doc = np.zeros(n, dtype=np.int64)
         self.t = np.zeros(n, dtype=np.int64)
@@ -134,8 +133,8 @@ class Episodes:
 
     def written_memory(self, actions: np.ndarray) -> np.ndarray:
         """The memories (n, m, d) that valid ``actions`` write (the env does not change)."""
-        if self.selection is not None:
-            return self.selection.write(self.memory, actions, self.current_segments(), self.s.action_scale)
+        if self.s.action_mode == "select":
+            return write_selection(self.backend.model, self.memory, actions, self.current_segments(), self.s.action_scale)
         return write_memory(self.memory, actions, self.s.action_mode, self.s.action_scale)
 
     def score_actions(self, actions: Any, rngs: list[np.random.Generator]) -> np.ndarray:

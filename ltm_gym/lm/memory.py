@@ -69,3 +69,25 @@ def previous_segment_memory(model: nn.Module, prev_ids: torch.Tensor) -> torch.T
     A = fixed_projection(m.slot_dim, model.hidden, m.projection_seed).to(prev_ids.device)
     with torch.no_grad():
         return embedding_memory(model.token_embeddings(prev_ids).float(), m.n_slots, A)
+
+
+SELECTION_SEED = 20_011
+
+
+def selection_projection(slot_dim: int, hidden: int, seed: int = SELECTION_SEED) -> torch.Tensor:
+    """P: (slot_dim, 2 * hidden), entries N(0, 1 / 2H), a pure function of the seed."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(slot_dim, 2 * hidden, generator=g) / math.sqrt(2 * hidden)
+
+
+@torch.no_grad()
+def selection_codes(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """The selection-memory code of every position of segments ``ids`` (B, L) for an LLM-LTM
+    ``model``: v / max|v|, v = P [E(s_p); E(s_{p-1})] (E the LM's input embedding, s_{-1} = BOS):
+    (B, L, slot_dim) in [-1, 1]. A slot that holds it tells the reader the token and its predecessor."""
+    emb = model.lm.get_input_embeddings().weight.detach().float()
+    P = selection_projection(model.mem_cfg.slot_dim, model.hidden).to(emb.device)
+    ids = ids.to(emb.device)
+    prev = torch.cat([ids.new_full((ids.shape[0], 1), model.bos_token_id), ids[:, :-1]], dim=1)
+    v = torch.cat([emb[ids], emb[prev]], dim=-1) @ P.T                           # (B, L, d)
+    return v / v.abs().amax(-1, keepdim=True).clamp_min(1e-12)

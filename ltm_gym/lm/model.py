@@ -165,9 +165,11 @@ class LLMLTM(nn.Module):
         return 2.0 * (ln.normalized_shape[-1] ** 0.5 * w + b)
 
     def _check_memory(self, memory: torch.Tensor, batch: int) -> None:
-        want = (batch, self.mem_cfg.n_slots, self.mem_cfg.slot_dim)
-        if tuple(memory.shape) != want:
-            raise ValueError(f"memory has shape {tuple(memory.shape)}; expected {want}")
+        """(batch, slots, slot_dim): ``n_slots`` slots in the study, any number for the reader (a
+        reader may train on more slots than an agent writes)."""
+        d = self.mem_cfg.slot_dim
+        if memory.dim() != 3 or memory.shape[0] != batch or memory.shape[2] != d or memory.shape[1] < 1:
+            raise ValueError(f"memory has shape {tuple(memory.shape)}; expected ({batch}, {self.mem_cfg.n_slots}, {d})")
 
     # ------------------------------------------------------------------ adapters
     def adapter_state(self) -> dict[str, torch.Tensor]:

@@ -21,12 +21,18 @@ class StageConfig:
     (ltm_gym/lm/induction.py); 0 disables it."""
     induction_hint_steps: int = 0
     """Steps the hint is applied for (0 = all of them)."""
+    all_positions: float = 0.5
+    """Select only: share of batches whose memory holds the codes of a random number (n_slots to
+    all) of random positions of the previous segment (more slots: facts are there more often, and
+    the reader learns to find one by its content); the rest hold ``n_slots`` random positions,
+    as an agent's selection does."""
 
     def validate(self) -> None:
         check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
         check(self.context_segments >= 1, "context_segments", self.context_segments, ">= 1")
         check(self.induction_hint >= 0, "induction_hint", self.induction_hint, ">= 0")
         check(self.induction_hint_steps >= 0, "induction_hint_steps", self.induction_hint_steps, ">= 0")
+        check(0 <= self.all_positions <= 1, "all_positions", self.all_positions, "in [0, 1]")
 
     def hint_at(self, step: int) -> float:
         """The induction hint's weight at optimizer step ``step``."""
@@ -48,6 +54,9 @@ class StudyConfig:
         TrainConfig(steps=300, lr=1e-3, grad_clip=1.0, eval_every=100, ckpt_every=100, log_every=25), 16))
     memory: StageConfig = field(default_factory=lambda: StageConfig(
         TrainConfig(steps=300, lr=1e-3, grad_clip=1.0, eval_every=100, ckpt_every=100, log_every=25), 16))
+    select: StageConfig = field(default_factory=lambda: StageConfig(
+        TrainConfig(steps=400, lr=1e-3, grad_clip=1.0, eval_every=100, ckpt_every=100, log_every=25), 16))
+    """The reader of selection memory (``action_mode="select"``): adapters ``select``."""
     eval_batch: int = 32
     eval_documents: int = 0
     """Test documents evaluated (0 = all)."""

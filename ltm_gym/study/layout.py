@@ -8,6 +8,7 @@
       lm/                           the pre-trained tiny LM and its tokenizer (HF format)
       lora_baseline.safetensors     LoRA adapters of the no-memory baseline  (adapters "lora")
       memory_lm.safetensors         LoRA + memory read path, hypothesis 2     (adapters "memory")
+      select_lm.safetensors         LoRA + read path for selection memory     (adapters "select")
       stages/<stage>/               each LM stage's checkpoint, metrics.jsonl, tb/
       agents/<run>/ bptt/           the pipeline's agent runs and differentiable writer
       eval/ plots/                  tables (CSV, JSON) and figures
@@ -32,7 +33,8 @@ from ltm_gym.lm import LLMLTM, build_llmltm
 from .config import StudyConfig
 
 ENV_VAR = "LTM_GYM_STUDY_DIR"
-ADAPTER_FILES = {"lora": "lora_baseline.safetensors", "memory": "memory_lm.safetensors"}
+ADAPTER_FILES = {"lora": "lora_baseline.safetensors", "memory": "memory_lm.safetensors",
+                 "select": "select_lm.safetensors"}
 
 
 def default_study_dir() -> Path:

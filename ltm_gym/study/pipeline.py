@@ -1,5 +1,7 @@
 """The whole LLM-LTM study end to end (what ``make demo`` runs through ``scripts/run_study.py``):
-corpus and tokenizer -> LM stages -> agent pre-training on EmbeddingMimic-v0 (hypothesis 1) ->
+corpus and tokenizer -> LM stages (incl. the reader of selection memory) -> the selection agent
+(REINFORCE, ``action_mode="select"``) against the frozen ``select`` reader and co-trained with it
+-> the study's continuous writer: agent pre-training on EmbeddingMimic-v0 (hypothesis 1) and
 REINFORCE with and without it -> the differentiable memory writer -> tables and plots.
 
 Every stage is cached in the study directory and resumes after an interruption; a finished one
@@ -20,8 +22,10 @@ from .tables import eval_documents, report, study_dir_rows
 
 @dataclass
 class PipelineSettings:
-    agent_steps: int = 3000
-    """REINFORCE env steps per agent."""
+    select_steps: int = 4000
+    """REINFORCE env steps of each selection agent (frozen and co-trained reader)."""
+    agent_steps: int = 2000
+    """REINFORCE env steps of each continuous-writer agent."""
     mimic_steps: int = 1000
     """EmbeddingMimic-v0 pre-training env steps (hypothesis 1)."""
     bptt_steps: int | None = None
@@ -43,8 +47,12 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
         log(f"[{stage}] {run_stage(stage, study)}")
 
     env_kwargs = {"study_dir": str(study.root)}
+    select_kwargs = {**env_kwargs, "action_mode": "select", "adapters": "select", "reward_mode": "answer"}
     base = dict(algo="reinforce", num_envs=settings.num_envs, seed=settings.seed, hyperparams=hyperparams("reinforce"))
     runs = {
+        "reinforce_select": RunConfig(**base, env_kwargs=select_kwargs, steps=settings.select_steps),
+        "reinforce_select_cotrained": RunConfig(**base, env_kwargs={**select_kwargs, "lm_update": True},
+                                                steps=settings.select_steps),
         "mimic": RunConfig(**base, env_id="ltm_gym/EmbeddingMimic-v0", env_kwargs=env_kwargs, steps=settings.mimic_steps),
         "reinforce": RunConfig(**base, env_kwargs={**env_kwargs, "reward_mode": "prefix"}, steps=settings.agent_steps),
         "reinforce_pretrained": RunConfig(**base, env_kwargs={**env_kwargs, "reward_mode": "prefix"},
@@ -72,8 +80,11 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
 
     rows = study_dir_rows(study, "test")
     n_docs = len(eval_documents(study, "test"))
-    for name in ("reinforce", "reinforce_pretrained"):
-        env = eval_env(runs[name].env_kwargs, "test")
+    for name in runs:
+        if name == "mimic":
+            continue
+        # the agent's own env holds its reader (co-trained or loaded with it)
+        env = eval_env(runs[name].env_kwargs, "test", backend=agents[name].env.backend)
         rows[f"agent_{name}"] = agent_metrics(agents[name], env, n_docs)
     rows["bptt_writer"] = evaluate_writer(writer, bptt_backend, bptt_cfg, "test", with_lm_rows=False)["bptt_writer"]
     text = report(rows, study.eval_dir)

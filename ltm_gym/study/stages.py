@@ -4,7 +4,11 @@
   earlier segments), optionally with the induction hint; saved with its tokenizer as ``lm/``;
 * ``lora``: the study's baseline, LoRA without memory -> ``lora_baseline.safetensors``;
 * ``memory``: hypothesis 2, LoRA + memory read path trained with the previous segment's
-  embeddings as memory -> ``memory_lm.safetensors``.
+  embeddings as memory -> ``memory_lm.safetensors``;
+* ``select``: LoRA + memory read path trained on selection memory (the codes of positions of the
+  previous segment, :func:`ltm_gym.lm.selection_codes`: all of them in part of the batches,
+  ``n_slots`` random ones in the rest) -> ``select_lm.safetensors``, the reader of
+  ``action_mode="select"``.
 
 A stage whose artifact exists is not run again; an interrupted one resumes from its checkpoint.
 """
@@ -19,7 +23,7 @@ import torch
 from ltm_gym.core import Trainer, seed_everything, step_generator
 from ltm_gym.data.corpus import fresh_synthetic_documents
 from ltm_gym.data.segments import Document
-from ltm_gym.lm import LLMLTM, build_llmltm, previous_segment_memory
+from ltm_gym.lm import LLMLTM, build_llmltm, previous_segment_memory, selection_codes
 from ltm_gym.lm.induction import captured_attention, induction_hint_loss
 
 from .config import StageConfig
@@ -76,7 +80,7 @@ class Stage:
         cfg = study.config
         return build_llmltm(cfg.lm, study.tokenizer, base_dir=study.base_dir(), lora=cfg.lm.lora.enabled, seed=cfg.seed)
 
-    def batch(self, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+    def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
         return pair_batch(docs, sc.batch_size, g)
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -103,7 +107,7 @@ class PretrainStage(Stage):
             p.requires_grad_(True)
         return model
 
-    def batch(self, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+    def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
         batch = window_batch(docs, sc.batch_size, sc.context_segments, g)
         if sc.hint_at(step) > 0:
             batch["hint"] = torch.full((sc.batch_size,), sc.hint_at(step))
@@ -157,7 +161,29 @@ class MemoryStage(Stage):
         return losses.mean(), _answer_stats(losses, batch)
 
 
-STAGES: dict[str, Stage] = {s.name: s for s in (PretrainStage(), LoraStage(), MemoryStage())}
+class SelectStage(Stage):
+    """A reader for selection memory: chosen positions' codes, as ``action_mode="select"`` writes them."""
+
+    name = "select"
+
+    def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+        batch = pair_batch(docs, sc.batch_size, g)
+        B, L = batch["prev"].shape
+        m = study.config.lm.memory.n_slots
+        k = m
+        if float(torch.rand((), generator=g)) < sc.all_positions:
+            k = int(torch.randint(m, L + 1, (), generator=g))
+        batch["select"] = torch.rand(B, L, generator=g).argsort(1)[:, :k].sort(1).values
+        return batch
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        codes = selection_codes(_unwrap(model), batch["prev"])                        # (B, L, d)
+        mem = codes.gather(1, batch["select"][:, :, None].expand(-1, -1, codes.shape[-1]))
+        _, losses = model(batch["ids"], mem)
+        return losses.mean(), _answer_stats(losses, batch)
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (PretrainStage(), LoraStage(), MemoryStage(), SelectStage())}
 
 
 def stages_for(study: StudyDir) -> list[str]:
@@ -189,10 +215,11 @@ def run_stage(name: str, study: StudyDir, resume: bool = True) -> Path:
         if synthetic:  # a fresh stream of documents outside every split
             first = cfg.corpus.synthetic.n_documents + step * sc.batch_size
             docs = fresh_synthetic_documents(cfg.corpus, study.tokenizer, list(range(first, first + sc.batch_size)))
-        return stage.batch(docs, sc, step, g)
+        return stage.batch(study, docs, sc, step, g)
 
     g_val = torch.Generator().manual_seed(seed + 99)
-    val = stage.batch(val_docs, StageConfig(sc.train, 64, sc.context_segments), 1 << 30, g_val)
+    val = stage.batch(study, val_docs, StageConfig(sc.train, 64, sc.context_segments, all_positions=sc.all_positions),
+                      1 << 30, g_val)
 
     def eval_fn(m: torch.nn.Module) -> dict[str, float]:
         dev = next(m.parameters()).device

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv
-from ltm_gym.envs.selection import SelectionCode
+from ltm_gym.lm import selection_codes
 
 
 def test_select_stores_the_codes_of_the_best_positions_and_keeps_old_slots(backend):
@@ -11,7 +11,7 @@ def test_select_stores_the_codes_of_the_best_positions_and_keeps_old_slots(backe
     obs, _ = env.reset(seed=0, options={"document": 1})
     L, m = 32, 4
     assert env.action_space.shape == (L + m,)
-    codes = SelectionCode(backend.model).codes(torch.as_tensor(obs["tokens"])[None])[0].numpy()
+    codes = selection_codes(backend.model, torch.as_tensor(obs["tokens"])[None])[0].numpy()
     assert np.abs(codes).max() == pytest.approx(1.0)
     a = np.full(L + m, -1.0, np.float32)
     a[[3, 7, 20, 31]] = [0.5, 0.9, 0.2, 0.1]
@@ -21,15 +21,14 @@ def test_select_stores_the_codes_of_the_best_positions_and_keeps_old_slots(backe
     b = np.full(L + m, -1.0, np.float32)
     b[L + 1] = b[L + 2] = 1.0                  # keep old slots 1 and 2
     b[[0, 5]] = 0.0
-    new_codes = SelectionCode(backend.model).codes(torch.as_tensor(obs["tokens"])[None])[0].numpy()
+    new_codes = selection_codes(backend.model, torch.as_tensor(obs["tokens"])[None])[0].numpy()
     obs, *_ = env.step(b)
     np.testing.assert_allclose(obs["memory"], np.stack([new_codes[0], new_codes[5], written[1], written[2]]), atol=1e-6)
 
 
 def test_select_code_depends_on_the_token_and_its_predecessor(backend):
-    code = SelectionCode(backend.model)
     ids = torch.tensor([[5, 6, 7, 6], [9, 6, 7, 6]])
-    c = code.codes(ids)
+    c = selection_codes(backend.model, ids)
     assert torch.allclose(c[0, 2], c[1, 2])                    # same (6, 7) pair
     assert not torch.allclose(c[0, 1], c[1, 1])                # (5, 6) vs (9, 6)
     assert not torch.allclose(c[0, 1], c[0, 3])                # (5, 6) vs (7, 6)

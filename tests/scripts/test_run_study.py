@@ -16,17 +16,21 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
     study = tmp_path / "study"
     args = ["--config", str(cfg), "--study-dir", str(study), "--agent-steps", "8", "--mimic-steps", "8",
-            "--num-envs", "2", "--bptt-steps", "2"]
+            "--select-steps", "8", "--num-envs", "2", "--bptt-steps", "2"]
     run_study = load_script("run_study")
     run_study.main(args)
     out = capsys.readouterr().out
     for row in ("lora_baseline", "oracle", "prev_segment_memory", "agent_reinforce ", "agent_reinforce_pretrained",
-                "bptt_writer"):
+                "agent_reinforce_select", "agent_reinforce_select_cotrained", "bptt_writer"):
         assert f"| {row.strip()} |" in out
+        assert f"gap closed by {row.strip():>28}" in out
     for f in ("eval/lm_table.csv", "plots/validation_loss.png", "plots/agent_reward.png", "plots/position_loss.png",
               "lm/model.safetensors", "agents/mimic/agent.pt", "agents/reinforce_pretrained/agent.pt",
+              "select_lm.safetensors", "agents/reinforce_select_cotrained/reader.safetensors",
               "bptt/writer.pt", "bptt/reader.safetensors"):
         assert (study / f).is_file(), f
+    mimic = yaml.safe_load((study / "agents/mimic/config.yaml").read_text())
+    assert mimic["env_id"] == "ltm_gym/EmbeddingMimic-v0" and "reward_mode" not in mimic["env_kwargs"]   # trains on d_{t-1} - d_t
     table = json.loads((study / "eval/lm_table.json").read_text())
     assert 0 <= table["agent_reinforce"]["recall_acc"] <= 1
     stamp = (study / "lm/model.safetensors").stat().st_mtime

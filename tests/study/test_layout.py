@@ -22,8 +22,8 @@ def test_missing_study_and_artifacts_are_named(tmp_path):
         study.load_lm("memory")
     model = study.load_lm("memory", untrained=True)               # only when asked for
     assert model.mem_cfg.n_slots == 4
-    with pytest.raises(ValueError, match="'select'"):
-        study.adapter_file("select")
+    with pytest.raises(ValueError, match="'nope'"):
+        study.adapter_file("nope")
 
 
 def test_a_study_with_another_config_is_refused_before_anything_is_written(tmp_path):

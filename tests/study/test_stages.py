@@ -9,16 +9,17 @@ from tests.fixtures import tiny_study_config
 def test_stages_then_tables(study_data, tmp_path):
     cfg = tiny_study_config()
     study = StudyDir(tmp_path / "study", cfg)
-    paths = {s: run_stage(s, study) for s in ("pretrain", "lora", "memory")}
-    assert paths == {"pretrain": study.lm_dir, "lora": study.adapter_file("lora"), "memory": study.adapter_file("memory")}
+    paths = {s: run_stage(s, study) for s in ("pretrain", "lora", "memory", "select")}
+    assert paths == {"pretrain": study.lm_dir, **{s: study.adapter_file(s) for s in ("lora", "memory", "select")}}
     assert (paths["pretrain"] / "config.json").is_file() and (paths["pretrain"] / "tokenizer.json").is_file()
     mtime = paths["lora"].stat().st_mtime
     assert run_stage("lora", study) == paths["lora"]      # finished stages are reused
     assert paths["lora"].stat().st_mtime == mtime
     reopened = StudyDir(tmp_path / "study")               # the stored config is the study's
     baseline, memory = reopened.load_lm("lora"), reopened.load_lm("memory")
-    # the memory stage moved the read path away from zero
+    # the memory stages moved the read path away from zero
     assert memory.readers[0].o.weight.abs().sum() > 0
+    assert reopened.load_lm("select").readers[0].o.weight.abs().sum() > 0
     rows = study_rows(baseline, memory, study_data.splits["test"], 8, oracle_segments=1, device="cpu")
     summaries = write_tables(tmp_path / "eval", rows)
     assert list(summaries) == ["lora_baseline", "zero_memory", "random_memory", "shuffled_memory",
@@ -68,3 +69,20 @@ def test_pretrain_with_induction_hint_for_its_steps(study_data, tmp_path):
     assert [s for s, r in sorted(train.items()) if "induction_hint" in r] == [1, 2]
     assert train[1]["induction_hint"] > 0
     assert cfg.pretrain.hint_at(1) == 1.0 and cfg.pretrain.hint_at(2) == 0.0
+
+
+def test_select_batches_hold_n_slots_or_more_random_positions(study_data, tmp_path):
+    from ltm_gym.study.stages import STAGES
+
+    cfg = tiny_study_config(select={"all_positions": 0.5})
+    study = StudyDir(tmp_path / "s", cfg)
+    docs = study_data.splits["train"]
+    widths = set()
+    for step in range(20):
+        b = STAGES["select"].batch(study, docs, cfg.select, step, torch.Generator().manual_seed(step))
+        widths.add(b["select"].shape[1])
+        assert (b["select"].diff(dim=1) > 0).all()                       # distinct positions, in order
+    assert 4 in widths and len(widths) > 2 and min(widths) >= 4 and max(widths) <= 32
+    model = study.load_lm("none", untrained=True)
+    loss, _ = STAGES["select"].loss(model, b)
+    assert torch.isfinite(loss)
