@@ -44,13 +44,13 @@ from .networks import LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, 
 
 @dataclass
 class ReinforceConfig:
-    lr: float = 3e-4
+    lr: float = 1e-3
     """AdamW learning rate (the study used 3e-5 on a GPU with ruGPT3small)."""
     group_size: int = 4
     """K: actions sampled and scored per state (leave-one-out baseline); 1 = batch-mean baseline."""
     gamma: float = 0.0
     """Discount of the executed trajectory's future rewards (0: each action is judged by its own)."""
-    n_steps: int = 4
+    n_steps: int = 1
     """Env steps per env between updates."""
     ent_coef: float = 1e-3
     max_grad_norm: float = 1.0

@@ -21,7 +21,7 @@ class StageConfig:
     (ltm_gym/lm/induction.py); 0 disables it."""
     induction_hint_steps: int = 0
     """Steps the hint is applied for (0 = all of them)."""
-    all_positions: float = 0.5
+    all_positions: float = 1.0
     """Select only: share of batches whose memory holds the codes of a random number (n_slots to
     all) of random positions of the previous segment (more slots: facts are there more often, and
     the reader learns to find one by its content); the rest hold ``n_slots`` random positions,
@@ -55,7 +55,7 @@ class StudyConfig:
     memory: StageConfig = field(default_factory=lambda: StageConfig(
         TrainConfig(steps=300, lr=1e-3, grad_clip=1.0, eval_every=100, ckpt_every=100, log_every=25), 16))
     select: StageConfig = field(default_factory=lambda: StageConfig(
-        TrainConfig(steps=400, lr=1e-3, grad_clip=1.0, eval_every=100, ckpt_every=100, log_every=25), 16))
+        TrainConfig(steps=2000, lr=3e-3, grad_clip=1.0, eval_every=250, ckpt_every=250, log_every=25), 16))
     """The reader of selection memory (``action_mode="select"``): adapters ``select``."""
     eval_batch: int = 32
     eval_documents: int = 0

@@ -22,9 +22,9 @@ from .tables import eval_documents, report, study_dir_rows
 
 @dataclass
 class PipelineSettings:
-    select_steps: int = 4000
+    select_steps: int = 8000
     """REINFORCE env steps of each selection agent (frozen and co-trained reader)."""
-    agent_steps: int = 2000
+    agent_steps: int = 1500
     """REINFORCE env steps of each continuous-writer agent."""
     mimic_steps: int = 1000
     """EmbeddingMimic-v0 pre-training env steps (hypothesis 1)."""
@@ -51,7 +51,7 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
     base = dict(algo="reinforce", num_envs=settings.num_envs, seed=settings.seed, hyperparams=hyperparams("reinforce"))
     runs = {
         "reinforce_select": RunConfig(**base, env_kwargs=select_kwargs, steps=settings.select_steps),
-        "reinforce_select_cotrained": RunConfig(**base, env_kwargs={**select_kwargs, "lm_update": True},
+        "reinforce_select_cotrained": RunConfig(**base, env_kwargs={**select_kwargs, "lm_update": True, "lm_lr": 1e-3},
                                                 steps=settings.select_steps),
         "mimic": RunConfig(**base, env_id="ltm_gym/EmbeddingMimic-v0", env_kwargs=env_kwargs, steps=settings.mimic_steps),
         "reinforce": RunConfig(**base, env_kwargs={**env_kwargs, "reward_mode": "prefix"}, steps=settings.agent_steps),

@@ -23,7 +23,7 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
     for row in ("lora_baseline", "oracle", "prev_segment_memory", "agent_reinforce ", "agent_reinforce_pretrained",
                 "agent_reinforce_select", "agent_reinforce_select_cotrained", "bptt_writer"):
         assert f"| {row.strip()} |" in out
-        assert f"gap closed by {row.strip():>28}" in out
+    assert "no recall gap" in out                         # an LM trained for 4 steps copies nothing: it says so
     for f in ("eval/lm_table.csv", "plots/validation_loss.png", "plots/agent_reward.png", "plots/position_loss.png",
               "lm/model.safetensors", "agents/mimic/agent.pt", "agents/reinforce_pretrained/agent.pt",
               "select_lm.safetensors", "agents/reinforce_select_cotrained/reader.safetensors",
@@ -48,7 +48,7 @@ def test_killed_study_resumes_without_rerunning_finished_work(tmp_path):
     cfg.write_text(yaml.safe_dump(to_dict(study_cfg)))
     study = tmp_path / "study"
     args = ["--config", str(cfg), "--study-dir", str(study), "--agent-steps", "8", "--mimic-steps", "8",
-            "--num-envs", "2", "--bptt-steps", "2"]
+            "--select-steps", "8", "--num-envs", "2", "--bptt-steps", "2"]
     ckpt = study / "stages" / "pretrain" / "checkpoint.pt"
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_study.py"), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
