@@ -19,7 +19,7 @@ from gymnasium import spaces
 
 from .backend import MemoryLMBackend
 from .reward import Reward, RewardConfig, Segments
-from .selection import write_selection
+from .selection import candidate_slots, write_selection
 
 OBS_MODES = ("tokens", "hidden")
 ACTION_MODES = ("full", "slot", "select")
@@ -131,10 +131,13 @@ class Episodes:
         """Token ids (n, L) of every env's current segment s_t."""
         return torch.stack([self.docs[d].ids[t] for d, t in zip(self.doc, self.t)])
 
-    def written_memory(self, actions: np.ndarray) -> np.ndarray:
-        """The memories (n, m, d) that valid ``actions`` write (the env does not change)."""
+    def written_memory(self, actions: np.ndarray, candidates: np.ndarray | None = None) -> np.ndarray:
+        """The memories (n, m, d) that valid ``actions`` write (the env does not change); in select
+        mode from ``candidates`` (:func:`candidate_slots`, computed here when not given)."""
         if self.s.action_mode == "select":
-            return write_selection(self.backend.model, self.memory, actions, self.current_segments(), self.s.action_scale)
+            if candidates is None:
+                candidates = candidate_slots(self.backend.model, self.memory, self.current_segments(), self.s.action_scale)
+            return write_selection(candidates, actions, self.memory.shape[1])
         return write_memory(self.memory, actions, self.s.action_mode, self.s.action_scale)
 
     def score_actions(self, actions: Any, rngs: list[np.random.Generator]) -> np.ndarray:
@@ -145,7 +148,10 @@ class Episodes:
             actions = np.asarray(actions)
         if actions.ndim < 1 or len(actions) < 1:
             raise ValueError(f"candidate actions have shape {tuple(actions.shape)}; expected (K, {self.n}, ...)")
-        memories = np.stack([self.written_memory(self.check_actions(a)) for a in actions])   # (K, n, m, d)
+        candidates = None
+        if self.s.action_mode == "select":  # the codes of the current segments, once for all K
+            candidates = candidate_slots(self.backend.model, self.memory, self.current_segments(), self.s.action_scale)
+        memories = np.stack([self.written_memory(self.check_actions(a), candidates) for a in actions])  # (K, n, m, d)
         K = len(memories)
         seg = self.next_segments(self.reward.draw_lengths([copy.deepcopy(r) for r in rngs])).repeat(K)
         with torch.no_grad():

@@ -27,11 +27,13 @@ def top_choices(scores: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :n], axis=1)
 
 
-def write_selection(model: LLMLTM, memory: np.ndarray, scores: np.ndarray, ids: torch.Tensor,
-                    scale: float) -> np.ndarray:
-    """New memories (N, m, d) from the previous ``memory`` (N, m, d), ``scores`` (N, L + m) and
-    the current segments ``ids`` (N, L)."""
-    m = memory.shape[1]
+def candidate_slots(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: float) -> np.ndarray:
+    """Every slot a selection can store (N, L + m, d): the scaled codes of the current segments'
+    positions ``ids`` (N, L), then the previous ``memory`` (N, m, d)."""
     codes = selection_codes(model, ids).cpu().numpy() * scale
-    pool = np.concatenate([codes, memory], axis=1)                                 # (N, L + m, d)
-    return np.take_along_axis(pool, top_choices(scores, m)[:, :, None], axis=1).astype(np.float32)
+    return np.concatenate([codes, memory], axis=1)
+
+
+def write_selection(candidates: np.ndarray, scores: np.ndarray, n_slots: int) -> np.ndarray:
+    """New memories (N, n_slots, d): the ``candidates`` (N, L + m, d) with the top ``scores`` (N, L + m)."""
+    return np.take_along_axis(candidates, top_choices(scores, n_slots)[:, :, None], axis=1).astype(np.float32)
