@@ -90,9 +90,7 @@ def group_advantages(rewards: torch.Tensor, executed_future: torch.Tensor, norma
     immediate reward (batch mean for K = 1), plus, for the executed sample 0, its discounted
     future return minus the batch mean of those."""
     adv = leave_one_out(rewards) if rewards.shape[0] > 1 else rewards - rewards.mean()
-    if executed_future.abs().sum() > 0:
-        adv = adv.clone()
-        adv[0] += executed_future - executed_future.mean()
+    adv[0] += executed_future - executed_future.mean()
     if normalize and adv.numel() > 1:
         adv = adv / (adv.std() + 1e-8)
     return adv

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.vector import VectorEnv
 
 from .backend import MemoryLMBackend
 from .reward import Reward, RewardConfig, Segments
@@ -283,7 +284,7 @@ class DifferentiableReward:
         The candidates of group-sampled policy gradients (a leave-one-out baseline) come from here."""
         if self._needs_reset:
             raise RuntimeError("call reset() before score_actions()")
-        single = self.episodes.n == 1 and not hasattr(self, "num_envs")
+        single = not isinstance(self, VectorEnv)
         actions = np.asarray(actions)
         scores = self.episodes.score_actions(actions[:, None] if single else actions, self._scoring_rngs())
         return scores[:, 0] if single else scores
