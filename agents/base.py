@@ -37,7 +37,9 @@ class Agent(Protocol):
 
     def save(self, path: str | Path) -> Path: ...
 
-    def load(self, path: str | Path) -> "Agent": ...
+    def load(self, path: str | Path, restore_env: bool = False) -> "Agent":
+        """The agent saved at ``path``; ``restore_env`` also restores the env's episodes and
+        generators saved with it (resuming a run: it continues exactly)."""
 
     def init_from(self, path: str | Path) -> None:
         """Start from another run's weights (e.g. pre-trained on EmbeddingMimic-v0, hypothesis 1)."""
@@ -80,6 +82,18 @@ class EpisodeTracker:
 
     def recent(self, n: int = 20) -> float | None:
         return float(np.mean(self.returns[-n:])) if self.returns else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"running": self.running.copy(), "returns": list(self.returns)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.running, self.returns = np.asarray(state["running"], dtype=float).copy(), list(state["returns"])
+
+
+def env_state(env: Any) -> dict[str, Any] | None:
+    """The vector env's state for an exact resume (None for an env that cannot give one)."""
+    get = getattr(env, "get_state", None)
+    return get() if get is not None else None
 
 
 READER_FILE = "reader.safetensors"

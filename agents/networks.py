@@ -26,10 +26,16 @@ class WriterConfig:
     n_head: int = 4
     n_layers: int = 1
     max_tokens: int = 1024
+    local_window: int = 0
+    """Tokens (this one and the ones before it) mixed into each token's features by a causal
+    convolution before the transformer, so a position sees its left context, e.g. that it
+    follows "remember : KEY", from the first update; 0 or 1: none."""
 
     def validate(self) -> None:
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} is not a multiple of n_head={self.n_head}")
+        if self.local_window < 0:
+            raise ValueError(f"local_window={self.local_window} is negative; use 0 for none")
 
 
 class ObservationEncoder(nn.Module):
@@ -46,18 +52,27 @@ class ObservationEncoder(nn.Module):
             vocab = int(observation_space["tokens"].high.max()) + 1
             self.embed = nn.Embedding(vocab, d)
             self.pos = nn.Embedding(cfg.max_tokens, d)
+            w = cfg.local_window
+            self.local = nn.Conv1d(d, d, w, padding=w - 1) if w > 1 else None
             layer = nn.TransformerEncoderLayer(d, cfg.n_head, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         else:
             self.hidden_in = nn.Sequential(nn.Linear(observation_space["hidden"].shape[0], d), nn.Tanh())
         self.memory_in = nn.Linear(self.slot_dim, d)
 
+    def token_features(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (B, L, d), plus the causal local mix of the ``local_window`` - 1 before."""
+        x = self.embed(ids)
+        if self.local is not None:                                                # drop the right padding
+            x = x + self.local(x.transpose(1, 2))[..., : ids.shape[1]].transpose(1, 2)
+        return x
+
     def forward(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         memory = obs["memory"].float()
         if self.tokens:
             ids = obs["tokens"].long()
             pos = torch.arange(ids.shape[1], device=ids.device)
-            seg = self.encoder(self.embed(ids) + self.pos(pos))                   # (B, L, d)
+            seg = self.encoder(self.token_features(ids) + self.pos(pos))          # (B, L, d)
         else:
             seg = self.hidden_in(obs["hidden"].float())[:, None]                  # (B, 1, d)
         context = torch.cat([seg, self.memory_in(memory)], dim=1)                 # (B, L + m, d)

@@ -1,8 +1,9 @@
 """``agents.make(name, env, **config)``: every memory-writing algorithm behind one call.
 
 ``env`` is a single ``LLMMemory-v0`` / ``EmbeddingMimic-v0`` env (``gymnasium.make``; wrapped for
-the agent into our vector env, sharing its LM) or our natively batched vector env
-(``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``). The returned object is an
+the agent into our vector env, sharing its LM), our natively batched vector env
+(``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``), or Gymnasium's
+``SyncVectorEnv`` of them (``vectorization_mode="sync"``: its first env's LM steps all N documents). The returned object is an
 :class:`agents.base.Agent`.
 """
 
@@ -31,6 +32,9 @@ def as_vector_env(env: Any) -> LLMMemoryVectorEnv:
         return inner
     if isinstance(inner, LLMMemoryEnv):
         return LLMMemoryVectorEnv.from_env(inner)
+    envs = getattr(inner, "envs", None)                                   # gymnasium's SyncVectorEnv
+    if isinstance(envs, (list, tuple)) and envs and all(isinstance(e.unwrapped, LLMMemoryEnv) for e in envs):
+        return LLMMemoryVectorEnv.from_env(envs[0].unwrapped, num_envs=len(envs))
     raise TypeError(f"agents need an LLMMemory env; got {type(env).__name__} ({type(inner).__module__}."
                     f"{type(inner).__name__}): pass gymnasium.make('ltm_gym/LLMMemory-v0') or "
                     "gymnasium.make_vec('ltm_gym/LLMMemory-v0', num_envs=N, vectorization_mode='vector_entry_point')")

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ltm_gym.core import atomic_write, check, choose_device, from_dict, load_checkpoint, seed_everything
+from ltm_gym.core import ArtifactError, atomic_write, check, choose_device, from_dict, load_checkpoint, seed_everything
 
-from .base import Callback, EpisodeTracker, RunLogger, load_reader, save_reader
+from .base import Callback, EpisodeTracker, RunLogger, env_state, load_reader, save_reader
 from .distributions import (categorical_entropy, gumbel_top_k, leave_one_out, plackett_luce_log_prob,
                             selection_scores)
 from .networks import LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, gaussian_entropy, squashed_log_prob
@@ -287,24 +287,44 @@ class ReinforceAgent:
 
     # .................................................................. persistence
     def save(self, path: str | Path) -> Path:
-        """The policy, optimizer, counters and RNG; with a co-trained LLM-LTM (``lm_update``) also
-        its read path, as ``reader.safetensors`` beside ``path``."""
+        """The policy, optimizer, counters, RNG and the env's state (episodes, generators, current
+        observation: a resumed run continues exactly); with a co-trained LLM-LTM (``lm_update``)
+        also its read path as ``reader.safetensors`` beside ``path``."""
         state = {"policy": self.policy.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "num_timesteps": self.num_timesteps, "updates": self.updates,
-                 "episode_returns": self.episode_returns, "rng": torch.get_rng_state()}
+                 "episode_returns": self.episode_returns, "episodes": self.episodes.state_dict(),
+                 "rng": torch.get_rng_state(), "env": env_state(self.env), "obs": self._obs}
         save_reader(self.env, Path(path))
         return atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
-    def load(self, path: str | Path) -> "ReinforceAgent":
+    def _policy_state(self, path: str | Path) -> dict[str, Any]:
+        """The agent file's state, its policy weights checked against this agent's network."""
         state = load_checkpoint(path, self.device)
-        self.policy.net.load_state_dict(state["policy"])
+        if "policy" not in state:
+            raise ArtifactError(path, "REINFORCE agent or writer file", KeyError("it has no 'policy' entry"))
+        try:
+            self.policy.net.load_state_dict(state["policy"])
+        except RuntimeError as exc:
+            raise ArtifactError(path, "policy that fits this agent (other writer settings or action_mode?)",
+                                exc) from exc
+        return state
+
+    def load(self, path: str | Path, restore_env: bool = False) -> "ReinforceAgent":
+        """The agent of ``path``; ``restore_env`` (resuming its run) also puts the env back where the
+        run was, so the rest of the run is what it would have been without the interruption."""
+        state = self._policy_state(path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_timesteps, self.updates = state["num_timesteps"], state["updates"]
         self.episodes.returns = list(state["episode_returns"])
+        if "episodes" in state:
+            self.episodes.load_state_dict(state["episodes"])
         torch.set_rng_state(state["rng"])
         load_reader(self.env, Path(path))
+        if restore_env and state.get("env") is not None and state.get("obs") is not None:
+            self.env.set_state(state["env"])
+            self._obs = state["obs"]
         return self
 
     def init_from(self, path: str | Path) -> None:
         """The policy weights of another REINFORCE run or of a differentiable writer (``writer.pt``)."""
-        self.policy.net.load_state_dict(load_checkpoint(path, self.device)["policy"])
+        self._policy_state(path)

@@ -21,9 +21,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
+from ltm_gym.core import ArtifactError, load_checkpoint
 from ltm_gym.envs.sb3_vec import SB3VecEnv
 
-from .base import Callback, EpisodeTracker, RunLogger, load_reader, save_reader
+from .base import Callback, EpisodeTracker, RunLogger, env_state, load_reader, save_reader
 from .networks import ObservationEncoder, WriterConfig
 
 SB3_NAMES = ("ppo", "a2c", "sac", "td3", "ddpg", "tqc")
@@ -37,6 +38,42 @@ def algorithms() -> dict[str, type]:
 
 
 OFF_POLICY = ("sac", "td3", "ddpg", "tqc")
+OUR_KEYS = ("features", "net_arch", "log_std_init", "action_noise_std", "policy_kwargs")
+SET_BY_US = ("policy", "env", "seed", "device", "verbose", "_init_setup_model")
+
+
+def check_config(name: str, cls: type, config: dict[str, Any]) -> None:
+    """Each key of an SB3 agent's config is an argument of the algorithm (or one of
+    :data:`OUR_KEYS`), and a value whose default is a number is a number of that kind: a typo'd
+    key or ``n_steps=abc`` is a ConfigError naming it, not a TypeError deep inside SB3."""
+    import inspect
+
+    from ltm_gym.core import check
+
+    params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k not in ("self",) + SET_BY_US}
+    for key, value in config.items():
+        check(key in params or key in OUR_KEYS, key, value,
+              f"a {name.upper()} argument or one of {', '.join(OUR_KEYS)}: {', '.join(sorted(params))}")
+        default = params[key].default if key in params else None
+        if isinstance(default, bool):
+            check(isinstance(value, bool), key, value, "true or false")
+        elif isinstance(default, int):
+            check(isinstance(value, int) and not isinstance(value, bool), key, value, "an integer")
+        elif isinstance(default, float):
+            check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "a number")
+    for key in ("log_std_init", "action_noise_std"):
+        if key in config:
+            check(isinstance(config[key], (int, float)) and not isinstance(config[key], bool), key, config[key],
+                  "a number")
+
+
+def run_state_path(agent_path: Path, step: int) -> Path:
+    """What SB3's zip leaves out but an exact resume needs, at env step ``step``."""
+    return Path(agent_path).with_name(f"{Path(agent_path).stem}.state-{step}.pt")
+
+
+def replay_path(agent_path: Path, step: int) -> Path:
+    return Path(agent_path).with_name(f"{Path(agent_path).stem}.replay-{step}.pkl")
 
 
 class MemoryFeaturesExtractor(BaseFeaturesExtractor):
@@ -48,8 +85,10 @@ class MemoryFeaturesExtractor(BaseFeaturesExtractor):
     is one pooled vector and the candidates are it and the slots."""
 
     def __init__(self, observation_space: spaces.Dict, d_model: int = 64, n_head: int = 4, n_layers: int = 1,
-                 per_position: int = 8) -> None:
-        encoder = ObservationEncoder(observation_space, WriterConfig(d_model, n_head, n_layers))
+                 per_position: int = 8, local_window: int = 0) -> None:
+        cfg = WriterConfig(d_model, n_head, n_layers, local_window=local_window)
+        cfg.validate()
+        encoder = ObservationEncoder(observation_space, cfg)
         n_seg = observation_space["tokens"].shape[0] if encoder.tokens else 1
         super().__init__(observation_space, features_dim=(n_seg + encoder.n_slots) * per_position)
         self.encoder = encoder
@@ -79,9 +118,10 @@ class LossWriter(KVWriter):
 class ChartsCallback(BaseCallback):
     """The algorithm-independent scalars under the names REINFORCE uses (``charts/...``)."""
 
-    def __init__(self, logger: RunLogger, episodes: EpisodeTracker, agent: "SB3Agent", user: Callback | None = None) -> None:
+    def __init__(self, logger: RunLogger, episodes: EpisodeTracker, agent: "SB3Agent", user: Callback | None = None,
+                 bar: Any = None) -> None:
         super().__init__()
-        self.run_logger, self.episodes, self.agent, self.user = logger, episodes, agent, user
+        self.run_logger, self.episodes, self.agent, self.user, self.bar = logger, episodes, agent, user, bar
         self._rewards: list[float] = []
         self._stop = False
 
@@ -89,6 +129,8 @@ class ChartsCallback(BaseCallback):
         rewards = self.locals["rewards"]
         self.episodes.add(rewards, self.locals["dones"])
         self._rewards.extend(rewards.tolist())
+        if self.bar is not None:  # SB3 finishes whole rollouts past the total: the bar stops at it
+            self.bar.update(min(self.num_timesteps, self.bar.total) - self.bar.n)
         return not self._stop
 
     def _on_rollout_end(self) -> None:
@@ -97,10 +139,20 @@ class ChartsCallback(BaseCallback):
             stats["episodic_return"] = self.episodes.recent()
         self.run_logger.scalars({f"charts/{k}": v for k, v in stats.items()}, self.num_timesteps)
         self._rewards = []
-        if self.user is not None and self.user(self.agent, stats) is False:
+        self._pending = stats
+
+    def _on_rollout_start(self) -> None:
+        self._call_user()
+
+    def _call_user(self) -> None:
+        """The user's callback runs once the rollout's update is done (at the next rollout's start,
+        or the end): a checkpoint it writes then holds a whole step of the algorithm."""
+        stats, self._pending = getattr(self, "_pending", None), None
+        if stats is not None and self.user is not None and self.user(self.agent, stats) is False:
             self._stop = True
 
     def _on_training_end(self) -> None:
+        self._call_user()
         self.run_logger.flush()
 
 
@@ -119,10 +171,11 @@ class SB3Agent:
         if name not in algos:
             raise ValueError(f"unknown SB3 algorithm {name!r}; known: {sorted(algos)}")
         self.name, self.cls = name, algos[name]
+        config = dict(config or {})
+        check_config(name, self.cls, config)
         self.venv = SB3VecEnv(env)
         self.logger = RunLogger(run_dir)
         self.episodes = EpisodeTracker(env.num_envs)
-        config = dict(config or {})
         features = config.pop("features", {})
         policy_kwargs = {"features_extractor_class": MemoryFeaturesExtractor, "features_extractor_kwargs": features,
                          **config.pop("policy_kwargs", {})}
@@ -158,10 +211,14 @@ class SB3Agent:
 
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "SB3Agent":
         """Train until ``total_steps`` env steps in all (continuing a loaded model's count)."""
+        from tqdm.auto import tqdm
+
         remaining = total_steps - self.num_timesteps
         if remaining > 0:
-            self.model.learn(remaining, callback=ChartsCallback(self.logger, self.episodes, self, callback),
-                             reset_num_timesteps=False, progress_bar=progress, log_interval=1)
+            with tqdm(total=total_steps, initial=self.num_timesteps, disable=not progress, desc=self.name,
+                      dynamic_ncols=True) as bar:
+                self.model.learn(remaining, callback=ChartsCallback(self.logger, self.episodes, self, callback, bar),
+                                 reset_num_timesteps=False, progress_bar=False, log_interval=1)
         return self
 
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
@@ -169,24 +226,83 @@ class SB3Agent:
         return action.astype(np.float32), None
 
     def save(self, path: str | Path) -> Path:
-        from ltm_gym.core import atomic_write
+        """The SB3 model (``agent.zip``), and beside it what SB3 leaves out but a resumed run needs
+        to continue exactly: ``agent.state-STEP.pt`` (the env's state, the last observation, the
+        global RNGs, the episode tracker) and, off-policy, ``agent.replay-STEP.pkl`` (the replay
+        buffer); with a co-trained LLM-LTM also ``reader.safetensors``."""
+        import pickle
+        import random
+
+        from ltm_gym.core import atomic_write, save_checkpoint
 
         path = Path(path)
+
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:  # a file object: SB3 would otherwise append ".zip"
                 self.model.save(fh)
 
+        # sidecars first, named by the step they belong to, the zip last, older sidecars removed after
+        # it: a kill at any point leaves a zip whose own sidecars are complete
+        step = self.num_timesteps
+        if getattr(self.model, "replay_buffer", None) is not None:
+            atomic_write(replay_path(path, step), lambda tmp: tmp.write_bytes(pickle.dumps(self.model.replay_buffer)))
+        save_checkpoint({"env": env_state(self.venv.venv), "last_obs": self.model._last_obs,
+                         "last_episode_starts": self.model._last_episode_starts, "episodes": self.episodes.state_dict(),
+                         "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                         "python_rng": random.getstate()}, run_state_path(path, step))
         atomic_write(path, write)
+        for old in path.parent.glob(f"{path.stem}.*-*.*"):
+            if old.name not in (run_state_path(path, step).name, replay_path(path, step).name):
+                old.unlink(missing_ok=True)
         save_reader(self.venv.venv, path)
         return path
 
-    def load(self, path: str | Path) -> "SB3Agent":
-        with open(path, "rb") as fh:
-            self.model = self.cls.load(fh, env=self.venv, device=self.model.device)
+    def _check_zip(self, path: Path) -> None:
+        import zipfile
+
+        if not path.is_file():
+            raise FileNotFoundError(f"no {self.name} agent at {path}")
+        if not zipfile.is_zipfile(path) or "data" not in zipfile.ZipFile(path).namelist():
+            raise ArtifactError(path, f"{self.name} agent (an SB3 .zip; agent.pt and writer.pt are REINFORCE's)")
+
+    def load(self, path: str | Path, restore_env: bool = False) -> "SB3Agent":
+        """The agent saved at ``path``; ``restore_env`` (resuming its run) also restores the env,
+        the last observation, the RNGs and the replay buffer saved beside it."""
+        import pickle
+        import random
+
+        path = Path(path)
+        self._check_zip(path)
+        try:
+            with open(path, "rb") as fh:
+                self.model = self.cls.load(fh, env=self.venv, device=self.model.device)
+        except (ValueError, KeyError, RuntimeError, EOFError, OSError) as exc:
+            raise ArtifactError(path, f"{self.name} agent that fits this env", exc) from exc
         self.model.set_logger(Logger(None, [LossWriter(self.logger)]))
-        load_reader(self.venv.venv, Path(path))
+        load_reader(self.venv.venv, path)
+        step = self.num_timesteps
+        if restore_env and run_state_path(path, step).is_file():
+            state = load_checkpoint(run_state_path(path, step))
+            if state["env"] is not None:
+                self.venv.venv.set_state(state["env"])
+                self.model._last_obs, self.model._last_episode_starts = state["last_obs"], state["last_episode_starts"]
+            self.episodes.load_state_dict(state["episodes"])
+            torch.set_rng_state(state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
+            replay = replay_path(path, step)
+            if replay.is_file():
+                try:
+                    self.model.replay_buffer = pickle.loads(replay.read_bytes())
+                except Exception as exc:  # pickle raises many kinds on a damaged file
+                    raise ArtifactError(replay, "replay buffer", exc) from exc
         return self
 
     def init_from(self, path: str | Path) -> None:
         """The weights of another run of the same algorithm (``agent.zip``)."""
-        self.model.set_parameters(str(path), exact_match=True)
+        path = Path(path)
+        self._check_zip(path)
+        try:
+            self.model.set_parameters(str(path), exact_match=True)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ArtifactError(path, f"{self.name} agent with this agent's networks", exc) from exc

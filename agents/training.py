@@ -1,7 +1,9 @@
 """Train one agent run: build the env and agent from a run config, resume, checkpoint, save.
 
 A run config (``RUN_DIR/config.yaml``) is :class:`RunConfig`: ``algo``, ``env_id``,
-``env_kwargs``, ``num_envs``, ``steps``, ``seed``, ``device``, ``hyperparams``.
+``env_kwargs``, ``num_envs``, ``steps``, ``seed``, ``device``, ``hyperparams``, ``init_from``.
+It is written once the env and the agent are built (so a config the agent refuses leaves no run
+behind), and a run resumed before its first checkpoint still starts from ``init_from``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     hyperparams: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    """Agent file the run starts from (another run's agent, or a differentiable writer's writer.pt)."""
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunConfig":
@@ -55,21 +59,20 @@ def build(cfg: RunConfig, run_dir: Path | None, num_envs: int | None = None) -> 
     return env, agent
 
 
-def train_run(cfg: RunConfig | dict, run_dir: Path, init: Path | None = None, save_every: int = 5000,
-              progress: bool = True) -> Agent:
+def train_run(cfg: RunConfig | dict, run_dir: Path, save_every: int = 5000, progress: bool = True) -> Agent:
     """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` env steps; returns the agent."""
     if isinstance(cfg, dict):
         cfg = from_dict(RunConfig, cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir)
     env, agent = build(cfg, run_dir)
     ckpt = run_dir / agent.file_name
     if ckpt.is_file():
-        agent.load(ckpt)
+        agent.load(ckpt, restore_env=True)
         print(f"resumed at {agent.num_timesteps} env steps")
-    elif init is not None:
-        agent.init_from(init)
+    elif cfg.init_from is not None:
+        agent.init_from(cfg.init_from)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir)
     next_save = [agent.num_timesteps + save_every]
 
     def checkpoint(a: Agent, stats: dict) -> None:

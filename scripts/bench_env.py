@@ -23,6 +23,7 @@ import torch
 from ltm_gym.core.timing import median_time
 
 from ltm_gym.envs import LLMMemoryVectorEnv, MemoryLMBackend
+from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,4 +70,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from ltm_gym.core.errors import run_main
 
 # (kind, d, points): the public code's s/step and peak GB on this machine (torch 2.13 CPU, fp32)
 CASES = {
@@ -90,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=1,
                         help="processes per configuration, ours and the reference alternating; the table "
                              "gives medians and ranges (default 1)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="ours; the reference is fp32")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
+                        help="ours; the reference is fp32. auto: bf16 where the CPU has AVX512-BF16/AMX, else "
+                             "fp32; bf16 on a CPU without them is refused unless --force (emulated, ~30x slower)")
+    parser.add_argument("--force", action="store_true", help="run bf16 even where the CPU emulates it")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint-loops", type=int, default=0, metavar="N",
                         help="recompute the first N of the T gradient-tracked loops in backward (default 0)")
@@ -106,7 +110,17 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(kind, d, points, args.steps, args.precision, args.threads, args.checkpoint_loops,
                                 args.reference)))
         return
+    import torch
+
     from baselines.looped.reference import N_GRAD, N_LOOPS
+    from ltm_gym.core import bf16_support
+
+    native, why = bf16_support(torch.device("cpu"))
+    if args.precision == "auto":
+        args.precision = "bf16" if native else "fp32"
+    elif args.precision == "bf16" and not native and not args.force:
+        parser.error(f"--precision bf16 on a {why}; use --precision fp32 (or --force to measure it anyway)")
+    print(f"bf16 on this machine: {'native' if native else 'not native'} ({why})")
 
     print(f"ours: {args.precision}, {args.threads} threads, batch {BATCH}, b = {N_LOOPS}, T = {N_GRAD}"
           + (f", {args.checkpoint_loops} checkpointed loops" if args.checkpoint_loops else "")
@@ -137,4 +151,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

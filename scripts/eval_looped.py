@@ -14,6 +14,7 @@ from pathlib import Path
 from baselines.looped.models import RegressionTransformer
 from baselines.looped.study import LoopedConfig, evaluate
 from ltm_gym.core import load_checkpoint, load_config
+from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,4 +35,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

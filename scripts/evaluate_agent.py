@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from agents.evaluation import evaluate_run
+from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,4 +26,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

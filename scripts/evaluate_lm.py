@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ltm_gym.study import StudyDir
 from ltm_gym.study.tables import report, study_dir_rows
+from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,4 +33,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

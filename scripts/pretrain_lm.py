@@ -20,11 +20,14 @@ from pathlib import Path
 
 from ltm_gym.study import StudyDir
 from ltm_gym.study.stages import STAGES, run_stage, stages_for
+from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="tiny", help="preset name (ltm_gym/presets) or a YAML path (default: tiny)")
+    parser.add_argument("--config", default=None,
+                        help="preset name (ltm_gym/presets) or a YAML path (default: the study's own config "
+                             "when --study-dir holds one, else tiny)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set pretrain.train.steps=500 (repeatable)")
     parser.add_argument("--study-dir", type=Path, default=None,
@@ -34,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="stages to run (default: all that apply to the config)")
     args = parser.parse_args(argv)
 
-    study = StudyDir(args.study_dir, args.config, args.overrides).create()
+    config = args.config or (None if StudyDir(args.study_dir).exists() else "tiny")
+    study = StudyDir(args.study_dir, config, args.overrides).create()
     print(f"study directory: {study.root}")
     print(f"TensorBoard:     tensorboard --logdir {study.root / 'stages'}")
     print("documents: " + ", ".join(f"{k} {len(v)}" for k, v in study.data.splits.items()))
@@ -43,4 +47,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

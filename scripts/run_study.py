@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ltm_gym.study import StudyDir
 from ltm_gym.study.pipeline import PipelineSettings, run_pipeline
+from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,8 +39,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="env steps of each continuous-writer agent (REINFORCE, action_mode=full)")
     parser.add_argument("--mimic-steps", type=int, default=defaults.mimic_steps,
                         help="EmbeddingMimic-v0 pre-training env steps")
-    parser.add_argument("--bptt-steps", type=int, default=None,
-                        help="differentiable writer steps (default: the bptt-tiny preset's)")
+    parser.add_argument("--bptt-steps", type=int, default=defaults.bptt_steps,
+                        help=f"differentiable writer steps (default {defaults.bptt_steps}; 0: the bptt-tiny "
+                             "preset's 1500)")
     parser.add_argument("--num-envs", type=int, default=defaults.num_envs)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
@@ -53,4 +55,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,13 +17,15 @@ charts/episodic_return for every algorithm, plus each algorithm's losses/...), t
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 import agents
 from agents.training import RunConfig, hyperparams, train_run
-from ltm_gym.core import announce, new_run_dir
+from ltm_gym.core import announce, new_run_dir, refuse_existing_run, run_config_source
 from ltm_gym.core.config import load_preset_dict, parse_overrides
+from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,25 +49,40 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval", action="store_true", help="evaluate on the test split at the end")
     parser.add_argument("--run-dir", type=Path, default=None, help="run directory (default: a new one in runs/)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
 
     if args.resume:
-        if args.run_dir is None or not (args.run_dir / "config.yaml").is_file():
-            raise SystemExit("--resume needs --run-dir of an existing agent run (with config.yaml)")
+        run_config_source(args)
+        given = [f for f in ("--algo", "--config", "--set", "--env-id", "--env-kwargs", "--num-envs", "--seed",
+                             "--init-from") if f in argv]
+        if given:
+            raise ValueError(f"{' '.join(given)} with --resume: a run continues with its own config "
+                             f"({args.run_dir / 'config.yaml'}); only --steps may grow")
         cfg = RunConfig.load(args.run_dir)
-        if "--steps" in (argv or sys.argv):
+        if "--steps" in argv:
             cfg.steps = max(cfg.steps, args.steps)
         run_dir = args.run_dir
     else:
+        if args.run_dir is not None:
+            refuse_existing_run(args.run_dir)
+        if args.init_from is not None and not args.init_from.is_file():
+            raise FileNotFoundError(f"--init-from {args.init_from}: no such file")
         hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo)
         hyper.update(parse_overrides(args.overrides))
         cfg = RunConfig(algo=args.algo, env_id=args.env_id, env_kwargs=parse_overrides(args.env_kwargs),
                         num_envs=args.num_envs, steps=args.steps, seed=args.seed, device=args.device,
-                        hyperparams=hyper)
+                        hyperparams=hyper, init_from=str(args.init_from) if args.init_from else None)
         env_name = cfg.env_id.split("/")[-1]
-        run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed)
+        run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed, create=False)
     announce(run_dir)
-    agent = train_run(cfg, run_dir, init=args.init_from, save_every=args.save_every)
+    existed = run_dir.exists()
+    try:
+        agent = train_run(cfg, run_dir, save_every=args.save_every)
+    except BaseException:
+        if not existed and not (run_dir / "config.yaml").exists():   # refused before it started: leave nothing
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     print(f"agent: {run_dir / agent.file_name} ({agent.num_timesteps} env steps)")
     if args.eval:
         from agents.evaluation import evaluate_run
@@ -74,4 +91,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

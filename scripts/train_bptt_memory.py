@@ -21,10 +21,10 @@ reader.safetensors and eval/bptt_table.{csv,json}.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer
-from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir
+from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir, run_config_source
+from ltm_gym.core.errors import run_main
 from ltm_gym.study.tables import report
 
 
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     parser.add_argument("--no-lm-rows", action="store_true", help="evaluate only the writer's row")
     args = parser.parse_args(argv)
-    source = Path(args.run_dir) / "config.yaml" if args.resume else args.config
-    cfg = load_config(BPTTConfig, source, args.overrides)
+    cfg = load_config(BPTTConfig, run_config_source(args), args.overrides)
     run_dir = prepare_run_dir(args, "bptt-memory", cfg.train.seed)
     announce(run_dir)
     writer, backend = train_writer(cfg, run_dir, resume=True)
@@ -49,4 +48,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -10,11 +10,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 
 from baselines.looped.study import LoopedConfig, evaluate, train
-from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir
+from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir, run_config_source
+from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,8 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     add_run_args(parser, default_config="looped-cpu")
     parser.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     args = parser.parse_args(argv)
-    source = Path(args.run_dir) / "config.yaml" if args.resume else args.config
-    cfg = load_config(LoopedConfig, source, args.overrides)
+    cfg = load_config(LoopedConfig, run_config_source(args), args.overrides)
     run_dir = prepare_run_dir(args, cfg.name, cfg.train.seed)
     announce(run_dir)
     model = train(cfg, run_dir, resume=True)
@@ -39,4 +37,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

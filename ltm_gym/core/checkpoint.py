@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import torch
 
+from .errors import ArtifactError
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
@@ -37,8 +39,15 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`; a missing file is a clear error."""
+    """Load a checkpoint written by :func:`save_checkpoint`; a missing, empty, truncated or foreign
+    file is an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises EOFError, RuntimeError, UnpicklingError, ... by damage kind
+        raise ArtifactError(path, "checkpoint", exc, "restore it, or delete it to start over") from exc
+    if not isinstance(state, dict):
+        raise ArtifactError(path, "checkpoint", TypeError(f"it holds a {type(state).__name__}, not a dict"))
+    return state

@@ -1,8 +1,11 @@
-"""Device and precision: cuda > mps > cpu unless told otherwise; bf16 autocast on CUDA."""
+"""Device and precision: cuda > mps > cpu unless told otherwise; bf16 autocast where the hardware
+multiplies bf16 natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere."""
 
 from __future__ import annotations
 
 import contextlib
+import warnings
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -27,13 +30,46 @@ def choose_device(name: str = "auto") -> torch.device:
     return dev
 
 
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
+    """The CPU's native bf16 features (``/proc/cpuinfo`` flags among :data:`CPU_BF16_FLAGS`); empty
+    where bf16 matmuls are emulated (AVX2-only CPUs: bf16 autocast runs ~30x slower than fp32)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return [f for f in CPU_BF16_FLAGS if f in flags]
+
+
+def bf16_support(device: torch.device) -> tuple[bool, str]:
+    """Whether ``device`` runs bf16 natively, and why (for logs and the benches)."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ok, "CUDA with bf16" if ok else "CUDA without bf16"
+    if device.type == "cpu":
+        flags = cpu_bf16_flags()
+        return (True, "CPU with " + "/".join(flags)) if flags else \
+            (False, "CPU without AVX512-BF16/AMX: bf16 is emulated, ~30x slower than fp32")
+    return False, f"{device.type}: bf16 autocast not used"
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on CUDA with bf16 support, fp32 elsewhere."""
+    """``auto`` -> bf16 where the device runs it natively (:func:`bf16_support`), fp32 elsewhere;
+    an explicit ``bf16`` on hardware that only emulates it is kept, with a warning."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}")
+    native, why = bf16_support(device)
     if precision == "auto":
-        ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return "bf16" if ok else "fp32"
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        warnings.warn(f"precision bf16 on {why}", RuntimeWarning, stacklevel=2)
     return precision
 
 

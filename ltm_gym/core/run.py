@@ -8,20 +8,53 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 RUNS_ROOT = Path("runs")
+_STARTED = time.time()
+RESUME_KEYS = ("train.steps",)
+"""What ``--set`` may change when resuming a run."""
 
 
-def new_run_dir(name: str, seed: int | None = None, root: str | Path = RUNS_ROOT) -> Path:
-    """``runs/{name}__{seed}__{YYYYmmdd-HHMMSS}``, created."""
+def new_run_dir(name: str, seed: int | None = None, root: str | Path = RUNS_ROOT, create: bool = True,
+                rank: int | None = None, world_size: int | None = None, timeout: float = 120.0) -> Path:
+    """``runs/{name}__{seed}__{YYYYmmdd-HHMMSS}``, created unless ``create=False``.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank gets the directory rank 0 chose: rank 0
+    writes its path to a marker in ``root`` named after the launch, the others wait for it."""
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    root = Path(root)
+    marker = root / f".run-dir-{name}-{_launch_id()}"
+    if world_size > 1 and rank > 0:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if marker.is_file() and marker.stat().st_mtime >= _STARTED - 30:   # not a previous launch's
+                return Path(marker.read_text())
+            time.sleep(0.05)
+        raise TimeoutError(f"rank {rank} waited {timeout:.0f} s for rank 0 to choose a run directory ({marker})")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     parts = [name] + ([str(seed)] if seed is not None else []) + [stamp]
-    path = Path(root) / "__".join(parts)
-    path.mkdir(parents=True, exist_ok=True)
+    path = root / "__".join(parts)
+    if create or world_size > 1:
+        path.mkdir(parents=True, exist_ok=True)
+    if world_size > 1:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(str(path))
+        os.replace(tmp, marker)
     return path
+
+
+def _launch_id() -> str:
+    """Names one torchrun launch on this machine (the same in all its ranks)."""
+    rid = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    if rid == "none":
+        rid = f"{os.environ.get('MASTER_ADDR', '')}-{os.environ.get('MASTER_PORT', '')}"
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in rid)
 
 
 def add_run_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
@@ -36,18 +69,47 @@ def add_run_args(parser: argparse.ArgumentParser, default_config: str | None = N
                         help="continue the run in --run-dir from its last checkpoint")
 
 
+def run_config_source(args: argparse.Namespace) -> str | Path | None:
+    """Where the run's config comes from: ``--config`` for a new run, the run's own
+    ``config.yaml`` when resuming. A resume without a run to continue, or with ``--set`` of
+    anything but :data:`RESUME_KEYS` (a run continues with the config it started with), is refused
+    before anything is read or written."""
+    if not args.resume:
+        return args.config
+    if args.run_dir is None:
+        raise ValueError("--resume needs --run-dir, the directory of the run to continue")
+    config = Path(args.run_dir) / "config.yaml"
+    if not Path(args.run_dir).is_dir():
+        raise ValueError(f"--run-dir {args.run_dir} does not exist; nothing to resume")
+    if not config.is_file():
+        raise ValueError(f"--run-dir {args.run_dir} holds no run (no config.yaml); nothing to resume")
+    changed = [o for o in getattr(args, "overrides", None) or [] if o.split("=", 1)[0].strip() not in RESUME_KEYS]
+    if changed:
+        raise ValueError(f"--set {' '.join(changed)} with --resume: a run continues with its own config "
+                         f"({config}); only {', '.join(RESUME_KEYS)} may change (to train longer); "
+                         "start a new --run-dir for another config")
+    return config
+
+
 def prepare_run_dir(args: argparse.Namespace, name: str, seed: int | None) -> Path:
-    """The run directory for ``args``: new, or an existing one when resuming."""
+    """The run directory for ``args``: the run to continue (``--resume``), the given ``--run-dir``
+    if it holds no run yet, or a new one under runs/. A ``--run-dir`` holding another run without
+    ``--resume`` is refused before anything is written."""
     if args.resume:
-        if args.run_dir is None:
-            raise SystemExit("--resume needs --run-dir pointing at the run to continue")
-        if not Path(args.run_dir).is_dir():
-            raise SystemExit(f"--run-dir {args.run_dir} does not exist, nothing to resume")
+        run_config_source(args)
         return Path(args.run_dir)
     if args.run_dir is not None:
+        refuse_existing_run(Path(args.run_dir))
         Path(args.run_dir).mkdir(parents=True, exist_ok=True)
         return Path(args.run_dir)
     return new_run_dir(name, seed)
+
+
+def refuse_existing_run(run_dir: Path) -> None:
+    """A new run must not write into a directory that holds one (its config.yaml)."""
+    if (run_dir / "config.yaml").is_file():
+        raise ValueError(f"--run-dir {run_dir} already holds a run (config.yaml); pass --resume to continue it, "
+                         "or choose a new --run-dir")
 
 
 def announce(run_dir: Path) -> None:

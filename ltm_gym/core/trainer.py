@@ -19,6 +19,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Literal, Protocol
 
 import torch
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import check
-from .device import autocast, choose_device, resolve_precision, to_device
+from .device import autocast, bf16_support, choose_device, resolve_precision, to_device
 from .distributed import DistInfo, all_reduce_mean, init_distributed, shard, split_batch
 from .seeding import get_rng_state, seed_everything, set_rng_state
 
@@ -102,6 +103,16 @@ class Callback(Protocol):
     def on_step(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
 
 
+class _Ready:
+    """A batch built when asked for (no prefetch): keeps ``batch_fn`` in step with the global RNG."""
+
+    def __init__(self, fn: Callable[[int], Any], step: int) -> None:
+        self.fn, self.step = fn, step
+
+    def result(self) -> Any:
+        return self.fn(self.step)
+
+
 class Trainer:
     """See the module docstring. ``state_objects`` holds extra things with ``state_dict`` /
     ``load_state_dict`` (e.g. a running reward baseline) that belong in checkpoints."""
@@ -118,6 +129,7 @@ class Trainer:
         params: Iterable[nn.Parameter] | None = None,
         state_objects: dict[str, Any] | None = None,
         checkpoint_name: str = "checkpoint.pt",
+        prefetch: bool = False,
     ) -> None:
         self.cfg = cfg
         self.device = choose_device(cfg.device)
@@ -143,6 +155,9 @@ class Trainer:
         self.state_objects = dict(state_objects or {})
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_name = checkpoint_name
+        self.prefetch = prefetch
+        """Build the next step's batch in a thread while this one trains; only for a ``batch_fn``
+        that is a pure function of the step (it then runs out of order with the global RNG)."""
         self.step = 0
         self.last_metrics: dict[str, float] = {}
         self.eval_history: list[dict[str, float]] = []
@@ -272,11 +287,19 @@ class Trainer:
         if resume:
             self.try_resume()
         cfg = self.cfg
+        first = self.step
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.dist.is_main),
                    dynamic_ncols=True, desc=self.run_dir.name if self.run_dir else "train")
+        if cfg.progress and self.dist.is_main and self.step < cfg.steps:
+            tqdm.write(f"{bar.desc}: {self.device.type}, {self.precision} ({bf16_support(self.device)[1]})")
+        pool = ThreadPoolExecutor(1, thread_name_prefix="batch") if self.prefetch else None
+        fetch = (lambda step: pool.submit(self.batch_fn, step)) if pool else (lambda step: _Ready(self.batch_fn, step))
+        upcoming = fetch(self.step) if self.step < cfg.steps else None
         try:
             while self.step < cfg.steps and not self.stop_requested:
-                metrics = self.train_step(self.batch_fn(self.step))
+                batch = upcoming.result()
+                upcoming = fetch(self.step + 1) if self.step + 1 < cfg.steps else None
+                metrics = self.train_step(batch)
                 metrics = {k: all_reduce_mean(v, self.dist, self.device) for k, v in metrics.items()}
                 self.last_metrics = metrics
                 bar.update(1)
@@ -295,6 +318,10 @@ class Trainer:
             raise
         finally:
             bar.close()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if self.step == first and first >= cfg.steps and self.checkpoint_path and self.checkpoint_path.is_file():
+            return self.last_metrics                  # a finished run, only loaded: nothing to write
         if self.eval_fn is not None and (not self.eval_history or self.eval_history[-1]["step"] != self.step):
             self.evaluate()
         self.save()

@@ -107,6 +107,18 @@ class Episodes:
     def docs(self):
         return self.backend.docs(self.s.split)
 
+    STATE = ("doc", "t", "steps", "memory", "hidden", "last_reward", "distance")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Where every episode is (copies): with the env's generators, all a resumed run needs."""
+        return {k: getattr(self, k).copy() for k in self.STATE}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for k in self.STATE:
+            if state[k].shape != getattr(self, k).shape:
+                raise ValueError(f"episode state {k!r} has shape {state[k].shape}; this env has {getattr(self, k).shape}")
+            setattr(self, k, state[k].copy())
+
     # ------------------------------------------------------------------ validation
     def check_actions(self, actions: Any) -> np.ndarray:
         """(n, *action_shape) float32 copy of valid actions, or a ValueError naming the problem."""

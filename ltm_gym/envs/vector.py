@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -100,6 +101,34 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
 
     def _scoring_rngs(self) -> list[np.random.Generator]:
         return self._rngs
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything that decides the env's future: the episodes, each env's generator and, with
+        ``lm_update``, the co-trained read path and its optimizer. With :meth:`set_state` a run
+        killed and resumed steps exactly as the uninterrupted one."""
+        state: dict[str, Any] = {"episodes": self.episodes.state_dict(), "needs_reset": self._needs_reset,
+                                 "rngs": [r.bit_generator.state for r in self._rngs]}
+        if self.backend.lm_update:
+            state["reader"] = self.backend.model.adapter_state()
+            state["lm_optimizer"] = self.backend.optimizer.state_dict()
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if len(state["rngs"]) != self.num_envs:
+            raise ValueError(f"the saved env state is of {len(state['rngs'])} envs; this env has {self.num_envs}")
+        if ("reader" in state) != self.backend.lm_update:
+            raise ValueError(f"the saved env state was {'' if 'reader' in state else 'not '}co-trained "
+                             f"(lm_update); this env has lm_update={self.backend.lm_update}")
+        self.episodes.load_state_dict(state["episodes"])
+        for rng, rs in zip(self._rngs, state["rngs"]):
+            rng.bit_generator.state = rs
+        self._needs_reset = state["needs_reset"]
+        if "reader" in state:
+            own = dict(self.backend.model.named_parameters())
+            with torch.no_grad():
+                for name, value in state["reader"].items():
+                    own[name].copy_(value)
+            self.backend.optimizer.load_state_dict(state["lm_optimizer"])
 
     def render(self) -> tuple[str, ...] | None:
         if self.render_mode == "ansi":

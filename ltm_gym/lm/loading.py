@@ -45,18 +45,31 @@ def build_tiny_gpt2(arch: TinyGPT2, vocab_size: int, bos_token_id: int, seed: in
     return GPT2LMHeadModel(config)
 
 
+def _from_pretrained(name: str, **kwargs) -> nn.Module:
+    """``AutoModelForCausalLM.from_pretrained`` without its per-load progress bar (a study loads
+    its LM once per env, stage and evaluation)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def load_pretrained_lm(name_or_path: str | Path) -> nn.Module:
     """An HF causal LM from a local directory, or by name from the local cache only."""
-    from transformers import AutoModelForCausalLM
-
     path = Path(name_or_path)
     if path.exists():
         try:
-            return AutoModelForCausalLM.from_pretrained(str(path))
+            return _from_pretrained(str(path))
         except OSError as exc:
             raise OSError(f"cannot load a causal LM from {path}: {exc}") from None
     try:
-        return AutoModelForCausalLM.from_pretrained(str(name_or_path), local_files_only=True)
+        return _from_pretrained(str(name_or_path), local_files_only=True)
     except OSError:
         cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
         raise OSError(

@@ -81,12 +81,16 @@ class LLMLTM(nn.Module):
         if self.bos_token_id is None:
             raise ValueError("the LM has no bos_token_id; pass bos_token_id=")
         if self.lora_cfg.enabled:
+            import warnings
+
             from peft import LoraConfig, get_peft_model
 
-            lm = get_peft_model(lm, LoraConfig(
-                r=self.lora_cfg.r, lora_alpha=self.lora_cfg.alpha, lora_dropout=self.lora_cfg.dropout,
-                target_modules=list(self.lora_cfg.target_modules),
-                fan_in_fan_out=type(lm).__name__.startswith("GPT2")))
+            with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                lm = get_peft_model(lm, LoraConfig(
+                    r=self.lora_cfg.r, lora_alpha=self.lora_cfg.alpha, lora_dropout=self.lora_cfg.dropout,
+                    target_modules=list(self.lora_cfg.target_modules),
+                    fan_in_fan_out=type(lm).__name__.startswith("GPT2")))
         self.lm = lm
         m = self.mem_cfg
         self.memory_proj = nn.Linear(m.slot_dim, self.hidden, bias=False)
@@ -195,7 +199,12 @@ class LLMLTM(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no adapter file at {path}")
-        state = load_file(str(path))
+        from ltm_gym.core.errors import ArtifactError
+
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types by damage kind
+            raise ArtifactError(path, "adapter file (safetensors)", exc) from exc
         own = dict(self.named_parameters())
         unknown = sorted(set(state) - set(own))
         if unknown:

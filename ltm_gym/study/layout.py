@@ -45,6 +45,18 @@ def default_study_dir() -> Path:
     return cache / "ltm_gym" / "study-tiny"
 
 
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf where two config dicts differ."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
 class StudyNotFoundError(FileNotFoundError):
     """A directory that should hold a study (or one of its artifacts) does not."""
 
@@ -136,9 +148,10 @@ class StudyDir:
         if self.exists():
             stored = load_config(StudyConfig, self.config_file)
             if to_dict(stored) != to_dict(cfg):
-                changed = sorted(k for k, v in to_dict(cfg).items() if to_dict(stored).get(k) != v)
-                raise ConfigError(f"{self.root} holds a study with another config (differs in {', '.join(changed)}); "
-                                  "choose another --study-dir for the new config")
+                changed = config_changes(to_dict(stored), to_dict(cfg))
+                shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+                raise ConfigError(f"{self.root} holds a study with another config ({shown}); its artifacts were "
+                                  "built with the stored one: choose another --study-dir for the new config")
             return self
         self.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.config_file)

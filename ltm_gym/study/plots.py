@@ -10,12 +10,17 @@ import numpy as np
 from .layout import StudyDir
 
 
-def _figure():
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _figure():
+    plt = _pyplot()
     return plt, *plt.subplots(figsize=(6, 4))
 
 
@@ -55,12 +60,23 @@ def plot_study(study: StudyDir, tables: dict, episode_returns: dict[str, list[fl
     out.append(_save(plt, fig, ax, ("step", "validation loss (nats / token)", "LM stages: validation loss"),
                      study.plots_dir / "validation_loss.png"))
 
-    plt, fig, ax = _figure()
-    for i, (name, returns) in enumerate(episode_returns.items()):
-        ax.plot(returns, alpha=0.25, color=f"C{i}")
-        ax.plot(smooth(returns), color=f"C{i}", label=name)
-    out.append(_save(plt, fig, ax, ("episode", "episode return (moving average of 20)", "agents: episode return"),
-                     study.plots_dir / "agent_reward.png"))
+    if episode_returns:  # one panel per agent: their rewards differ in kind and scale (mimic: distance)
+        plt = _pyplot()
+        n = len(episode_returns)
+        fig, axes = plt.subplots(n, 1, figsize=(6, 1.8 * n + 0.6), sharex=False, squeeze=False)
+        for i, (ax, (name, returns)) in enumerate(zip(axes[:, 0], episode_returns.items())):
+            ax.plot(returns, alpha=0.25, color=f"C{i}")
+            ax.plot(smooth(returns), color=f"C{i}", label=f"{name} (moving average of 20)")
+            ax.set_ylabel("return")
+            ax.legend(fontsize=7, loc="lower right")
+        axes[-1, 0].set_xlabel("episode")
+        fig.suptitle("agents: episode return during training")
+        path = study.plots_dir / "agent_reward.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        out.append(path)
 
     plt, fig, ax = _figure()
     for name, row in tables.items():

@@ -6,9 +6,11 @@
 * ``memory``: hypothesis 2, LoRA + memory read path trained with the previous segment's
   embeddings as memory -> ``memory_lm.safetensors``;
 * ``select``: LoRA + memory read path trained on selection memory (the codes of positions of the
-  previous segment, :func:`ltm_gym.lm.selection_codes`: all of them in part of the batches,
-  ``n_slots`` random ones in the rest) -> ``select_lm.safetensors``, the reader of
-  ``action_mode="select"``.
+  previous segment, :func:`ltm_gym.lm.selection_codes`: a random number, ``n_slots`` to all, of
+  random ones in part of the batches, ``n_slots`` random ones in the rest) ->
+  ``select_lm.safetensors``, the reader of ``action_mode="select"``. When the synthetic corpus asks
+  facts ``distance`` > 1 segments later, the positions are drawn from the ``distance`` previous
+  segments, as an agent's memory holds kept slots of older segments beside new ones.
 
 A stage whose artifact exists is not run again; an interrupted one resumes from its checkpoint.
 """
@@ -42,13 +44,14 @@ def window_batch(docs: list[Document], batch: int, n_ctx: int, g: torch.Generato
     return {"ids": torch.stack([r[:width] for r in rows])}
 
 
-def pair_batch(docs: list[Document], batch: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random (previous segment, segment) pairs: prev, ids, answer_mask (B, L)."""
+def pair_batch(docs: list[Document], batch: int, g: torch.Generator, depth: int = 1) -> dict[str, torch.Tensor]:
+    """Random (previous segments, segment) pairs: ids, answer_mask (B, L) and prev, the ``depth``
+    segments before (B, L) for depth 1, else (B, depth, L)."""
     prev, cur, mask = [], [], []
     for _ in range(batch):
         d = docs[int(torch.randint(len(docs), (1,), generator=g))]
-        t = int(torch.randint(1, d.n_segments, (1,), generator=g))
-        prev.append(d.ids[t - 1])
+        t = int(torch.randint(depth, d.n_segments, (1,), generator=g))
+        prev.append(d.ids[t - 1] if depth == 1 else d.ids[t - depth : t])
         cur.append(d.ids[t])
         mask.append(d.answer_mask[t])
     return {"prev": torch.stack(prev), "ids": torch.stack(cur), "answer_mask": torch.stack(mask)}
@@ -166,18 +169,27 @@ class SelectStage(Stage):
 
     name = "select"
 
+    @staticmethod
+    def depth(study: StudyDir) -> int:
+        """Previous segments whose positions a memory can hold: the facts' distance."""
+        corpus = study.config.corpus
+        return corpus.synthetic.distance if corpus.source == "synthetic" else 1
+
     def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
-        batch = pair_batch(docs, sc.batch_size, g)
-        B, L = batch["prev"].shape
+        batch = pair_batch(docs, sc.batch_size, g, self.depth(study))
+        B, L = batch["ids"].shape
+        n = batch["prev"][0].numel()
         m = study.config.lm.memory.n_slots
         k = m
         if float(torch.rand((), generator=g)) < sc.all_positions:
-            k = int(torch.randint(m, L + 1, (), generator=g))
-        batch["select"] = torch.rand(B, L, generator=g).argsort(1)[:, :k].sort(1).values
+            k = int(torch.randint(m, n + 1, (), generator=g))
+        batch["select"] = torch.rand(B, n, generator=g).argsort(1)[:, :k].sort(1).values
         return batch
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        codes = selection_codes(_unwrap(model), batch["prev"])                        # (B, L, d)
+        prev = batch["prev"]
+        codes = selection_codes(_unwrap(model), prev.reshape(-1, prev.shape[-1]))
+        codes = codes.reshape(len(prev), -1, codes.shape[-1])                         # (B, depth * L, d)
         mem = codes.gather(1, batch["select"][:, :, None].expand(-1, -1, codes.shape[-1]))
         _, losses = model(batch["ids"], mem)
         return losses.mean(), _answer_stats(losses, batch)
@@ -228,7 +240,7 @@ def run_stage(name: str, study: StudyDir, resume: bool = True) -> Path:
 
     run_dir = study.stage_dir(name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(model, sc.train, stage.loss, batch_fn, run_dir=run_dir, eval_fn=eval_fn)
+    trainer = Trainer(model, sc.train, stage.loss, batch_fn, run_dir=run_dir, eval_fn=eval_fn, prefetch=True)
     trainer.fit(resume=resume)
     trainer.close()
     stage.save(model.cpu(), study)

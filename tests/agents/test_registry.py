@@ -85,6 +85,18 @@ def test_make_names_an_env_it_cannot_use():
 
     with pytest.raises(TypeError, match="CartPoleEnv"):
         agents.make("ppo", gym.make("CartPole-v1"))
+    with pytest.raises(TypeError, match="SyncVectorEnv"):
+        agents.make("ppo", gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"))
+
+
+def test_make_steps_gymnasiums_sync_vector_env(default_study):
+    import gymnasium as gym
+
+    venv = gym.make_vec("ltm_gym/LLMMemory-v0", num_envs=2, vectorization_mode="sync", device="cpu")
+    agent = agents.make("ppo", venv, device="cpu", seed=0, **SMALL["ppo"])
+    assert agent.env.num_envs == 2 and agent.env.backend is venv.envs[0].unwrapped.backend
+    agent.learn(40)                                              # the sync env's episodes end and reset
+    assert agent.num_timesteps >= 40
 
 
 def test_unknown_agent_lists_known():

@@ -77,3 +77,24 @@ def test_nan_loss_is_reported():
     t.loss_fn = lambda model, batch: torch.tensor(math.nan, requires_grad=True)
     with pytest.raises(FloatingPointError, match="step 0"):
         t.fit(resume=False)
+
+
+def test_prefetch_trains_the_same_batches_and_resumes_exactly(tmp_path):
+    import threading
+
+    plain = make_trainer(steps=10)
+    plain.fit(resume=False)
+    seen = []
+    fetching = make_trainer(steps=10, prefetch=True)
+    inner = fetching.batch_fn
+    fetching.batch_fn = lambda step: (seen.append((step, threading.current_thread().name)), inner(step))[1]
+    fetching.fit(resume=False)
+    assert torch.equal(params(plain), params(fetching))
+    assert [s for s, _ in seen] == list(range(10))                    # each step's batch once, in order
+    assert all(name.startswith("batch") for _, name in seen)          # built off the training thread
+    interrupted = make_trainer(steps=10, run_dir=tmp_path / "b", prefetch=True)
+    interrupted.callbacks.append(StopAt(4))
+    interrupted.fit()
+    resumed = make_trainer(steps=10, run_dir=tmp_path / "b", prefetch=True)
+    resumed.fit()
+    assert resumed.step == 10 and torch.equal(params(plain), params(resumed))

@@ -23,10 +23,10 @@ def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return nn.functional.mse_loss(model(batch["x"]), batch["y"])
 
 
-def make_trainer(steps: int, run_dir=None, dropout: bool = True, **kw) -> Trainer:
+def make_trainer(steps: int, run_dir=None, dropout: bool = True, prefetch: bool = False, **kw) -> Trainer:
     model = make_model()
     if not dropout:
         model[2].p = 0.0
     cfg = TrainConfig(steps=steps, lr=1e-2, schedule="cosine", warmup_steps=2, grad_clip=1.0,
                       device="cpu", progress=False, log_every=1, **kw)
-    return Trainer(model, cfg, loss_fn, batch_fn, run_dir=run_dir)
+    return Trainer(model, cfg, loss_fn, batch_fn, run_dir=run_dir, prefetch=prefetch)

@@ -33,3 +33,13 @@ def test_a_study_with_another_config_is_refused_before_anything_is_written(tmp_p
         StudyDir(tmp_path / "s", tiny_study_config(seed=3)).create()
     assert (tmp_path / "s" / "config.yaml").read_text() == before
     assert StudyDir(tmp_path / "s").config.seed == 0
+
+
+def test_loading_a_study_lm_is_quiet(tiny_study, capfd):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # a FutureWarning from peft/transformers fails here
+        tiny_study.load_lm("memory")
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and err.strip() == ""

@@ -86,3 +86,22 @@ def test_select_batches_hold_n_slots_or_more_random_positions(study_data, tmp_pa
     model = study.load_lm("none", untrained=True)
     loss, _ = STAGES["select"].loss(model, b)
     assert torch.isfinite(loss)
+
+
+def test_select_batches_reach_back_the_facts_distance(study_data, tmp_path):
+    from ltm_gym.study.stages import STAGES
+
+    cfg = tiny_study_config(corpus={"synthetic": {"distance": 2}})
+    study = StudyDir(tmp_path / "s", cfg)
+    docs = study_data.splits["train"]
+    reach = set()
+    for step in range(10):
+        b = STAGES["select"].batch(study, docs, cfg.select, step, torch.Generator().manual_seed(step))
+        assert b["prev"].shape == (4, 2, 32) and b["ids"].shape == (4, 32)
+        for prev, cur in zip(b["prev"], b["ids"]):                       # the two segments just before
+            assert any(torch.equal(prev, d.ids[0:2]) and torch.equal(cur, d.ids[2]) for d in docs)
+        reach.add(int(b["select"].max()))
+    assert max(reach) >= 32 and min(reach) < 64                          # positions of both segments
+    model = study.load_lm("none", untrained=True)
+    loss, _ = STAGES["select"].loss(model, b)
+    assert torch.isfinite(loss)

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from ltm_gym.core import bf16_support, cpu_bf16_flags, resolve_precision
+from ltm_gym.core import device as device_mod
+
+AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+SAPPHIRE = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+
+
+def test_cpu_bf16_flags_read_from_cpuinfo():
+    assert cpu_bf16_flags(AVX2) == []
+    assert cpu_bf16_flags(SAPPHIRE) == ["avx512_bf16", "amx_bf16"]
+    assert cpu_bf16_flags("") == []
+
+
+@pytest.mark.parametrize("cpuinfo, auto", [(AVX2, "fp32"), (SAPPHIRE, "bf16")])
+def test_auto_precision_follows_native_bf16(monkeypatch, cpuinfo, auto):
+    monkeypatch.setattr(device_mod, "cpu_bf16_flags", lambda: cpu_bf16_flags(cpuinfo))
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == auto
+    assert resolve_precision("fp32", cpu) == "fp32"
+    native, why = bf16_support(cpu)
+    assert native == (auto == "bf16") and ("emulated" in why) != native
+
+
+def test_explicit_bf16_on_an_emulating_cpu_warns(monkeypatch):
+    monkeypatch.setattr(device_mod, "cpu_bf16_flags", lambda: [])
+    with pytest.warns(RuntimeWarning, match="emulated"):
+        assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ValueError, match="'fp16'"):
+        resolve_precision("fp16", torch.device("cpu"))

@@ -1,0 +1,98 @@
+"""User mistakes at the command line: one line ``error: ...`` naming the bad value, exit code 2,
+and nothing written or overwritten; ``--debug`` shows the traceback; bugs keep theirs."""
+
+import pytest
+import yaml
+
+from ltm_gym.core import run_main, to_dict
+from tests.fixtures import load_script, tiny_study_config
+
+
+def fails(script: str, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        run_main(load_script(script).main, argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_run_main_reports_input_errors_and_keeps_bug_tracebacks(capsys):
+    def bad_input(argv):
+        raise ValueError("config key 'x' has value 3; allowed: 1 or 2")
+
+    def bug(argv):
+        raise TypeError("unsupported operand")
+
+    with pytest.raises(SystemExit):
+        run_main(bad_input, [])
+    assert capsys.readouterr().err.startswith("error: config key 'x' has value 3; allowed: 1 or 2")
+    with pytest.raises(ValueError):
+        run_main(bad_input, ["--debug"])
+    with pytest.raises(TypeError):
+        run_main(bug, [])
+
+
+def test_looped_run_dirs(tiny_cfg, tmp_path, capsys):
+    from baselines.looped.study import train
+
+    cfg_file = tmp_path / "looped.yaml"
+    cfg_file.write_text(yaml.safe_dump(to_dict(tiny_cfg)))
+    assert "--resume needs --run-dir" in fails("train_looped", ["--resume"], capsys)
+    assert "does not exist; nothing to resume" in fails("train_looped", ["--run-dir", str(tmp_path / "nope"), "--resume"], capsys)
+    (tmp_path / "empty").mkdir()
+    assert "holds no run" in fails("train_looped", ["--run-dir", str(tmp_path / "empty"), "--resume"], capsys)
+    run = tmp_path / "run"
+    train(tiny_cfg, run)
+    config, ckpt = (run / "config.yaml").read_bytes(), (run / "checkpoint.pt").read_bytes()
+    line = fails("train_looped", ["--config", str(cfg_file), "--run-dir", str(run), "--set", "model.kind=ab"], capsys)
+    assert "already holds a run" in line and "--resume" in line
+    line = fails("train_looped", ["--run-dir", str(run), "--resume", "--set", "model.kind=ab"], capsys)
+    assert "--set model.kind=ab with --resume" in line
+    assert (run / "config.yaml").read_bytes() == config and (run / "checkpoint.pt").read_bytes() == ckpt
+    assert "'model.kind'" in fails("train_looped", ["--config", str(cfg_file), "--set", "model.kind=zzz",
+                                                    "--run-dir", str(tmp_path / "new")], capsys)
+    assert not (tmp_path / "new").exists()
+
+
+def test_agent_run_mistakes_leave_nothing_behind(tiny_study, tmp_path, capsys):
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
+    env = ["--env-kwargs", f"study_dir={tiny_study.root}", "device=cpu"]
+    run = tmp_path / "run"
+    line = fails("train_agent", ["--algo", "ppo", "--set", "n_steps=abc", "--run-dir", str(run), *env], capsys)
+    assert "'n_steps' has value 'abc'; allowed: an integer" in line
+    assert not run.exists()
+    line = fails("train_agent", ["--algo", "ppo", "--set", "n_step=8", "--run-dir", str(run), *env], capsys)
+    assert "'n_step'" in line and "n_steps" in line and not run.exists()
+    writer = tmp_path / "writer.pt"
+    writer.write_bytes(b"")
+    line = fails("train_agent", ["--algo", "ppo", "--init-from", str(writer), "--run-dir", str(run), *env], capsys)
+    assert str(writer) in line and not run.exists()
+    assert "no such file" in fails("train_agent", ["--init-from", str(tmp_path / "nope.pt"), *env], capsys)
+    assert "holds no run" in fails("train_agent", ["--run-dir", str(tmp_path), "--resume"], capsys)
+
+
+def test_agent_resume_keeps_its_config(tiny_study, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--steps", "8", "--num-envs", "2", "--device", "cpu", "--set", "n_steps=2", "--set", "writer.d_model=16",
+            "--set", "writer.n_head=2", "--run-dir", str(run), "--env-kwargs", f"study_dir={tiny_study.root}",
+            "device=cpu"]
+    run_main(load_script("train_agent").main, args)
+    capsys.readouterr()
+    config = (run / "config.yaml").read_bytes()
+    assert "already holds a run" in fails("train_agent", args, capsys)
+    line = fails("train_agent", ["--run-dir", str(run), "--resume", "--set", "lr=1"], capsys)
+    assert "--set lr=1 with --resume" in line
+    assert (run / "config.yaml").read_bytes() == config
+
+
+def test_a_study_refuses_another_config(tiny_study, tmp_path, capsys):
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
+    before = tiny_study.config_file.read_bytes()
+    line = fails("pretrain_lm", ["--config", str(cfg), "--study-dir", str(tiny_study.root),
+                                 "--set", "pretrain.train.steps=40"], capsys)
+    assert str(tiny_study.root) in line and "pretrain.train.steps: 4 -> 40)" in line
+    assert tiny_study.config_file.read_bytes() == before

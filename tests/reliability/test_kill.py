@@ -1,0 +1,136 @@
+"""kill -9 at a random point after the first checkpoint, then resume: every long-running entry
+point ends bit-identical to an uninterrupted run of the same seed (weights, metrics and, for
+agents, episode returns). Each case runs its script three times in subprocesses."""
+
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ltm_gym.core import to_dict
+from tests.fixtures import ROOT, tiny_study_config
+
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+
+
+def script(name: str, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / f"{name}.py"), *args]
+
+
+def run(cmd: list[str]) -> None:
+    out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def kill_after_checkpoint(cmd: list[str], checkpoint: Path, seed: int) -> None:
+    """Start ``cmd``, wait for its first checkpoint, SIGKILL it a random moment later."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while not checkpoint.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"{cmd[1]} ended before its first checkpoint: {proc.stderr.read()[-2000:]!r}")
+        time.sleep(0.005)
+    time.sleep(random.Random(seed).uniform(0.0, 0.3))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"{cmd[1]} finished before the kill; make its run longer"
+
+
+def tensors(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as z:
+            return torch.load(io.BytesIO(z.read("policy.pth")), weights_only=False)
+    state = torch.load(path, weights_only=False)
+    return {k: v for k, v in (state.get("model") or state.get("policy") or state).items() if torch.is_tensor(v)}
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys() and a
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def metrics(path: Path) -> list[dict]:
+    return [json.loads(r) for r in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def study_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kill")
+    cfg = d / "study.yaml"
+    cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
+    return d, cfg
+
+
+def test_lm_stage(study_files):
+    d, cfg = study_files
+    args = ["--config", str(cfg), "--stage", "pretrain", "--set", "pretrain.train.steps=300",
+            "--set", "pretrain.train.ckpt_every=25", "--set", "pretrain.train.eval_every=100"]
+    run(script("pretrain_lm", *args, "--study-dir", str(d / "a")))
+    kill_after_checkpoint(script("pretrain_lm", *args, "--study-dir", str(d / "b")),
+                          d / "b" / "stages/pretrain/checkpoint.pt", 1)
+    assert not (d / "b/lm").exists()
+    run(script("pretrain_lm", *args, "--study-dir", str(d / "b")))
+    assert_same(tensors(d / "a/lm/model.safetensors"), tensors(d / "b/lm/model.safetensors"))
+    assert metrics(d / "a/stages/pretrain/metrics.jsonl") == metrics(d / "b/stages/pretrain/metrics.jsonl")
+
+
+@pytest.mark.parametrize("algo, extra", [
+    ("reinforce", ["--set", "n_steps=2", "--set", "writer.d_model=16", "--set", "writer.n_head=2"]),
+    ("ppo", ["--set", "n_steps=8", "--set", "batch_size=16", "--set", "n_epochs=2", "--set", "features.d_model=16",
+             "--set", "features.n_head=2"]),
+    ("sac", ["--set", "learning_starts=20", "--set", "batch_size=16", "--set", "buffer_size=400",
+             "--set", "features.d_model=16", "--set", "features.n_head=2"]),
+])
+def test_agent_training(tiny_study, tmp_path, algo, extra):
+    steps = {"reinforce": "640", "ppo": "640", "sac": "300"}[algo]
+    args = ["--algo", algo, "--steps", steps, "--num-envs", "2", "--seed", "4", "--device", "cpu",
+            "--save-every", "32", *extra, "--env-kwargs", f"study_dir={tiny_study.root}", "device=cpu"]
+    name = "agent.pt" if algo == "reinforce" else "agent.zip"
+    run(script("train_agent", *args, "--run-dir", str(tmp_path / "a")))
+    kill_after_checkpoint(script("train_agent", *args, "--run-dir", str(tmp_path / "b")), tmp_path / "b" / name, 2)
+    run(script("train_agent", "--run-dir", str(tmp_path / "b"), "--resume"))
+    assert_same(tensors(tmp_path / "a" / name), tensors(tmp_path / "b" / name))
+    if algo == "reinforce":
+        a, b = (torch.load(tmp_path / r / name, weights_only=False)["episode_returns"] for r in "ab")
+    else:
+        a, b = (torch.load(next((tmp_path / r).glob("agent.state-*.pt")), weights_only=False)["episodes"]["returns"]
+                for r in "ab")
+    assert len(a) > 5 and a == b
+
+
+def test_differentiable_writer(tiny_study, tmp_path):
+    args = ["--set", f"study_dir={tiny_study.root}", "--set", "train.steps=100", "--set", "train.ckpt_every=10",
+            "--set", "batch_size=2", "--set", "device=cpu", "--set", "writer.d_model=16", "--set", "writer.n_head=2",
+            "--set", "train.eval_every=50", "--set", "eval_documents=2", "--no-eval"]
+    run(script("train_bptt_memory", *args, "--run-dir", str(tmp_path / "a")))
+    kill_after_checkpoint(script("train_bptt_memory", *args, "--run-dir", str(tmp_path / "b")),
+                          tmp_path / "b/checkpoint.pt", 3)
+    run(script("train_bptt_memory", "--run-dir", str(tmp_path / "b"), "--resume", "--no-eval"))
+    assert_same(tensors(tmp_path / "a/checkpoint.pt"), tensors(tmp_path / "b/checkpoint.pt"))
+    assert metrics(tmp_path / "a/metrics.jsonl") == metrics(tmp_path / "b/metrics.jsonl")
+
+
+def test_looped_training(tiny_cfg, tmp_path):
+    cfg = tmp_path / "looped.yaml"
+    cfg.write_text(yaml.safe_dump(to_dict(tiny_cfg)))
+    args = ["--config", str(cfg), "--set", "train.steps=600", "--set", "train.ckpt_every=20", "--no-eval"]
+    run(script("train_looped", *args, "--run-dir", str(tmp_path / "a")))
+    kill_after_checkpoint(script("train_looped", *args, "--run-dir", str(tmp_path / "b")), tmp_path / "b/checkpoint.pt", 4)
+    run(script("train_looped", "--run-dir", str(tmp_path / "b"), "--resume", "--no-eval"))
+    assert_same(tensors(tmp_path / "a/checkpoint.pt"), tensors(tmp_path / "b/checkpoint.pt"))
+    assert metrics(tmp_path / "a/metrics.jsonl") == metrics(tmp_path / "b/metrics.jsonl")
