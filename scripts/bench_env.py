@@ -20,10 +20,10 @@ import tempfile
 import numpy as np
 import torch
 
+from ltm_gym.core.errors import run_main
 from ltm_gym.core.timing import median_time
 
 from ltm_gym.envs import LLMMemoryVectorEnv, MemoryLMBackend
-from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:

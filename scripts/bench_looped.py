@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+
 from ltm_gym.core.errors import run_main
 
 # (kind, d, points): the public code's s/step and peak GB on this machine (torch 2.13 CPU, fp32)

@@ -17,11 +17,11 @@ import argparse
 
 import torch
 
+from ltm_gym.core.errors import run_main
 from ltm_gym.core.timing import median_time
 
 from ltm_gym.lm import LLMLTM, MemorySettings, TinyGPT2, build_tiny_gpt2
 from ltm_gym.metrics import prefix_losses
-from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ltm_gym.core.errors import run_main
 from ltm_gym.study import StudyDir
 from ltm_gym.study.tables import report, study_dir_rows
-from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ltm_gym.core.errors import run_main
 from ltm_gym.study import StudyDir
 from ltm_gym.study.pipeline import PipelineSettings, run_pipeline
-from ltm_gym.core.errors import run_main
 
 
 def main(argv: list[str] | None = None) -> None:
