@@ -95,7 +95,7 @@ def common_prompts(results_cfgs: list[LoopedConfig]) -> dict[str, torch.Tensor]:
 def table(results: list[RunResult], base: dict[str, torch.Tensor], d: int) -> str:
     """Markdown: error / d after k = d, 2d and the last example, per run and baseline."""
     n = next(iter(base.values())).shape[1]
-    ks = [k for k in (d, 2 * d, n - 1) if k < n]
+    ks = sorted({k for k in (d, 2 * d, n - 1) if k < n})
     head = "| run | " + " | ".join(f"k = {k}" for k in ks) + " | flat to 10 b |\n|---|" + "---|" * (len(ks) + 1)
     rows = []
     for r in results:
