@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Literal, Protocol
 
 import torch

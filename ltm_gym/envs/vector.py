@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -124,10 +123,7 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
             rng.bit_generator.state = rs
         self._needs_reset = state["needs_reset"]
         if "reader" in state:
-            own = dict(self.backend.model.named_parameters())
-            with torch.no_grad():
-                for name, value in state["reader"].items():
-                    own[name].copy_(value)
+            self.backend.model.load_adapter_state(state["reader"], "the saved env state")
             self.backend.optimizer.load_state_dict(state["lm_optimizer"])
 
     def render(self) -> tuple[str, ...] | None:

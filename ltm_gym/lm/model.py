@@ -196,22 +196,26 @@ class LLMLTM(nn.Module):
     def load_adapters(self, path: str | Path) -> None:
         from safetensors.torch import load_file
 
+        from ltm_gym.core.errors import ArtifactError
+
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no adapter file at {path}")
-        from ltm_gym.core.errors import ArtifactError
-
         try:
             state = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types by damage kind
             raise ArtifactError(path, "adapter file (safetensors)", exc) from exc
+        self.load_adapter_state(state, str(path))
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor], source: str = "the state") -> None:
+        """Copy trainable parameters (:meth:`adapter_state`) into this model, checked by name and shape."""
         own = dict(self.named_parameters())
         unknown = sorted(set(state) - set(own))
         if unknown:
-            raise ValueError(f"{path} holds parameters this model does not have (e.g. {unknown[:3]}); "
+            raise ValueError(f"{source} holds parameters this model does not have (e.g. {unknown[:3]}); "
                              "was it saved with other memory/LoRA settings?")
         for name, value in state.items():
             if own[name].shape != value.shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(value.shape)}, model has {tuple(own[name].shape)}")
+                raise ValueError(f"{source}: {name} has shape {tuple(value.shape)}, model has {tuple(own[name].shape)}")
             with torch.no_grad():
                 own[name].copy_(value)
