@@ -16,7 +16,7 @@ import gymnasium as gym
 import yaml
 
 import ltm_gym  # noqa: F401  (registers the env ids)
-from ltm_gym.core import atomic_write, from_dict, load_config
+from ltm_gym.core import ConfigError, atomic_write, config_changes, from_dict, load_config
 
 from .base import Agent
 from .registry import make
@@ -44,6 +44,15 @@ class RunConfig:
         atomic_write(Path(run_dir) / "config.yaml", lambda tmp: tmp.write_text(text))
 
 
+def stored_changes(cfg: RunConfig, run_dir: Path) -> list[str]:
+    """How ``cfg`` differs from the run config stored in ``run_dir`` (``steps`` may grow)."""
+    if not (Path(run_dir) / "config.yaml").is_file():
+        return []
+    stored = asdict(RunConfig.load(run_dir))
+    stored["steps"] = cfg.steps
+    return config_changes(stored, asdict(cfg))
+
+
 def hyperparams(algo: str) -> dict[str, Any]:
     """The shipped hyper-parameter preset of ``algo`` (``agents/<algo>``)."""
     from ltm_gym.core.config import load_preset_dict
@@ -64,6 +73,10 @@ def train_run(cfg: RunConfig | dict, run_dir: Path, save_every: int = 5000, prog
     if isinstance(cfg, dict):
         cfg = from_dict(RunConfig, cfg)
     run_dir = Path(run_dir)
+    changes = stored_changes(cfg, run_dir)
+    if changes:
+        raise ConfigError(f"{run_dir} holds a run of another config ({', '.join(changes[:4])}); resume it with "
+                          "its own config, or start this one in a new run directory")
     env, agent = build(cfg, run_dir)
     ckpt = run_dir / agent.file_name
     if ckpt.is_file():

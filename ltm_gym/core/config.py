@@ -121,6 +121,18 @@ def validate(obj: Any) -> None:
         obj.validate()
 
 
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf where two config dicts differ."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A YAML-safe dict of a dataclass (paths become strings, tuples lists)."""
 

@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ltm_gym.core import ConfigError, load_config, save_config, to_dict
+from ltm_gym.core import ConfigError, config_changes, load_config, save_config, to_dict
 from ltm_gym.data.corpus import build_corpus, load_tokenizer
 from ltm_gym.data.segments import Document
 from ltm_gym.lm import LLMLTM, build_llmltm
@@ -43,18 +43,6 @@ def default_study_dir() -> Path:
         return Path(os.environ[ENV_VAR]).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "ltm_gym" / "study-tiny"
-
-
-def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf where two config dicts differ."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_changes(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
 
 
 class StudyNotFoundError(FileNotFoundError):

@@ -11,7 +11,9 @@ is skipped. The agents and the writer live outside ``ltm_gym`` and are imported 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from .layout import StudyDir
@@ -35,12 +37,23 @@ class PipelineSettings:
     seed: int = 0
 
 
+def set_aside(run_dir: Path, changes: list[str], log) -> None:
+    """A run of the study made with another config (e.g. by an earlier version of the package) is
+    moved to ``RUN_DIR.replaced-TIME``, not overwritten, and the run starts afresh."""
+    if not changes:
+        return
+    target = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.rename(target)
+    log(f"  its config changed ({', '.join(changes[:3])}{', ...' if len(changes) > 3 else ''}): "
+        f"the old run is now {target}")
+
+
 def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str], None] = print) -> str:
     """Run every stage of ``study`` not yet done; returns the printed report (tables, gaps, files)."""
     from agents.evaluation import agent_metrics, eval_env
-    from agents.training import RunConfig, hyperparams, train_run
+    from agents.training import RunConfig, hyperparams, stored_changes, train_run
     from baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer
-    from ltm_gym.core import load_config
+    from ltm_gym.core import config_changes, load_config, to_dict
 
     study.create()
     log("documents: " + ", ".join(f"{k} {len(v)}" for k, v in study.data.splits.items()))
@@ -65,6 +78,7 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
     for name, run_cfg in runs.items():
         run_dir = study.agent_dir(name)
         log(f"[agent {name}] {run_dir}")
+        set_aside(run_dir, stored_changes(run_cfg, run_dir), log)
         agents[name] = train_run(run_cfg, run_dir, save_every=1000)
         trace = run_dir / "rewards.json"
         if not trace.is_file() or agents[name].num_timesteps > json.loads(trace.read_text()).get("steps", 0):
@@ -77,6 +91,9 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
         bptt_over["train"]["steps"] = settings.bptt_steps
     bptt_cfg = load_config(BPTTConfig, "bptt-tiny", bptt_over)
     log(f"[bptt writer] {study.bptt_dir}")
+    if (study.bptt_dir / "config.yaml").is_file():
+        stored = to_dict(load_config(BPTTConfig, study.bptt_dir / "config.yaml"))
+        set_aside(study.bptt_dir, config_changes(stored, to_dict(bptt_cfg)), log)
     writer, bptt_backend = train_writer(bptt_cfg, study.bptt_dir)
 
     rows = study_dir_rows(study, "test")

@@ -49,3 +49,26 @@ def test_interrupted_run_resumes_exactly(tiny_study, tmp_path, name, env_kwargs)
     if env_kwargs.get("lm_update"):                                      # the co-trained reader too
         a, b = straight.env.backend.model.adapter_state(), resumed.env.backend.model.adapter_state()
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_dir_of_another_config_is_refused_or_set_aside(tiny_study, tmp_path):
+    from ltm_gym.core import ConfigError
+    from ltm_gym.study.pipeline import set_aside
+
+    cfg = run_config("reinforce", tiny_study, 8)
+    train_run(cfg, tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "agent.pt").read_bytes()
+    other = run_config("reinforce", tiny_study, 16)
+    other.hyperparams = {**other.hyperparams, "lr": 0.5}
+    with pytest.raises(ConfigError, match="hyperparams.lr: None -> 0.5"):
+        train_run(other, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "agent.pt").read_bytes() == before
+    from agents.training import stored_changes
+
+    longer = run_config("reinforce", tiny_study, 16)                   # more steps is the same run, resumed
+    assert stored_changes(longer, tmp_path / "run") == []
+    logged = []
+    set_aside(tmp_path / "run", stored_changes(other, tmp_path / "run"), logged.append)
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert not (tmp_path / "run").exists() and len(moved) == 1 and (moved[0] / "agent.pt").read_bytes() == before
+    assert "hyperparams.lr" in logged[0]
