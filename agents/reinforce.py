@@ -292,7 +292,7 @@ class ReinforceAgent:
         also its read path as ``reader.safetensors`` beside ``path``."""
         state = {"policy": self.policy.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "num_timesteps": self.num_timesteps, "updates": self.updates,
-                 "episode_returns": self.episode_returns, "episodes": self.episodes.state_dict(),
+                 "episodes": self.episodes.state_dict(),
                  "rng": torch.get_rng_state(), "env": env_state(self.env), "obs": self._obs}
         save_reader(self.env, Path(path))
         return atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
@@ -315,9 +315,10 @@ class ReinforceAgent:
         state = self._policy_state(path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_timesteps, self.updates = state["num_timesteps"], state["updates"]
-        self.episodes.returns = list(state["episode_returns"])
         if "episodes" in state:
             self.episodes.load_state_dict(state["episodes"])
+        else:                                                         # files of earlier versions
+            self.episodes.returns = list(state["episode_returns"])
         torch.set_rng_state(state["rng"])
         load_reader(self.env, Path(path))
         if restore_env and state.get("env") is not None and state.get("obs") is not None:

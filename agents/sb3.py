@@ -50,21 +50,19 @@ def check_config(name: str, cls: type, config: dict[str, Any]) -> None:
 
     from ltm_gym.core import check
 
-    params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k not in ("self",) + SET_BY_US}
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if k not in ("self",) + SET_BY_US}
+    defaults |= {"log_std_init": 0.0, "action_noise_std": 0.0}
     for key, value in config.items():
-        check(key in params or key in OUR_KEYS, key, value,
-              f"a {name.upper()} argument or one of {', '.join(OUR_KEYS)}: {', '.join(sorted(params))}")
-        default = params[key].default if key in params else None
+        check(key in defaults or key in OUR_KEYS, key, value,
+              f"a {name.upper()} argument or ours: {', '.join(sorted(set(defaults) | set(OUR_KEYS)))}")
+        default, number = defaults.get(key), isinstance(value, (int, float)) and not isinstance(value, bool)
         if isinstance(default, bool):
             check(isinstance(value, bool), key, value, "true or false")
         elif isinstance(default, int):
-            check(isinstance(value, int) and not isinstance(value, bool), key, value, "an integer")
+            check(number and isinstance(value, int), key, value, "an integer")
         elif isinstance(default, float):
-            check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "a number")
-    for key in ("log_std_init", "action_noise_std"):
-        if key in config:
-            check(isinstance(config[key], (int, float)) and not isinstance(config[key], bool), key, config[key],
-                  "a number")
+            check(number, key, value, "a number")
 
 
 def run_state_path(agent_path: Path, step: int) -> Path:
@@ -123,6 +121,7 @@ class ChartsCallback(BaseCallback):
         super().__init__()
         self.run_logger, self.episodes, self.agent, self.user, self.bar = logger, episodes, agent, user, bar
         self._rewards: list[float] = []
+        self._pending: dict | None = None
         self._stop = False
 
     def _on_step(self) -> bool:
@@ -147,7 +146,7 @@ class ChartsCallback(BaseCallback):
     def _call_user(self) -> None:
         """The user's callback runs once the rollout's update is done (at the next rollout's start,
         or the end): a checkpoint it writes then holds a whole step of the algorithm."""
-        stats, self._pending = getattr(self, "_pending", None), None
+        stats, self._pending = self._pending, None
         if stats is not None and self.user is not None and self.user(self.agent, stats) is False:
             self._stop = True
 

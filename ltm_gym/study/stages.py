@@ -177,8 +177,7 @@ class SelectStage(Stage):
 
     def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
         batch = pair_batch(docs, sc.batch_size, g, self.depth(study))
-        B, L = batch["ids"].shape
-        n = batch["prev"][0].numel()
+        B, n = len(batch["ids"]), batch["prev"][0].numel()
         m = study.config.lm.memory.n_slots
         k = m
         if float(torch.rand((), generator=g)) < sc.all_positions:

@@ -106,7 +106,7 @@ def test_agent_training(tiny_study, tmp_path, algo, extra):
     run(script("train_agent", "--run-dir", str(tmp_path / "b"), "--resume"))
     assert_same(tensors(tmp_path / "a" / name), tensors(tmp_path / "b" / name))
     if algo == "reinforce":
-        a, b = (torch.load(tmp_path / r / name, weights_only=False)["episode_returns"] for r in "ab")
+        a, b = (torch.load(tmp_path / r / name, weights_only=False)["episodes"]["returns"] for r in "ab")
     else:
         a, b = (torch.load(next((tmp_path / r).glob("agent.state-*.pt")), weights_only=False)["episodes"]["returns"]
                 for r in "ab")
