@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="env steps of each selection agent (REINFORCE, action_mode=select)")
     parser.add_argument("--agent-steps", type=int, default=defaults.agent_steps,
                         help="env steps of each continuous-writer agent (REINFORCE, action_mode=full)")
+    parser.add_argument("--continuous-lr", type=float, default=defaults.continuous_lr,
+                        help=f"learning rate of the continuous writers (default {defaults.continuous_lr:g}; "
+                             "the selection agents use the preset's)")
     parser.add_argument("--mimic-steps", type=int, default=defaults.mimic_steps,
                         help="EmbeddingMimic-v0 pre-training env steps")
     parser.add_argument("--bptt-steps", type=int, default=defaults.bptt_steps,
@@ -49,8 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     study = StudyDir(args.study_dir, args.config, args.overrides)
     print(f"study directory: {study.root}")
     print(f"TensorBoard:     tensorboard --logdir {study.root}")
-    settings = PipelineSettings(args.select_steps, args.agent_steps, args.mimic_steps, args.bptt_steps,
-                                args.num_envs, args.seed)
+    settings = PipelineSettings(select_steps=args.select_steps, agent_steps=args.agent_steps,
+                                continuous_lr=args.continuous_lr, mimic_steps=args.mimic_steps,
+                                bptt_steps=args.bptt_steps, num_envs=args.num_envs, seed=args.seed)
     print("\n" + run_pipeline(study, settings))
 
 

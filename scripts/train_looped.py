@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> None:
         summary = evaluate(cfg, model, run_dir / "eval")
         d = cfg.curriculum.dims.end
         name = next(iter(summary))
-        for k in (d // 2, d, 2 * d, cfg.eval.n_points):
-            if k <= cfg.eval.n_points:
-                cells = "  ".join(f"{n}={v[k - 1]:.3f}" for n, v in summary.items() if n != "loop_curve")
-                print(f"error at k={k:>3}: {cells}")
+        for k in sorted({d // 2, d, 2 * d, cfg.eval.n_points - 1}):   # as in compare_looped's table
+            if k < cfg.eval.n_points:
+                cells = "  ".join(f"{n}={v[k]:.3f}" for n, v in summary.items() if n != "loop_curve")
+                print(f"error after {k:>3} examples: {cells}")
         print(f"evaluation written to {run_dir / 'eval'} ({name})")
 
 

@@ -267,7 +267,11 @@ class RegressionTransformer(nn.Module):
         self.units = nn.ModuleList(units)
         self.read_out = nn.Linear(cfg.n_embd, 1)
         depth = cfg.n_layer if cfg.kind in ("gpt2", "tied") else len(units)
-        self.apply(lambda m: _init(m, depth))
+        # GPT-2 init inside the backbone only: read-in and read-out keep PyTorch's default, as in the
+        # public code. With N(0, 0.02) the injected input is ~25x smaller than the unit-variance
+        # loop state, and a looped model stays at the zero predictor for thousands of steps.
+        for part in (self.wpe, self.units):
+            part.apply(lambda m: _init(m, depth))
 
     @staticmethod
     def combine(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:

@@ -7,9 +7,11 @@ import time
 from typing import Callable
 
 
-def median_time(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Median seconds of ``repeats`` calls of ``fn`` (one untimed warm-up call first)."""
-    fn()
+def median_time(fn: Callable[[], object], repeats: int = 5, warmup: bool = True) -> float:
+    """Median seconds of ``repeats`` calls of ``fn`` (one untimed warm-up call first, unless the
+    caller has made it)."""
+    if warmup:
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

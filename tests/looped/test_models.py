@@ -21,6 +21,18 @@ def test_paper_sizes():
     assert 9.3e6 < count_parameters(RegressionTransformer(ModelConfig(kind="gpt2", n_layer=12))) < 9.8e6
 
 
+def test_init_is_the_public_codes():
+    """GPT-2's N(0, 0.02) inside the backbone; read-in and read-out keep PyTorch's default
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), whose std is 1/sqrt(3 fan_in)."""
+    m = RegressionTransformer(ModelConfig(kind="looped", n_dims=20, n_embd=256))
+    assert abs(m.units[0].blocks[0].mix.c_attn.weight.std().item() - 0.02) < 0.001
+    assert abs(m.wpe.weight.std().item() - 0.02) < 0.001
+    for layer, fan_in in ((m.read_in, 20), (m.read_out, 256)):
+        bound = fan_in ** -0.5
+        assert layer.weight.abs().max().item() <= bound
+        assert abs(layer.weight.std().item() - bound / 3 ** 0.5) < 0.25 * bound / 3 ** 0.5
+
+
 VARIANTS = [
     dict(kind="gpt2", n_layer=2), dict(kind="tied", n_layer=3), dict(kind="looped"),
     dict(kind="looped", injection="ema", ema_alpha=0.7), dict(kind="nlast", n_last=4), dict(kind="ab"),
