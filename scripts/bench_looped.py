@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--precision bf16 on a {why}; use --precision fp32 (or --force to measure it anyway)")
     print(f"bf16 on this machine: {'native' if native else 'not native'} ({why})")
 
-    shapes = [(2048, 2048, 2048), (BATCH * 81, N_EMBD, 4 * N_EMBD)]   # square; the paper step's MLP GEMM
+    paper_tokens = 2 * 41 - 1   # 41 points, the last y token not computed
+    shapes = [(2048, 2048, 2048), (BATCH * paper_tokens, N_EMBD, 4 * N_EMBD)]   # square; the step's MLP product
     peaks = gemm_peak(args.threads, shapes)
     peak = max(peaks.values())
     print(f"fp32 matmul, {args.threads} threads: " + ", ".join(f"{k}: {v:.0f} GFLOP/s" for k, v in peaks.items()))
