@@ -7,7 +7,9 @@ Two policies, chosen by the env's action space:
   RL chooses WHERE; the env's fixed code says WHAT a slot holds.
 * ``full``: :class:`~agents.networks.MemoryWriter`, the study's tanh-squashed Gaussian over the
   whole n_slots x slot_dim memory, started "write little" (mean near 0, std at the bottom of its
-  range) so that its first memories lie where the reader was trained.
+  range) so that its first memories lie where the reader was trained; with ``imitate_steps`` its
+  mean is first cloned from the hypothesis-2 memory (:mod:`agents.imitation`), the one memory its
+  reader learned to read.
 
 What makes it learn (measured on the tiny default, see the README):
 
@@ -58,6 +60,9 @@ class ReinforceConfig:
     weight_decay: float = 0.0
     init_std: float = 0.02
     """Continuous writer: the Gaussian's initial std ("write little": memories near 0 at first)."""
+    imitate_steps: int = 0
+    """Continuous writer: Adam steps of behaviour cloning onto the hypothesis-2 memory before the
+    first update (:mod:`agents.imitation`); 0: none, RL starts from writing little."""
     writer: WriterConfig = field(default_factory=WriterConfig)
     seed: int = 0
     device: str = "auto"
@@ -69,6 +74,7 @@ class ReinforceConfig:
         check(self.n_steps >= 1, "n_steps", self.n_steps, ">= 1")
         check(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
         check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "> 0")
+        check(self.imitate_steps >= 0, "imitate_steps", self.imitate_steps, ">= 0")
         check(math.exp(LOG_STD_MIN) <= self.init_std <= 1, "init_std", self.init_std, f"in [{math.exp(LOG_STD_MIN):.2f}, 1]")
 
 
@@ -190,6 +196,12 @@ class ReinforceAgent:
             raise ValueError(f"ReinforceAgent writes the whole memory (action_mode='full') or selects "
                              f"(action_mode='select', tokens observed); action space {act_shape} is neither "
                              "(action_mode='slot' is for the SB3 agents)")
+        if self.cfg.imitate_steps and not isinstance(self.policy, GaussianPolicy):
+            raise ValueError(f"imitate_steps={self.cfg.imitate_steps}: behaviour cloning is for the continuous "
+                             "writer (action_mode='full'); use 0")
+        if self.cfg.imitate_steps and "tokens" not in obs_space.spaces:
+            raise ValueError(f"imitate_steps={self.cfg.imitate_steps}: behaviour cloning reads token "
+                             "observations (obs_mode='tokens')")
         self.policy.to(self.device)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.num_timesteps = 0
@@ -264,6 +276,8 @@ class ReinforceAgent:
         ``callback(agent, stats)`` runs after every update; returning False stops."""
         from tqdm.auto import tqdm
 
+        if self.cfg.imitate_steps and self.updates == 0:
+            self.imitate(progress)
         bar = tqdm(total=total_steps, initial=min(self.num_timesteps, total_steps), disable=not progress,
                    desc="reinforce", dynamic_ncols=True)
         start = time.time()
@@ -284,6 +298,19 @@ class ReinforceAgent:
         bar.close()
         self.logger.flush()
         return self
+
+    def imitate(self, progress: bool = False) -> tuple[float, float]:
+        """Behaviour cloning of the hypothesis-2 memory (``imitate_steps``), before the first update;
+        returns the relative squared error of the first and the last batch (also logged)."""
+        from .imitation import imitate_hypothesis2
+
+        scale = float(self.env.single_observation_space["memory"].high.max())
+        first, last = imitate_hypothesis2(self.policy.net, self.env.backend, self.cfg.imitate_steps, scale,
+                                          seed=self.cfg.seed, progress=progress)
+        self.logger.scalars({"losses/imitation_first": first, "losses/imitation_last": last}, 0)
+        print(f"behaviour cloning of the hypothesis-2 memory, {self.cfg.imitate_steps} steps: "
+              f"relative squared error {first:.3f} -> {last:.3f}")
+        return first, last
 
     # .................................................................. persistence
     def save(self, path: str | Path) -> Path:

@@ -2,7 +2,7 @@
 """The whole LLM-LTM study end to end (what `make demo` runs), on the embedded tiny default by
 default: corpus and tokenizer -> tiny LM pre-training -> LoRA baseline -> LM pre-training with
 previous-segment memory (hypothesis 2) -> agent pre-training on EmbeddingMimic-v0 (hypothesis 1)
--> REINFORCE with and without that pre-training -> the differentiable memory writer (the upper
+-> REINFORCE from it and from a start cloned from the hypothesis-2 memory -> the differentiable memory writer (the upper
 bound of the agents, baselines/bptt_memory.py) -> the study's tables and plots.
 
 Every stage is cached in the study directory, resumes after an interruption, and is skipped once
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--continuous-lr", type=float, default=defaults.continuous_lr,
                         help=f"learning rate of the continuous writers (default {defaults.continuous_lr:g}; "
                              "the selection agents use the preset's)")
+    parser.add_argument("--imitate-steps", type=int, default=defaults.imitate_steps,
+                        help="behaviour-cloning steps of the continuous writer onto the hypothesis-2 memory "
+                             "before its RL (0: it starts from writing little)")
     parser.add_argument("--mimic-steps", type=int, default=defaults.mimic_steps,
                         help="EmbeddingMimic-v0 pre-training env steps")
     parser.add_argument("--bptt-steps", type=int, default=defaults.bptt_steps,
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"study directory: {study.root}")
     print(f"TensorBoard:     tensorboard --logdir {study.root}")
     settings = PipelineSettings(select_steps=args.select_steps, agent_steps=args.agent_steps,
-                                continuous_lr=args.continuous_lr, mimic_steps=args.mimic_steps,
+                                continuous_lr=args.continuous_lr, imitate_steps=args.imitate_steps,
+                                mimic_steps=args.mimic_steps,
                                 bptt_steps=args.bptt_steps, num_envs=args.num_envs, seed=args.seed)
     print("\n" + run_pipeline(study, settings))
 

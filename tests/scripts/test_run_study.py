@@ -16,7 +16,7 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
     study = tmp_path / "study"
     args = ["--config", str(cfg), "--study-dir", str(study), "--agent-steps", "8", "--mimic-steps", "8",
-            "--select-steps", "8", "--num-envs", "2", "--bptt-steps", "2"]
+            "--select-steps", "8", "--num-envs", "2", "--bptt-steps", "2", "--imitate-steps", "4"]
     run_study = load_script("run_study")
     run_study.main(args)
     out = capsys.readouterr().out
@@ -31,6 +31,9 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
         assert (study / f).is_file(), f
     mimic = yaml.safe_load((study / "agents/mimic/config.yaml").read_text())
     assert mimic["env_id"] == "ltm_gym/EmbeddingMimic-v0" and "reward_mode" not in mimic["env_kwargs"]   # trains on d_{t-1} - d_t
+    cloned = yaml.safe_load((study / "agents/reinforce/config.yaml").read_text())["hyperparams"]
+    pretrained = yaml.safe_load((study / "agents/reinforce_pretrained/config.yaml").read_text())["hyperparams"]
+    assert cloned["imitate_steps"] == 4 and pretrained.get("imitate_steps", 0) == 0   # hypothesis 1 starts from mimic
     table = json.loads((study / "eval/lm_table.json").read_text())
     assert 0 <= table["agent_reinforce"]["recall_acc"] <= 1
     stamp = (study / "lm/model.safetensors").stat().st_mtime
@@ -48,7 +51,7 @@ def test_killed_study_resumes_without_rerunning_finished_work(tmp_path):
     cfg.write_text(yaml.safe_dump(to_dict(study_cfg)))
     study = tmp_path / "study"
     args = ["--config", str(cfg), "--study-dir", str(study), "--agent-steps", "8", "--mimic-steps", "8",
-            "--select-steps", "8", "--num-envs", "2", "--bptt-steps", "2"]
+            "--select-steps", "8", "--num-envs", "2", "--bptt-steps", "2", "--imitate-steps", "4"]
     ckpt = study / "stages" / "pretrain" / "checkpoint.pt"
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_study.py"), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,0 +1,62 @@
+"""Behaviour cloning of the hypothesis-2 memory, the continuous writer's start before RL.
+
+The ``memory`` reader was trained on one memory only: the previous segment's token embeddings
+pooled into the slots through pinv(A) (:func:`ltm_gym.lm.memory.previous_segment_memory`). A writer
+whose mean is regressed onto that memory starts RL where its reader reads something (the
+``prev_segment_memory`` row of the study's table) instead of at "write nothing", which this reader
+scores a little below no memory at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ltm_gym.lm.memory import previous_segment_memory
+
+
+def hypothesis2_batch(backend: Any, split: str, batch: int, scale: float,
+                      generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``batch`` random (segment, previous memory) observations of ``split`` and the action that
+    writes the segment's hypothesis-2 memory: obs {"tokens" (B, L), "memory" (B, m, d)}, target (B, m, d).
+    The previous memory is the previous segment's hypothesis-2 memory (zeros at a document's start),
+    as a writer that imitated perfectly would have left it."""
+    docs = [d for d in backend.documents[split] if d.n_segments > 1]
+    if not docs:
+        raise ValueError(f"split {split!r} has no document of two segments or more to imitate on")
+    picks = torch.randint(len(docs), (batch,), generator=generator).tolist()
+    segs = [int(torch.randint(docs[i].n_segments - 1, (1,), generator=generator)) for i in picks]
+    ids = torch.stack([docs[i].ids[t] for i, t in zip(picks, segs)]).to(backend.device)
+    prev_ids = torch.stack([docs[i].ids[max(t - 1, 0)] for i, t in zip(picks, segs)]).to(backend.device)
+    target = previous_segment_memory(backend.model, ids) / scale
+    prev = previous_segment_memory(backend.model, prev_ids)
+    prev[torch.tensor(segs, device=prev.device) == 0] = 0.0
+    return {"tokens": ids, "memory": prev}, target.clamp(-0.999, 0.999)
+
+
+def imitate_hypothesis2(writer: nn.Module, backend: Any, steps: int, scale: float = 1.0, batch: int = 32,
+                        lr: float = 1e-3, seed: int = 0, split: str = "train",
+                        progress: bool = False) -> tuple[float, float]:
+    """Regress ``writer``'s squashed mean tanh(mean) onto the hypothesis-2 action for ``steps``
+    Adam steps; returns the relative squared error (MSE / target variance) of the first and last batch."""
+    if steps < 1:
+        raise ValueError(f"steps={steps}: behaviour cloning needs at least one step")
+    g = torch.Generator().manual_seed(seed)
+    params = [p for p in writer.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    device = next(writer.parameters()).device
+    errors = []
+    for _ in tqdm(range(steps), desc="behaviour cloning", disable=not progress, dynamic_ncols=True):
+        obs, target = hypothesis2_batch(backend, split, batch, scale, g)
+        obs = {k: v.to(device) for k, v in obs.items()}
+        target = target.to(device)
+        mean = writer(obs)[0]
+        loss = ((torch.tanh(mean) - target) ** 2).mean() / target.var().clamp_min(1e-12)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        errors.append(float(loss.detach()))
+    return errors[0], errors[-1]
