@@ -18,23 +18,30 @@ from tqdm.auto import tqdm
 from ltm_gym.lm.memory import previous_segment_memory
 
 
-def hypothesis2_batch(backend: Any, split: str, batch: int, scale: float,
-                      generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """``batch`` random (segment, previous memory) observations of ``split`` and the action that
-    writes the segment's hypothesis-2 memory: obs {"tokens" (B, L), "memory" (B, m, d)}, target (B, m, d).
-    The previous memory is the previous segment's hypothesis-2 memory (zeros at a document's start),
-    as a writer that imitated perfectly would have left it."""
+def imitation_documents(backend: Any, split: str) -> list:
+    """The documents of ``split`` that have a next segment (the ones a writer writes memory for)."""
+    if split not in backend.documents:
+        raise ValueError(f"split={split!r}; the backend holds {sorted(backend.documents)}")
     docs = [d for d in backend.documents[split] if d.n_segments > 1]
     if not docs:
         raise ValueError(f"split {split!r} has no document of two segments or more to imitate on")
+    return docs
+
+
+def hypothesis2_batch(backend: Any, docs: list, batch: int, scale: float,
+                      generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``batch`` random (segment, previous memory) observations of ``docs`` and the action that
+    writes the segment's hypothesis-2 memory: obs {"tokens" (B, L), "memory" (B, m, d)}, target (B, m, d).
+    The previous memory is the previous segment's hypothesis-2 memory (zeros at a document's start),
+    as a writer that imitated perfectly would have left it."""
     picks = torch.randint(len(docs), (batch,), generator=generator).tolist()
     segs = [int(torch.randint(docs[i].n_segments - 1, (1,), generator=generator)) for i in picks]
-    ids = torch.stack([docs[i].ids[t] for i, t in zip(picks, segs)]).to(backend.device)
-    prev_ids = torch.stack([docs[i].ids[max(t - 1, 0)] for i, t in zip(picks, segs)]).to(backend.device)
-    target = previous_segment_memory(backend.model, ids) / scale
-    prev = previous_segment_memory(backend.model, prev_ids)
+    ids = torch.stack([docs[i].ids[t] for i, t in zip(picks, segs)])
+    prev_ids = torch.stack([docs[i].ids[max(t - 1, 0)] for i, t in zip(picks, segs)])
+    both = previous_segment_memory(backend.model, torch.cat([ids, prev_ids]).to(backend.device))
+    target, prev = both[:batch] / scale, both[batch:]
     prev[torch.tensor(segs, device=prev.device) == 0] = 0.0
-    return {"tokens": ids, "memory": prev}, target.clamp(-0.999, 0.999)
+    return {"tokens": ids.to(backend.device), "memory": prev}, target.clamp(-0.999, 0.999)
 
 
 def imitate_hypothesis2(writer: nn.Module, backend: Any, steps: int, scale: float = 1.0, batch: int = 32,
@@ -48,9 +55,10 @@ def imitate_hypothesis2(writer: nn.Module, backend: Any, steps: int, scale: floa
     params = [p for p in writer.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     device = next(writer.parameters()).device
+    docs = imitation_documents(backend, split)
     errors = []
     for _ in tqdm(range(steps), desc="behaviour cloning", disable=not progress, dynamic_ncols=True):
-        obs, target = hypothesis2_batch(backend, split, batch, scale, g)
+        obs, target = hypothesis2_batch(backend, docs, batch, scale, g)
         obs = {k: v.to(device) for k, v in obs.items()}
         target = target.to(device)
         mean = writer(obs)[0]

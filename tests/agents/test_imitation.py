@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.imitation import hypothesis2_batch, imitate_hypothesis2
+from agents.imitation import hypothesis2_batch, imitate_hypothesis2, imitation_documents
 from agents.networks import WriterConfig
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from ltm_gym.envs import LLMMemoryVectorEnv
@@ -11,7 +11,7 @@ from ltm_gym.lm.memory import previous_segment_memory
 
 def test_batch_is_the_hypothesis2_memory_of_the_segment_and_of_the_one_before(backend):
     g = torch.Generator().manual_seed(0)
-    obs, target = hypothesis2_batch(backend, "train", 16, 0.5, g)
+    obs, target = hypothesis2_batch(backend, imitation_documents(backend, "train"), 16, 0.5, g)
     assert obs["tokens"].shape == (16, backend.segment_len)
     assert obs["memory"].shape == target.shape == (16, backend.n_slots, backend.slot_dim)
     want = (previous_segment_memory(backend.model, obs["tokens"]) / 0.5).clamp(-0.999, 0.999)
@@ -24,7 +24,8 @@ def test_batch_is_the_hypothesis2_memory_of_the_segment_and_of_the_one_before(ba
 def test_cloning_fits_the_target_and_is_seeded(backend):
     """On held-out segments the writer's squashed mean moves toward the hypothesis-2 action (the
     relative squared error falls well below the untrained writer's), and one seed gives one writer."""
-    obs, target = hypothesis2_batch(backend, "validation", 64, 1.0, torch.Generator().manual_seed(7))
+    obs, target = hypothesis2_batch(backend, imitation_documents(backend, "validation"), 64, 1.0,
+                                    torch.Generator().manual_seed(7))
 
     def error(agent):
         action = torch.as_tensor(agent.predict({k: v.numpy() for k, v in obs.items()})[0])
@@ -65,3 +66,5 @@ def test_imitation_is_refused_where_it_cannot_apply(backend):
         ReinforceConfig(imitate_steps=-1).validate()
     with pytest.raises(ValueError, match="steps=0"):
         imitate_hypothesis2(torch.nn.Linear(1, 1), backend, steps=0)
+    with pytest.raises(ValueError, match="nosuchsplit"):
+        imitation_documents(backend, "nosuchsplit")
