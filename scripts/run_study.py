@@ -2,8 +2,8 @@
 """The whole LLM-LTM study end to end (what `make demo` runs), on the embedded tiny default by
 default: corpus and tokenizer -> tiny LM pre-training -> LoRA baseline -> LM pre-training with
 previous-segment memory (hypothesis 2) -> agent pre-training on EmbeddingMimic-v0 (hypothesis 1)
--> REINFORCE from it and from a start cloned from the hypothesis-2 memory -> the differentiable memory writer (the upper
-bound of the agents, baselines/bptt_memory.py) -> the study's tables and plots.
+-> REINFORCE from it and from a start cloned from the hypothesis-2 memory -> the differentiable
+memory writer (the upper bound of the agents, baselines/bptt_memory.py) -> the study's tables and plots.
 
 Every stage is cached in the study directory, resumes after an interruption, and is skipped once
 done. The default study directory is $LTM_GYM_STUDY_DIR, else ~/.cache/ltm_gym/study-tiny, where
