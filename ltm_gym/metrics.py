@@ -72,6 +72,8 @@ class SegmentMetrics:
     position_sum: torch.Tensor | None = None
     position_count: int = 0
     doc_losses: dict[object, list[float]] = field(default_factory=dict)
+    doc_answers: dict[object, list[float]] = field(default_factory=dict)
+    """Per document: [answer-token loss sum, answer tokens] (paired bootstraps of the answer CE)."""
 
     def add(self, logits: torch.Tensor, targets: torch.Tensor, losses: torch.Tensor,
             answer_mask: torch.Tensor | None = None, doc_ids: Sequence[object] | None = None) -> None:
@@ -93,6 +95,10 @@ class SegmentMetrics:
         if doc_ids is not None:
             for d, row in zip(doc_ids, losses.mean(1).tolist()):
                 self.doc_losses.setdefault(d, []).append(row)
+            if answer_mask is not None:
+                sums, counts = (losses * m).sum(1).tolist(), m.sum(1).tolist()
+                for d, a, n in zip(doc_ids, sums, counts):
+                    self._add_answers(d, a, n)
 
     def add_info(self, info: dict, doc_id: object | None = None) -> None:
         """One segment as an env's ``info`` reports it (``ce``, ``top{k}``, ``answer_ce``,
@@ -112,6 +118,13 @@ class SegmentMetrics:
         self.position_count += 1
         if doc_id is not None:
             self.doc_losses.setdefault(doc_id, []).append(float(losses.mean()))
+            if n_ans:
+                self._add_answers(doc_id, info["answer_ce"] * n_ans, n_ans)
+
+    def _add_answers(self, doc: object, loss_sum: float, tokens: float) -> None:
+        acc = self.doc_answers.setdefault(doc, [0.0, 0.0])
+        acc[0] += float(loss_sum)
+        acc[1] += float(tokens)
 
     def summary(self) -> dict[str, float]:
         ce = self.loss_sum / max(1, self.tokens)

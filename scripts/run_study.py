@@ -2,8 +2,9 @@
 """The whole LLM-LTM study end to end (what `make demo` runs), on the embedded tiny default by
 default: corpus and tokenizer -> tiny LM pre-training -> LoRA baseline -> LM pre-training with
 previous-segment memory (hypothesis 2) -> agent pre-training on EmbeddingMimic-v0 (hypothesis 1)
--> REINFORCE from it and from a start cloned from the hypothesis-2 memory -> the differentiable
-memory writer (the upper bound of the agents, baselines/bptt_memory.py) -> the study's tables and plots.
+-> REINFORCE from it (its reader co-trained with it, as the study trained its LLM-LTM) and from a
+start cloned from the hypothesis-2 memory -> the differentiable memory writer (the upper bound of
+the agents, baselines/bptt_memory.py) -> the study's tables and plots.
 
 Every stage is cached in the study directory, resumes after an interruption, and is skipped once
 done. The default study directory is $LTM_GYM_STUDY_DIR, else ~/.cache/ltm_gym/study-tiny, where
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
                              "before its RL (0: it starts from writing little)")
     parser.add_argument("--mimic-steps", type=int, default=defaults.mimic_steps,
                         help="EmbeddingMimic-v0 pre-training env steps")
+    parser.add_argument("--pretrained-lm-lr", type=float, default=defaults.pretrained_lm_lr,
+                        help=f"learning rate of the reader co-trained with the hypothesis-1 agent (default "
+                             f"{defaults.pretrained_lm_lr:g}; 0: the frozen hypothesis-2 reader)")
     parser.add_argument("--bptt-steps", type=int, default=defaults.bptt_steps,
                         help=f"differentiable writer steps (default {defaults.bptt_steps}; 0: the bptt-tiny "
                              "preset's 1500)")
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"TensorBoard:     tensorboard --logdir {study.root}")
     settings = PipelineSettings(select_steps=args.select_steps, agent_steps=args.agent_steps,
                                 continuous_lr=args.continuous_lr, imitate_steps=args.imitate_steps,
-                                mimic_steps=args.mimic_steps,
+                                mimic_steps=args.mimic_steps, pretrained_lm_lr=args.pretrained_lm_lr,
                                 bptt_steps=args.bptt_steps, num_envs=args.num_envs, seed=args.seed)
     print("\n" + run_pipeline(study, settings))
 

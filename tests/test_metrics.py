@@ -33,6 +33,11 @@ def test_segment_metrics_summary():
     assert s["top1"] == 0.5 and s["top2"] == 1.0
     assert s["recall_acc"] == 0.0 and s["answer_ce"] == pytest.approx(float(losses[0, 1]))
     assert m.position_curve() == pytest.approx(losses[0].tolist())
+    assert m.doc_answers == {0: [pytest.approx(float(losses[0, 1])), 1.0]}
+    stepped = SegmentMetrics(ks=(1, 2))                 # the same segment as an env's info reports it
+    stepped.add_info({"token_losses": losses[0].tolist(), "top1": 0.5, "top2": 1.0, "answer_ce": float(losses[0, 1]),
+                      "recall_acc": 0.0, "answer_tokens": 1}, doc_id=0)
+    assert stepped.summary() == pytest.approx(s) and stepped.doc_answers == m.doc_answers
 
 
 def test_mean_std_and_bootstrap():

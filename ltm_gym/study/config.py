@@ -26,6 +26,10 @@ class StageConfig:
     all) of random positions of the previous segment (more slots: facts are there more often, and
     the reader learns to find one by its content); the rest hold ``n_slots`` random positions,
     as an agent's selection does."""
+    uninformative: float = 0.0
+    """Memory only: share of rows whose memory says nothing about the text (all zeros, Gaussian
+    noise at the memory's scale, or another document's memory, in equal parts), so that the reader
+    learns to read such memory as no memory: an agent that writes nothing useful then costs nothing."""
 
     def validate(self) -> None:
         check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
@@ -33,6 +37,7 @@ class StageConfig:
         check(self.induction_hint >= 0, "induction_hint", self.induction_hint, ">= 0")
         check(self.induction_hint_steps >= 0, "induction_hint_steps", self.induction_hint_steps, ">= 0")
         check(0 <= self.all_positions <= 1, "all_positions", self.all_positions, "in [0, 1]")
+        check(0 <= self.uninformative < 1, "uninformative", self.uninformative, "in [0, 1)")
 
     def hint_at(self, step: int) -> float:
         """The induction hint's weight at optimizer step ``step``."""

@@ -4,7 +4,8 @@
   earlier segments), optionally with the induction hint; saved with its tokenizer as ``lm/``;
 * ``lora``: the study's baseline, LoRA without memory -> ``lora_baseline.safetensors``;
 * ``memory``: hypothesis 2, LoRA + memory read path trained with the previous segment's
-  embeddings as memory -> ``memory_lm.safetensors``;
+  embeddings as memory (and with uninformative memory in a share of the rows, so that memory
+  which says nothing reads as no memory) -> ``memory_lm.safetensors``;
 * ``select``: LoRA + memory read path trained on selection memory (the codes of positions of the
   previous segment, :func:`ltm_gym.lm.selection_codes`: a random number, ``n_slots`` to all, of
   random ones in part of the batches, ``n_slots`` random ones in the rest) ->
@@ -154,13 +155,34 @@ class LoraStage(Stage):
 
 
 class MemoryStage(Stage):
-    """Hypothesis 2: the read path learns on the previous segment's pooled embeddings."""
+    """Hypothesis 2: the read path learns on the previous segment's pooled embeddings (and, in a
+    share ``uninformative`` of the rows, on memory that says nothing about the text)."""
 
     name = "memory"
+    ZERO, NOISE, OTHER = 1, 2, 3
+    """Kinds of uninformative rows (0: the previous segment's memory)."""
+
+    def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+        batch = pair_batch(docs, sc.batch_size, g)
+        if sc.uninformative > 0:
+            B, m = len(batch["ids"]), study.config.lm.memory
+            blank = torch.rand(B, generator=g) < sc.uninformative
+            batch["kind"] = torch.randint(self.ZERO, self.OTHER + 1, (B,), generator=g) * blank
+            batch["noise"] = torch.randn(B, m.n_slots, m.slot_dim, generator=g)
+        return batch
+
+    def memory(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        """The memory each row reads: its previous segment's, or the uninformative kind drawn for it."""
+        real = previous_segment_memory(_unwrap(model), batch["prev"])
+        if "kind" not in batch:
+            return real
+        kind = batch["kind"][:, None, None].to(real.device)
+        mem = torch.where(kind == self.ZERO, torch.zeros_like(real), real)
+        mem = torch.where(kind == self.NOISE, batch["noise"].to(real.device) * real.std(), mem)
+        return torch.where(kind == self.OTHER, real.roll(1, dims=0), mem)
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        mem = previous_segment_memory(_unwrap(model), batch["prev"])
-        _, losses = model(batch["ids"], mem)
+        _, losses = model(batch["ids"], self.memory(model, batch))
         return losses.mean(), _answer_stats(losses, batch)
 
 

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from ltm_gym.core import choose_device
@@ -146,8 +147,31 @@ def gap_closed(summaries: dict[str, dict[str, float]], row: str, key: str = "ans
 MIN_GAP = 0.1
 
 
-def gap_report(summaries: dict[str, dict[str, float]], key: str = "answer_ce") -> str:
-    """Lines 'gap closed by ROW' for every row, or why the fraction means nothing here."""
+def answer_gap_interval(rows: dict[str, SegmentMetrics], row: str, n_boot: int = 1000, seed: int = 0,
+                        q: tuple[float, float] = (0.025, 0.975)) -> tuple[float, float] | None:
+    """Percentile interval of the answer-CE gap share ``row`` closes, from a paired bootstrap over the
+    documents every one of baseline, oracle and ``row`` was scored on (None without them): it says
+    whether a row is distinguishable from no memory on this test split."""
+    names = ("lora_baseline", "oracle", row)
+    if any(n not in rows for n in names):
+        return None
+    answers = [rows[n].doc_answers for n in names]
+    docs = [d for d in answers[0] if all(d in a for a in answers[1:])]
+    if len(docs) < 2:
+        return None
+    table = np.array([[a[d] for a in answers] for d in docs])                 # (D, 3, [loss sum, tokens])
+    draws = np.random.default_rng(seed).integers(0, len(docs), size=(n_boot, len(docs)))
+    totals = table[draws].sum(1)                                               # (n_boot, 3, 2)
+    ce = totals[..., 0] / np.maximum(totals[..., 1], 1)
+    share = (ce[:, 0] - ce[:, 2]) / (ce[:, 0] - ce[:, 1])
+    lo, hi = np.quantile(share, q)
+    return float(lo), float(hi)
+
+
+def gap_report(summaries: dict[str, dict[str, float]], key: str = "answer_ce",
+               rows: dict[str, SegmentMetrics] | None = None) -> str:
+    """Lines 'gap closed by ROW' for every row (with its 95 % paired-bootstrap interval when the
+    ``rows`` are given), or why the fraction means nothing here."""
     if "oracle" not in summaries or key not in summaries["oracle"]:
         return ""
     gap = summaries["lora_baseline"][key] - summaries["oracle"][key]
@@ -155,7 +179,14 @@ def gap_report(summaries: dict[str, dict[str, float]], key: str = "answer_ce") -
         return (f"no recall gap: the oracle's {key} ({summaries['oracle'][key]:.3f}) is within {MIN_GAP} nats of "
                 f"the no-memory baseline ({summaries['lora_baseline'][key]:.3f}); the LM does not copy from its "
                 "context yet, so there is nothing for memory to close (pre-train the LM longer)")
-    return "\n".join(f"{key} gap closed by {name:>28}: {gap_closed(summaries, name, key):+.3f}" for name in summaries)
+    lines = []
+    for name in summaries:
+        line = f"{key} gap closed by {name:>28}: {gap_closed(summaries, name, key):+.3f}"
+        ci = answer_gap_interval(rows, name) if rows is not None and key == "answer_ce" else None
+        if ci is not None and name not in ("lora_baseline", "oracle"):
+            line += f"  (95% CI {ci[0]:+.3f} .. {ci[1]:+.3f})"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def write_tables(out_dir: Path, rows: dict[str, SegmentMetrics], stem: str = "lm_table") -> dict[str, dict[str, float]]:
@@ -179,7 +210,7 @@ def report(rows: dict[str, SegmentMetrics], out_dir: Path, stem: str = "lm_table
     summaries = write_tables(out_dir, rows, stem)
     parts = [markdown_table(summaries)]
     if "lora_baseline" in summaries:
-        gaps = gap_report(summaries)
+        gaps = gap_report(summaries, rows=rows)
         if gaps:
             parts.append(gaps)
     parts.append(f"tables: {out_dir}/{stem}.{{csv,json}}")

@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from ltm_gym.core import ConfigError
 from ltm_gym.study import StudyDir
 from ltm_gym.study.stages import run_stage
 from ltm_gym.study.tables import COLUMNS, markdown_table, study_rows, write_tables
@@ -58,6 +60,30 @@ def test_gap_report():
     assert gap_report(rows).startswith("no recall gap")
 
 
+def test_answer_gap_interval_is_a_paired_bootstrap_over_documents():
+    from ltm_gym.metrics import SegmentMetrics
+    from ltm_gym.study.tables import answer_gap_interval, gap_report
+
+    def row(answer_ce: list[float]) -> SegmentMetrics:
+        m = SegmentMetrics(ks=(1,))
+        for doc, ce in enumerate(answer_ce):
+            m.add_info({"token_losses": [ce, ce], "top1": 0.0, "answer_ce": ce, "recall_acc": 0.0,
+                        "answer_tokens": 2}, doc_id=doc)
+        return m
+
+    base = [4.0, 3.0, 5.0, 4.5, 3.5, 4.2]
+    rows = {"lora_baseline": row(base), "oracle": row([c - 2.0 for c in base]),
+            "same": row(base), "half": row([c - 1.0 for c in base]),
+            "mixed": row([c + (0.5 if i % 2 else -0.5) for i, c in enumerate(base)])}
+    assert answer_gap_interval(rows, "same") == (0.0, 0.0)
+    assert answer_gap_interval(rows, "half") == pytest.approx((0.5, 0.5))  # paired: the documents' spread cancels
+    lo, hi = answer_gap_interval(rows, "mixed")
+    assert lo < 0 < hi
+    assert answer_gap_interval(rows, "absent") is None
+    summaries = {n: m.summary() for n, m in rows.items()}
+    assert "half: +0.500  (95% CI +0.500 .. +0.500)" in gap_report(summaries, rows=rows)
+
+
 def test_pretrain_with_induction_hint_for_its_steps(study_data, tmp_path):
     import json
 
@@ -105,3 +131,28 @@ def test_select_batches_reach_back_the_facts_distance(study_data, tmp_path):
     model = study.load_lm("none", untrained=True)
     loss, _ = STAGES["select"].loss(model, b)
     assert torch.isfinite(loss)
+
+
+def test_memory_batches_mix_uninformative_rows(study_data, tmp_path):
+    from ltm_gym.lm import previous_segment_memory
+    from ltm_gym.study.stages import STAGES, MemoryStage
+
+    stage = STAGES["memory"]
+    cfg = tiny_study_config(memory={"uninformative": 0.5})
+    study = StudyDir(tmp_path / "s", cfg)
+    model = study.load_lm("none", untrained=True)
+    docs = study_data.splits["train"]
+    seen = set()
+    for step in range(6):
+        b = stage.batch(study, docs, cfg.memory, step, torch.Generator().manual_seed(step))
+        mem, real = stage.memory(model, b), previous_segment_memory(model, b["prev"])
+        for i, k in enumerate(b["kind"].tolist()):
+            seen.add(k)
+            expected = {0: real[i], MemoryStage.ZERO: torch.zeros_like(real[i]),
+                        MemoryStage.NOISE: b["noise"][i] * real.std(), MemoryStage.OTHER: real[i - 1]}[k]
+            assert torch.allclose(mem[i], expected)
+    assert seen == {0, MemoryStage.ZERO, MemoryStage.NOISE, MemoryStage.OTHER}
+    plain = stage.batch(study, docs, tiny_study_config().memory, 0, torch.Generator().manual_seed(0))
+    assert "kind" not in plain and torch.equal(stage.memory(model, plain), previous_segment_memory(model, plain["prev"]))
+    with pytest.raises(ConfigError, match="uninformative"):
+        tiny_study_config(memory={"uninformative": 1.0})
