@@ -20,6 +20,7 @@ The default study is ``$LTM_GYM_STUDY_DIR`` when set, else ``study-tiny`` under 
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -50,17 +51,31 @@ class StudyNotFoundError(FileNotFoundError):
 
 
 class StudyData:
-    """The tokenizer and the split corpus of a study config, built once."""
+    """The tokenizer and the split corpus of a study config, built once (:meth:`shared`: once per
+    process, however many StudyDir objects, envs and agents ask for it)."""
 
     def __init__(self, cfg: StudyConfig, cache_dir: str | Path) -> None:
         self.cfg = cfg
         self.tokenizer = load_tokenizer(cfg.corpus, cache_dir)
         self.splits = build_corpus(cfg.corpus, self.tokenizer)
 
+    @staticmethod
+    def shared(cfg: StudyConfig, cache_dir: str | Path) -> "StudyData":
+        """The process's one StudyData of ``cfg``'s corpus in ``cache_dir`` (documents are read-only)."""
+        key = (json.dumps(to_dict(cfg.corpus), sort_keys=True), str(Path(cache_dir).resolve()))
+        if key not in _SHARED_DATA:
+            if len(_SHARED_DATA) >= 4:
+                _SHARED_DATA.pop(next(iter(_SHARED_DATA)))
+            _SHARED_DATA[key] = StudyData(cfg, cache_dir)
+        return _SHARED_DATA[key]
+
     def documents(self, split: str) -> list[Document]:
         if split not in self.splits:
             raise ValueError(f"split {split!r} is not one of {sorted(self.splits)}")
         return self.splits[split]
+
+
+_SHARED_DATA: dict[tuple[str, str], StudyData] = {}
 
 
 class StudyDir:
@@ -147,7 +162,7 @@ class StudyDir:
 
     @cached_property
     def data(self) -> StudyData:
-        return StudyData(self.config, self.cache_dir)
+        return StudyData.shared(self.config, self.cache_dir)
 
     @property
     def tokenizer(self):

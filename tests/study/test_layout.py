@@ -43,3 +43,18 @@ def test_loading_a_study_lm_is_quiet(tiny_study, capfd):
         tiny_study.load_lm("memory")
     err = capfd.readouterr().err
     assert "Loading weights" not in err and err.strip() == ""
+
+
+def test_the_corpus_is_built_once_per_process(tmp_path):
+    from ltm_gym.study import StudyData
+
+    cache = tmp_path / "cache"
+    a = StudyDir(tmp_path / "a", tiny_study_config())
+    b = StudyDir(tmp_path / "b", tiny_study_config(lora={"batch_size": 2}))   # same corpus, another study
+    assert StudyData.shared(a.config, cache) is StudyData.shared(b.config, cache)
+    other = tiny_study_config(corpus={"synthetic": {"n_documents": 30}})
+    data = StudyData.shared(other, cache)
+    assert data is not StudyData.shared(a.config, cache)
+    assert sum(len(v) for v in data.splits.values()) == 30
+    assert StudyDir(tmp_path / "c", tiny_study_config()).data is StudyDir(tmp_path / "c", tiny_study_config()).data
+    assert StudyDir(tmp_path / "c", tiny_study_config()).data is not StudyDir(tmp_path / "d", tiny_study_config()).data
