@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bptt-steps", type=int, default=defaults.bptt_steps,
                         help=f"differentiable writer steps (default {defaults.bptt_steps}; 0: the bptt-tiny "
                              "preset's 1500)")
+    parser.add_argument("--bptt-lr", type=float, default=defaults.bptt_lr,
+                        help=f"differentiable writer's peak learning rate (default {defaults.bptt_lr:g}; 0: the "
+                             "bptt-tiny preset's)")
     parser.add_argument("--num-envs", type=int, default=defaults.num_envs)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = PipelineSettings(select_steps=args.select_steps, agent_steps=args.agent_steps,
                                 continuous_lr=args.continuous_lr, imitate_steps=args.imitate_steps,
                                 mimic_steps=args.mimic_steps, pretrained_lm_lr=args.pretrained_lm_lr,
-                                bptt_steps=args.bptt_steps, num_envs=args.num_envs, seed=args.seed)
+                                bptt_steps=args.bptt_steps, bptt_lr=args.bptt_lr, num_envs=args.num_envs,
+                                seed=args.seed)
     print("\n" + run_pipeline(study, settings))
 
 

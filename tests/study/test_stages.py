@@ -153,6 +153,7 @@ def test_memory_batches_mix_uninformative_rows(study_data, tmp_path):
             assert torch.allclose(mem[i], expected)
     assert seen == {0, MemoryStage.ZERO, MemoryStage.NOISE, MemoryStage.OTHER}
     plain = stage.batch(study, docs, tiny_study_config().memory, 0, torch.Generator().manual_seed(0))
-    assert "kind" not in plain and torch.equal(stage.memory(model, plain), previous_segment_memory(model, plain["prev"]))
+    assert "kind" not in plain
+    assert torch.equal(stage.memory(model, plain), previous_segment_memory(model, plain["prev"]))
     with pytest.raises(ConfigError, match="uninformative"):
         tiny_study_config(memory={"uninformative": 1.0})
