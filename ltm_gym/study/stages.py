@@ -4,8 +4,8 @@
   earlier segments), optionally with the induction hint; saved with its tokenizer as ``lm/``;
 * ``lora``: the study's baseline, LoRA without memory -> ``lora_baseline.safetensors``;
 * ``memory``: hypothesis 2, LoRA + memory read path trained with the previous segment's
-  embeddings as memory (and with uninformative memory in a share of the rows, so that memory
-  which says nothing reads as no memory) -> ``memory_lm.safetensors``;
+  embeddings as memory (optionally, in a share ``uninformative`` of the rows, memory that says
+  nothing about the text) -> ``memory_lm.safetensors``;
 * ``select``: LoRA + memory read path trained on selection memory (the codes of positions of the
   previous segment, :func:`ltm_gym.lm.selection_codes`: a random number, ``n_slots`` to all, of
   random ones in part of the batches, ``n_slots`` random ones in the rest) ->
