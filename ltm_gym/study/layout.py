@@ -55,7 +55,6 @@ class StudyData:
     process, however many StudyDir objects, envs and agents ask for it)."""
 
     def __init__(self, cfg: StudyConfig, cache_dir: str | Path) -> None:
-        self.cfg = cfg
         self.tokenizer = load_tokenizer(cfg.corpus, cache_dir)
         self.splits = build_corpus(cfg.corpus, self.tokenizer)
 
