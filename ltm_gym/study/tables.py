@@ -182,8 +182,9 @@ def gap_report(summaries: dict[str, dict[str, float]], key: str = "answer_ce",
     lines = []
     for name in summaries:
         line = f"{key} gap closed by {name:>28}: {gap_closed(summaries, name, key):+.3f}"
-        ci = answer_gap_interval(rows, name) if rows is not None and key == "answer_ce" else None
-        if ci is not None and name not in ("lora_baseline", "oracle"):
+        own = rows is not None and key == "answer_ce" and name not in ("lora_baseline", "oracle")
+        ci = answer_gap_interval(rows, name) if own else None
+        if ci is not None:
             line += f"  (95% CI {ci[0]:+.3f} .. {ci[1]:+.3f})"
         lines.append(line)
     return "\n".join(lines)

@@ -34,6 +34,8 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
     cloned = yaml.safe_load((study / "agents/reinforce/config.yaml").read_text())["hyperparams"]
     pretrained = yaml.safe_load((study / "agents/reinforce_pretrained/config.yaml").read_text())["hyperparams"]
     assert cloned["imitate_steps"] == 4 and pretrained.get("imitate_steps", 0) == 0   # hypothesis 1 starts from mimic
+    pretrained_env = yaml.safe_load((study / "agents/reinforce_pretrained/config.yaml").read_text())["env_kwargs"]
+    assert pretrained_env["lm_update"] is True and pretrained_env["lm_lr"] == 3e-4   # its reader co-trained
     table = json.loads((study / "eval/lm_table.json").read_text())
     assert 0 <= table["agent_reinforce"]["recall_acc"] <= 1
     stamp = (study / "lm/model.safetensors").stat().st_mtime
