@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: demo test install clean
+.PHONY: demo test test-bf16 install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(TEST_ARGS)
+
+# The suite as on a CPU with native bf16 (AVX512-BF16/AMX), where train.precision: auto picks bf16:
+# any machine can check that the results the tests pin do not depend on the CPU kind.
+test-bf16: $(STAMP)
+	LTM_GYM_CPU_BF16=1 $(PY) -m pytest -q $(TEST_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -4,6 +4,7 @@ multiplies bf16 natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), fp32 e
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,11 +32,21 @@ def choose_device(name: str = "auto") -> torch.device:
 
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPU_BF16_ENV = "LTM_GYM_CPU_BF16"
+"""Overrides the CPU's bf16 detection: ``1`` acts as a CPU with native bf16 (so ``auto`` picks bf16),
+``0`` as one without; unset reads ``/proc/cpuinfo``. The test suite runs under both to behave the
+same on every CPU (``make test-bf16``)."""
 
 
 def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
     """The CPU's native bf16 features (``/proc/cpuinfo`` flags among :data:`CPU_BF16_FLAGS`); empty
-    where bf16 matmuls are emulated (AVX2-only CPUs: bf16 autocast runs ~30x slower than fp32)."""
+    where bf16 matmuls are emulated (AVX2-only CPUs: bf16 autocast runs ~30x slower than fp32).
+    ``$LTM_GYM_CPU_BF16`` overrides the reading when no ``cpuinfo`` text is given."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if cpuinfo is None and forced:
+        if forced not in ("0", "1"):
+            raise ValueError(f"{CPU_BF16_ENV}={forced!r} is not allowed; allowed: 0, 1 (or unset)")
+        return [f"{CPU_BF16_ENV}=1"] if forced == "1" else []
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()

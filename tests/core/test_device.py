@@ -30,3 +30,15 @@ def test_explicit_bf16_on_an_emulating_cpu_warns(monkeypatch):
         assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     with pytest.raises(ValueError, match="'fp16'"):
         resolve_precision("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("forced, auto", [("1", "bf16"), ("0", "fp32")])
+def test_env_var_forces_the_cpu_kind(monkeypatch, forced, auto):
+    """LTM_GYM_CPU_BF16 makes any CPU act as one with (1) or without (0) native bf16: how the
+    suite is run as on the other kind of machine (make test-bf16)."""
+    monkeypatch.setenv(device_mod.CPU_BF16_ENV, forced)
+    assert resolve_precision("auto", torch.device("cpu")) == auto
+    assert cpu_bf16_flags(AVX2) == []                      # an explicit cpuinfo text is read as given
+    monkeypatch.setenv(device_mod.CPU_BF16_ENV, "yes")
+    with pytest.raises(ValueError, match="LTM_GYM_CPU_BF16='yes'"):
+        cpu_bf16_flags()

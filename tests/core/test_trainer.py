@@ -62,6 +62,17 @@ def test_grad_accumulation_matches_full_batch():
     assert torch.allclose(params(a), params(b), atol=1e-6)
 
 
+def test_grad_accumulation_matches_full_batch_in_bf16():
+    """bf16 autocast (what ``auto`` picks on a CPU with native bf16): the same within bf16's rounding."""
+    a = make_trainer(steps=3, dropout=False, precision="bf16")
+    a.fit(resume=False)
+    b = make_trainer(steps=3, dropout=False, grad_accum=4, precision="bf16")
+    b.fit(resume=False)
+    assert a.precision == b.precision == "bf16"
+    assert torch.allclose(params(a), params(b), atol=2e-2)
+    assert not torch.allclose(params(a), params(make_trainer(steps=0)), atol=1e-3)   # it trained
+
+
 def test_lr_schedules():
     cfg = TrainConfig(steps=10, warmup_steps=2, schedule="cosine", min_lr_ratio=0.1)
     assert lr_factor(0, cfg) == pytest.approx(0.5)
