@@ -15,10 +15,17 @@ What makes it learn (measured on the tiny default, see the README):
 
 * group sampling: K actions per state, scored in ONE batched LM forward without advancing the env
   (``env.score_actions``), each with the leave-one-out mean of the other K - 1 as its baseline;
-* credit: ``gamma`` (default 0) discounts the executed trajectory's future rewards, which are
-  added, with a batch-mean baseline, to the executed sample's advantage: with full overwrite and
-  facts asked one segment later an action only changes its own reward, so gamma 0 is right there;
-  facts asked two segments later (the keep choice) need gamma > 0;
+* credit, two rollouts (``rollout``):
+
+  - ``step`` (the default): the K candidates of a state differ in one action and are scored by
+    their immediate reward; ``gamma`` adds the executed trajectory's discounted future (batch-mean
+    baseline) to the executed sample. With full overwrite and facts asked one segment later an
+    action only changes its own reward, so gamma 0 is right there (the ``recall-d1`` task);
+  - ``episode``: K whole episodes of the SAME document are rolled out side by side (the vector
+    env's envs in groups of K) and each action is judged by its reward-to-go, discounted by
+    ``gamma``, against the mean reward-to-go of the other K - 1 episodes at the same step (RLOO /
+    GRPO over whole rollouts, as MemAgent trains its memory). Every reward an action influences
+    reaches it: storing a fact that is asked d segments later and keeping it until then;
 * advantage normalization, an entropy bonus, gradient clipping, AdamW.
 
 It steps the natively batched VectorEnv (one LM forward per step for all N documents).
@@ -44,6 +51,9 @@ from .distributions import (categorical_entropy, gumbel_top_k, leave_one_out, pl
 from .networks import LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, gaussian_entropy, squashed_log_prob
 
 
+ROLLOUTS = ("step", "episode")
+
+
 @dataclass
 class ReinforceConfig:
     lr: float = 1e-3
@@ -53,7 +63,10 @@ class ReinforceConfig:
     gamma: float = 0.0
     """Discount of the executed trajectory's future rewards (0: each action is judged by its own)."""
     n_steps: int = 1
-    """Env steps per env between updates."""
+    """Env steps per env between updates (``rollout: step``)."""
+    rollout: str = "step"
+    """``step``: K candidates per state, scored by their immediate reward; ``episode``: K whole
+    episodes per document (num_envs a multiple of K), each action judged by its reward-to-go."""
     ent_coef: float = 1e-3
     max_grad_norm: float = 1.0
     normalize_advantage: bool = True
@@ -72,6 +85,7 @@ class ReinforceConfig:
         check(self.group_size >= 1, "group_size", self.group_size, ">= 1")
         check(0 <= self.gamma <= 1, "gamma", self.gamma, "in [0, 1]")
         check(self.n_steps >= 1, "n_steps", self.n_steps, ">= 1")
+        check(self.rollout in ROLLOUTS, "rollout", self.rollout, ", ".join(ROLLOUTS))
         check(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
         check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "> 0")
         check(self.imitate_steps >= 0, "imitate_steps", self.imitate_steps, ">= 0")
@@ -99,6 +113,28 @@ def group_advantages(rewards: torch.Tensor, executed_future: torch.Tensor, norma
     adv[0] += executed_future - executed_future.mean()
     if normalize and adv.numel() > 1:
         adv = adv / (adv.std() + 1e-8)
+    return adv
+
+
+def episode_advantages(rewards: torch.Tensor, active: torch.Tensor, group_size: int, gamma: float,
+                       normalize: bool) -> torch.Tensor:
+    """Advantages (T, N) of whole-episode group rollouts: rewards/active (T, N), envs in groups of
+    ``group_size`` consecutive columns that roll out the same document. Each action's discounted
+    reward-to-go minus the mean reward-to-go of the other episodes of its group still running at
+    that step (the batch mean of the step when the group has no other); 0 where not ``active``."""
+    T, N = rewards.shape
+    act = active.float()
+    togo = returns_to_go(rewards * act, ~active, gamma)                           # stops at the episode's end
+    K = group_size
+    g_ret, g_act = togo.view(T, N // K, K), act.view(T, N // K, K)
+    others = (g_act.sum(-1, keepdim=True) - g_act).clamp(min=0)
+    loo = ((g_ret * g_act).sum(-1, keepdim=True) - g_ret * g_act) / others.clamp(min=1)
+    step_mean = (togo * act).sum(1, keepdim=True) / act.sum(1, keepdim=True).clamp(min=1)
+    base = torch.where(others > 0, loo, step_mean.view(T, 1, 1).expand_as(loo))
+    adv = (g_ret - base).view(T, N) * act
+    if normalize and int(act.sum()) > 1:
+        on = adv[active]
+        adv = (adv - on.mean() * act) / (on.std() + 1e-8)
     return adv
 
 
@@ -209,6 +245,15 @@ class ReinforceAgent:
         self.logger = RunLogger(run_dir)
         self._obs = None
         self.episodes = EpisodeTracker(env.num_envs)
+        self.doc_rng = np.random.default_rng(self.cfg.seed)
+        """Draws the documents of whole-episode rollouts (``rollout: episode``)."""
+        if self.cfg.rollout == "episode" and env.num_envs > 1:          # (1 env: an agent built to act)
+            if env.num_envs % self.cfg.group_size:
+                raise ValueError(f"rollout 'episode' runs group_size={self.cfg.group_size} episodes per document: "
+                                 f"num_envs={env.num_envs} must be a multiple of it")
+            if not hasattr(env, "n_documents"):
+                raise ValueError("rollout 'episode' picks the documents of its episodes: it needs an env with "
+                                 "n_documents and reset(options={'documents': ...}) (LLMMemoryVectorEnv)")
 
     @property
     def episode_returns(self) -> list[float]:
@@ -226,6 +271,13 @@ class ReinforceAgent:
 
     # .................................................................. learning
     def collect(self) -> dict[str, Any]:
+        """One rollout (``rollout``): :meth:`collect_steps` or :meth:`collect_episodes`."""
+        return self.collect_episodes() if self.cfg.rollout == "episode" else self.collect_steps()
+
+    def update(self, batch: dict[str, Any]) -> dict[str, float]:
+        return self.update_episodes(batch) if self.cfg.rollout == "episode" else self.update_steps(batch)
+
+    def collect_steps(self) -> dict[str, Any]:
         """n_steps steps of every env; at each, K sampled actions scored in one batched forward and
         the first one executed."""
         env, K = self.env, self.cfg.group_size
@@ -251,7 +303,7 @@ class ReinforceAgent:
         return {"obs": obs, "samples": torch.stack(sample_buf, 1), "scores": torch.stack(score_buf, 1),
                 "rewards": torch.stack(rew_buf), "dones": torch.stack(done_buf)}
 
-    def update(self, batch: dict[str, Any]) -> dict[str, float]:
+    def update_steps(self, batch: dict[str, Any]) -> dict[str, float]:
         T, N = batch["rewards"].shape
         K = batch["scores"].shape[0]
         flat_obs = {k: v.reshape(T * N, *v.shape[2:]).to(self.device) for k, v in batch["obs"].items()}
@@ -269,6 +321,53 @@ class ReinforceAgent:
         self.updates += 1
         stats["reward_mean"] = float(batch["rewards"].mean())
         stats["group_reward_mean"] = float(batch["scores"].mean())
+        return stats
+
+    def collect_episodes(self) -> dict[str, Any]:
+        """K whole episodes of each of num_envs / K documents, side by side: every env steps until
+        its episode has ended once (an env that ends early steps on, masked out)."""
+        env, K = self.env, self.cfg.group_size
+        if env.num_envs % K:
+            raise ValueError(f"rollout 'episode' runs group_size={K} episodes per document: "
+                             f"num_envs={env.num_envs} must be a multiple of it")
+        docs = self.doc_rng.integers(env.n_documents, size=env.num_envs // K).repeat(K).tolist()
+        first = self.num_timesteps == 0 and self.updates == 0
+        self._obs, _ = env.reset(seed=self.cfg.seed if first else None, options={"documents": docs})
+        obs_buf, sample_buf, rew_buf, act_buf = [], [], [], []
+        running = np.ones(env.num_envs, dtype=bool)
+        while running.any():
+            with torch.no_grad():
+                actions, samples = self.policy.sample(to_tensors(self._obs, self.device), 1)
+            next_obs, reward, term, trunc, _ = env.step(actions[0].cpu().numpy().astype(np.float32))
+            obs_buf.append({k: v.copy() for k, v in self._obs.items()})
+            sample_buf.append(samples[0].cpu())
+            rew_buf.append(torch.as_tensor(reward, dtype=torch.float32))
+            act_buf.append(torch.as_tensor(running.copy()))
+            self.episodes.add(np.where(running, reward, 0.0), (term | trunc) & running)
+            self.num_timesteps += int(running.sum())
+            running &= ~(term | trunc)
+            self._obs = next_obs
+        self._obs = None                                   # the next rollout starts from new documents
+        obs = {k: torch.as_tensor(np.stack([o[k] for o in obs_buf])) for k in obs_buf[0]}   # (T, N, ...)
+        return {"obs": obs, "samples": torch.stack(sample_buf), "rewards": torch.stack(rew_buf),
+                "active": torch.stack(act_buf)}
+
+    def update_episodes(self, batch: dict[str, Any]) -> dict[str, float]:
+        active = batch["active"]
+        adv = episode_advantages(batch["rewards"], active, self.cfg.group_size, self.cfg.gamma,
+                                 self.cfg.normalize_advantage)
+        flat_obs = {k: v[active].to(self.device) for k, v in batch["obs"].items()}
+        samples = batch["samples"][active][None].to(self.device)                 # (1, B, ...)
+        log_prob, entropy = self.policy.log_prob_entropy(flat_obs, samples)
+        loss, stats = reinforce_loss(log_prob[0], adv[active].to(self.device), entropy, self.cfg.ent_coef)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        stats["grad_norm"] = float(nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm))
+        self.optimizer.step()
+        self.updates += 1
+        rewards = batch["rewards"][active]
+        stats["reward_mean"] = float(rewards.mean())
+        stats["group_reward_mean"] = float((batch["rewards"] * active).sum(0).mean())
         return stats
 
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "ReinforceAgent":
@@ -320,7 +419,8 @@ class ReinforceAgent:
         state = {"policy": self.policy.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "num_timesteps": self.num_timesteps, "updates": self.updates,
                  "episodes": self.episodes.state_dict(),
-                 "rng": torch.get_rng_state(), "env": env_state(self.env), "obs": self._obs}
+                 "rng": torch.get_rng_state(), "env": env_state(self.env), "obs": self._obs,
+                 "doc_rng": self.doc_rng.bit_generator.state}
         save_reader(self.env, Path(path))
         return atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
@@ -347,8 +447,11 @@ class ReinforceAgent:
         else:                                                         # files of earlier versions
             self.episodes.returns = list(state["episode_returns"])
         torch.set_rng_state(state["rng"])
+        if "doc_rng" in state:
+            self.doc_rng.bit_generator.state = state["doc_rng"]
         load_reader(self.env, Path(path))
-        if restore_env and state.get("env") is not None and state.get("obs") is not None:
+        if restore_env and state.get("env") is not None and (state.get("obs") is not None
+                                                             or self.cfg.rollout == "episode"):
             self.env.set_state(state["env"])
             self._obs = state["obs"]
         return self

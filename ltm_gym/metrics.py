@@ -74,6 +74,9 @@ class SegmentMetrics:
     doc_losses: dict[object, list[float]] = field(default_factory=dict)
     doc_answers: dict[object, list[float]] = field(default_factory=dict)
     """Per document: [answer-token loss sum, answer tokens] (paired bootstraps of the answer CE)."""
+    by_distance: dict[int, list[int]] = field(default_factory=dict)
+    """Per fact distance: [exact recalls, answer tokens, facts held in memory when asked, answers
+    whose holding is known] (task documents; held in select mode only)."""
 
     def add(self, logits: torch.Tensor, targets: torch.Tensor, losses: torch.Tensor,
             answer_mask: torch.Tensor | None = None, doc_ids: Sequence[object] | None = None) -> None:
@@ -120,6 +123,19 @@ class SegmentMetrics:
             self.doc_losses.setdefault(doc_id, []).append(float(losses.mean()))
             if n_ans:
                 self._add_answers(doc_id, info["answer_ce"] * n_ans, n_ans)
+        if n_ans and "answer_distance" in info:
+            self.add_by_distance(info["answer_distance"], info["answer_hit"], info.get("answer_held"))
+
+    def add_by_distance(self, distances: Sequence[int], hits: Sequence[bool], held: Sequence[bool] | None = None) -> None:
+        """Answer tokens with their facts' distances, exact-recall hits and (select mode) whether
+        the memory held the fact when it was asked."""
+        for i, (d, hit) in enumerate(zip(np.asarray(distances).tolist(), np.asarray(hits).tolist())):
+            acc = self.by_distance.setdefault(int(d), [0, 0, 0, 0])
+            acc[0] += int(bool(hit))
+            acc[1] += 1
+            if held is not None:
+                acc[2] += int(bool(held[i]))
+                acc[3] += 1
 
     def _add_answers(self, doc: object, loss_sum: float, tokens: float) -> None:
         acc = self.doc_answers.setdefault(doc, [0.0, 0.0])
@@ -136,6 +152,12 @@ class SegmentMetrics:
         if len(self.doc_losses) > 1:
             lo, hi = bootstrap_ci([float(np.mean(v)) for v in self.doc_losses.values()])
             out["ce_lo"], out["ce_hi"] = lo, hi
+        if self.by_distance:
+            known = sum(v[3] for v in self.by_distance.values())
+            if known:
+                out["held"] = sum(v[2] for v in self.by_distance.values()) / known
+            for d in sorted(self.by_distance):
+                out[f"recall_d{d}"] = self.by_distance[d][0] / self.by_distance[d][1]
         return out
 
     def position_curve(self) -> list[float]:

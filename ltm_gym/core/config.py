@@ -149,7 +149,9 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """Turn ``["train.lr=3e-4", "model.n_layer=2"]`` into a nested dict (values parsed as YAML)."""
+    """Turn ``["train.lr=3e-4", "model.n_layer=2"]`` into a nested dict (values parsed as YAML).
+    A key given both a value and sub-keys keeps the value as ``name``: ``task=recall-d4
+    task.distance=3`` is ``{"task": {"name": "recall-d4", "distance": 3}}``."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
@@ -158,8 +160,14 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
+            if part in node and not isinstance(node[part], dict):
+                node[part] = {"name": node[part]}
             node = node.setdefault(part, {})
-        node[parts[-1]] = _parse_value(raw)
+        value = _parse_value(raw)
+        if isinstance(node.get(parts[-1]), dict) and not isinstance(value, dict):
+            node[parts[-1]]["name"] = value
+        else:
+            node[parts[-1]] = value
     return out
 
 

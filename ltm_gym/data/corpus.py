@@ -56,15 +56,14 @@ def fresh_synthetic_documents(cfg: CorpusConfig, tokenizer, indices: list[int]) 
 
     vocab = Vocabulary(cfg.synthetic)
     docs = [generate_document(cfg.synthetic, i, vocab) for i in indices]
-    return tokenize_documents([{"id": i, "text": d.text, "answer_spans": d.answer_spans} for i, d in zip(indices, docs)],
+    return tokenize_documents([d.record(i) for i, d in zip(indices, docs)],
                               tokenizer, cfg.segment_len, cfg.min_tokens, cfg.max_segments)
 
 
 def build_corpus(cfg: CorpusConfig, tokenizer) -> dict[str, list[Document]]:
     """``{"train", "validation", "test"}`` lists of segmented documents."""
     if cfg.source == "synthetic":
-        docs = [{"id": i, "text": d.text, "answer_spans": d.answer_spans}
-                for i, d in enumerate(generate_corpus(cfg.synthetic))]
+        docs = [d.record(i) for i, d in enumerate(generate_corpus(cfg.synthetic))]
     else:
         docs = load_documents(cfg.source, cfg.text_field)
     segmented = tokenize_documents(docs, tokenizer, cfg.segment_len, cfg.min_tokens, cfg.max_segments)

@@ -12,11 +12,16 @@ from .loaders import CorpusError
 
 @dataclass
 class Document:
-    """One tokenized document: ``ids`` (n_segments, segment_len) and the answer-token mask."""
+    """One tokenized document: ``ids`` (n_segments, segment_len) and the answer-token mask; for
+    the synthetic corpus also, per token, the distance of the fact an answer asks
+    (``answer_distance``, 0 elsewhere) and the segment that asks a stated fact's VALUE
+    (``fact_due``: -1 never asked, 0 where no fact is stated)."""
 
     ids: torch.Tensor
     answer_mask: torch.Tensor
     doc_id: Any = None
+    answer_distance: torch.Tensor | None = None
+    fact_due: torch.Tensor | None = None
 
     @property
     def n_segments(self) -> int:
@@ -29,7 +34,8 @@ def tokenize_documents(docs: Sequence[dict[str, Any]], tokenizer, segment_len: i
     than ``max(min_tokens, 2 * segment_len)`` tokens (an episode needs a next segment).
 
     ``docs`` are dicts with ``text`` and optionally ``answer_spans`` (character spans of answer
-    tokens, from the synthetic corpus)."""
+    tokens, from the synthetic corpus), ``answer_distances`` (one per answer span), ``fact_spans``
+    and ``fact_dues`` (see :class:`~ltm_gym.data.synthetic.SyntheticDocument`)."""
     if segment_len < 2:
         raise CorpusError(f"segment_len={segment_len} must be >= 2")
     if not docs:
@@ -41,18 +47,33 @@ def tokenize_documents(docs: Sequence[dict[str, Any]], tokenizer, segment_len: i
         ids = torch.tensor(enc["input_ids"], dtype=torch.long)
         if len(ids) < need:
             continue
+        offsets = torch.tensor(enc["offset_mapping"])
+
+        def covering(a: int, b: int) -> torch.Tensor:
+            return (offsets[:, 0] < b) & (offsets[:, 1] > a)
+
         mask = torch.zeros(len(ids), dtype=torch.bool)
-        spans = doc.get("answer_spans") or []
-        if spans:
-            offsets = torch.tensor(enc["offset_mapping"])
-            for a, b in spans:
-                mask |= (offsets[:, 0] < b) & (offsets[:, 1] > a)
+        for a, b in doc.get("answer_spans") or []:
+            mask |= covering(a, b)
+        distance = due = None
+        if doc.get("answer_distances"):
+            distance = torch.zeros(len(ids), dtype=torch.int16)
+            for (a, b), d in zip(doc["answer_spans"], doc["answer_distances"]):
+                distance[covering(a, b)] = d
+        if doc.get("fact_spans"):
+            due = torch.zeros(len(ids), dtype=torch.int16)
+            for (a, b), d in zip(doc["fact_spans"], doc["fact_dues"]):
+                due[covering(a, b)] = d
         n_seg = len(ids) // segment_len
         if max_segments:
             n_seg = min(n_seg, max_segments)
         cut = n_seg * segment_len
+
+        def shaped(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x[:cut].view(n_seg, segment_len)
+
         out.append(Document(ids[:cut].view(n_seg, segment_len), mask[:cut].view(n_seg, segment_len),
-                            doc.get("id", n)))
+                            doc.get("id", n), shaped(distance), shaped(due)))
     if not out:
         raise CorpusError(f"none of the {len(docs)} documents has >= {need} tokens "
                           f"(min_tokens={min_tokens}, two segments of {segment_len}); nothing to train on")

@@ -7,13 +7,16 @@ same backend share its model and corpus; it is never copied.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ltm_gym.core import choose_device
 from ltm_gym.data.segments import Document
+from ltm_gym.data.tasks import TaskConfig, load_task, task_documents
 from ltm_gym.lm import LLMLTM
 from ltm_gym.metrics import TOP_K, perplexity, target_ranks
 
@@ -22,7 +25,8 @@ class MemoryLMBackend:
     """An LLM-LTM plus its documents (and, with ``lm_update``, the optimizer that co-trains it)."""
 
     def __init__(self, model: LLMLTM, documents: dict[str, list[Document]], tokenizer=None,
-                 device: str = "auto", lm_update: bool = False, lm_lr: float = 1e-4) -> None:
+                 device: str = "auto", lm_update: bool = False, lm_lr: float = 1e-4, corpus: Any = None,
+                 task: TaskConfig | None = None) -> None:
         if not documents or not any(documents.values()):
             raise ValueError("the backend needs at least one non-empty split of documents")
         self.device = choose_device(device)
@@ -33,6 +37,10 @@ class MemoryLMBackend:
         self.n_slots, self.slot_dim = model.mem_cfg.n_slots, model.mem_cfg.slot_dim
         self.vocab_size = model.vocab_size
         self.lm_update = lm_update
+        self.corpus = corpus
+        """The study's corpus config (what a task's documents are generated in), when known."""
+        self.task = task
+        """The task whose documents these are (None: the study's own corpus)."""
         self.optimizer = None
         if lm_update:
             params = [p for p in model.parameters() if p.requires_grad]
@@ -46,25 +54,44 @@ class MemoryLMBackend:
     @classmethod
     def from_study(cls, study_dir: str | Path | None = None, config: str | Path | None = None,
                    adapters: str = "memory", device: str = "auto", lm_update: bool = False, lm_lr: float = 1e-4,
-                   overrides: list[str] | dict[str, Any] | None = None, untrained: bool = False) -> "MemoryLMBackend":
+                   overrides: list[str] | dict[str, Any] | None = None, untrained: bool = False,
+                   task: str | dict[str, Any] | TaskConfig | None = None) -> "MemoryLMBackend":
         """The study's LM and corpus (:class:`~ltm_gym.study.StudyDir`; default: the default study).
         ``adapters``: ``memory`` | ``lora`` | ``none`` | a .safetensors file (e.g. the reader of a
         differentiable-writer run). A directory without a study, or a missing artifact, is an
-        error naming it; ``untrained=True`` asks for the config's LM untrained instead."""
+        error naming it; ``untrained=True`` asks for the config's LM untrained instead. ``task``: the
+        documents of a task (:mod:`ltm_gym.data.tasks`) instead of the study's own corpus."""
         from ltm_gym.study import StudyDir
 
+        resolved = None if task is None else load_task(task)   # a bad task fails before the LM loads
         study = StudyDir(study_dir, config, overrides)
         if config is None and not study.exists() and untrained:
             study = StudyDir(study_dir, "tiny", overrides)
+        corpus = study.config.corpus
+        documents = study.data.splits if resolved is None else task_documents(resolved, corpus, study.tokenizer)
         model = study.load_lm(adapters, untrained=untrained)
-        return cls(model, study.data.splits, study.tokenizer, device, lm_update, lm_lr)
+        return cls(model, documents, study.tokenizer, device, lm_update, lm_lr, corpus, resolved)
+
+    def with_task(self, task: str | dict[str, Any] | TaskConfig | None) -> "MemoryLMBackend":
+        """This backend (model, tokenizer, co-training optimizer: shared) on ``task``'s documents;
+        itself when it already serves that task or ``task`` is None."""
+        if task is None:
+            return self
+        resolved = load_task(task)
+        if self.task == resolved:
+            return self
+        twin = copy.copy(self)
+        twin.documents = task_documents(resolved, self.corpus, self.tokenizer)
+        twin.task = resolved
+        return twin
 
     def frozen(self) -> "MemoryLMBackend":
         """The same model and documents without co-training (for evaluation: stepping must not
         train the LM)."""
         if not self.lm_update:
             return self
-        return MemoryLMBackend(self.model, self.documents, self.tokenizer, str(self.device))
+        return MemoryLMBackend(self.model, self.documents, self.tokenizer, str(self.device), corpus=self.corpus,
+                               task=self.task)
 
     def docs(self, split: str) -> list[Document]:
         if split not in self.documents or not self.documents[split]:
@@ -85,9 +112,10 @@ class MemoryLMBackend:
 
     @staticmethod
     def segment_metrics(logits: torch.Tensor, ids: torch.Tensor, losses: torch.Tensor,
-                        answer_mask: torch.Tensor) -> list[dict[str, Any]]:
+                        answer_mask: torch.Tensor, answer_distance: torch.Tensor | None = None) -> list[dict[str, Any]]:
         """Per-row CE, perplexity, top-k and recall for ``info`` (vectorized over rows), with the
-        token losses and answer-token count that let evaluation aggregate rows exactly."""
+        token losses and answer-token count that let evaluation aggregate rows exactly; with
+        ``answer_distance`` (B, L) also each answer token's fact distance and exact-recall hit."""
         ranks = target_ranks(logits.detach(), ids.to(logits.device))
         losses = losses.detach().float()
         mask = answer_mask.to(losses.device)
@@ -99,6 +127,8 @@ class MemoryLMBackend:
         table = torch.stack(list(cols.values()), 1).cpu().tolist()
         counts = n_ans.cpu().tolist()
         token_losses = losses.cpu().numpy()
+        hits = (ranks == 0).cpu().numpy()
+        mask_np = mask.cpu().numpy()
         rows = []
         for i, (values, answered) in enumerate(zip(table, counts)):
             row: dict[str, Any] = dict(zip(cols, values))
@@ -107,5 +137,8 @@ class MemoryLMBackend:
             row["token_losses"] = token_losses[i].copy()
             if not answered:
                 del row["answer_ce"], row["recall_acc"]
+            elif answer_distance is not None:
+                row["answer_distance"] = answer_distance[i].numpy()[mask_np[i]].tolist()   # lists: rows differ
+                row["answer_hit"] = hits[i][mask_np[i]].tolist()                         # in length
             rows.append(row)
         return rows

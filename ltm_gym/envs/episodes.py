@@ -20,7 +20,7 @@ from gymnasium.vector import VectorEnv
 
 from .backend import MemoryLMBackend
 from .reward import Reward, RewardConfig, Segments
-from .selection import candidate_slots, write_selection
+from .selection import candidate_slots, held_codes, write_selection
 
 OBS_MODES = ("tokens", "hidden")
 ACTION_MODES = ("full", "slot", "select")
@@ -204,8 +204,16 @@ class Episodes:
         docs, nxt = self.docs, self.t + 1
         return Segments(ids=torch.stack([docs[d].ids[t] for d, t in zip(self.doc, nxt)]),
                         answer_mask=torch.stack([docs[d].answer_mask[t] for d, t in zip(self.doc, nxt)]),
+                        answer_distance=self.answer_distances(nxt),
                         keys=[(int(d), int(t), self.s.split) for d, t in zip(self.doc, nxt)],
                         lengths=lengths, prev_distance=torch.from_numpy(self.distance))
+
+    def answer_distances(self, t: np.ndarray) -> torch.Tensor | None:
+        """The fact distance of every token of segments ``t`` (n, L), where the documents have one."""
+        docs = [self.docs[d] for d in self.doc]
+        if any(doc.answer_distance is None for doc in docs):
+            return None
+        return torch.stack([doc.answer_distance[i] for doc, i in zip(docs, t)])
 
     def check_memory(self, memory: torch.Tensor, leading: tuple[int, ...]) -> None:
         want = (*leading, self.backend.n_slots, self.backend.slot_dim)
@@ -232,8 +240,14 @@ class Episodes:
         rewards = terms["reward"].detach().double().cpu().numpy()
         infos: list[dict] = [{} for _ in range(self.n)]
         if "losses" in terms:
-            for info, metrics in zip(infos, b.segment_metrics(terms["logits"], seg.ids, terms["losses"], seg.answer_mask)):
+            for info, metrics in zip(infos, b.segment_metrics(terms["logits"], seg.ids, terms["losses"], seg.answer_mask,
+                                                              seg.answer_distance)):
                 info.update(metrics)
+            if self.s.action_mode == "select" and seg.answer_distance is not None:
+                held = held_codes(b.model, memory, seg.ids, self.s.action_scale)
+                for i, info in enumerate(infos):
+                    if "answer_hit" in info:
+                        info["answer_held"] = held[i][seg.answer_mask[i].numpy()].tolist()
         if "distance" in terms:
             self.distance = terms["distance"].detach().double().cpu().numpy()
             for i in range(self.n):
@@ -257,7 +271,16 @@ class Episodes:
         truncated = ~terminated & (self.steps >= limit) if limit else np.zeros(self.n, dtype=bool)
         for i in range(self.n):
             infos[i].update({"document": int(self.doc[i]), "segment": int(self.t[i])})
+            due = self.fact_due(i)
+            if due is not None:
+                infos[i]["fact_due"] = due
         return rewards, terminated, truncated, infos
+
+    def fact_due(self, i: int) -> np.ndarray | None:
+        """(L,) for env i's current segment (task documents): at each stated fact's VALUE the
+        segment that asks it (-1: never), 0 elsewhere. What scripted reference policies read."""
+        due = self.docs[self.doc[i]].fact_due
+        return None if due is None else due[self.t[i]].numpy().astype(np.int64)
 
     def render_text(self, i: int) -> str:
         """The ansi rendering of env i: segment text, memory statistics, last reward."""

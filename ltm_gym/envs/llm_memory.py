@@ -8,18 +8,22 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ltm_gym.data.tasks import TaskConfig
+
 from .backend import MemoryLMBackend
 from .reward import RewardConfig
 from .episodes import DifferentiableReward, EnvSettings, Episodes
 
 
 def resolve_backend(backend: MemoryLMBackend | None, study_dir: str | Path | None, config: str | Path | None,
-                    device: str, lm_update: bool, lm_lr: float, adapters: str, untrained: bool = False) -> MemoryLMBackend:
+                    device: str, lm_update: bool, lm_lr: float, adapters: str, untrained: bool = False,
+                    task: str | dict[str, Any] | TaskConfig | None = None) -> MemoryLMBackend:
     if backend is not None:
         if lm_update and not backend.lm_update:
             raise ValueError("lm_update=True needs a backend built with lm_update=True")
-        return backend
-    return MemoryLMBackend.from_study(study_dir, config, adapters, device, lm_update, lm_lr, untrained=untrained)
+        return backend.with_task(task)
+    return MemoryLMBackend.from_study(study_dir, config, adapters, device, lm_update, lm_lr, untrained=untrained,
+                                      task=task)
 
 
 def env_settings(split: str, reward_mode: str, k: int, action_mode: str, action_scale: float,
@@ -65,7 +69,13 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
     * ``mimic``: d_{t-1} - d_t with d_t = sum_i min_j ||A m_{t,i} - emb_j|| (hypothesis 1, see
       ``ltm_gym/EmbeddingMimic-v0``).
     ``info`` carries ``ce``, ``ppl``, ``top5`` ... ``top100`` of the next segment, ``answer_ce`` and
-    ``recall_acc`` where it has answer tokens, ``prefix_lengths``, ``document`` and ``segment``.
+    ``recall_acc`` where it has answer tokens, ``prefix_lengths``, ``document`` and ``segment``; on
+    task documents also, per answer token, ``answer_distance`` (segments since its fact was stated)
+    and ``answer_hit`` (recalled exactly), and in select mode ``answer_held`` (the memory just
+    written holds the fact's own code: the share of facts still held when asked). ``reset`` and
+    ``step`` infos on task documents carry ``fact_due`` of the current segment: at each stated
+    fact's VALUE the segment that will ask it (-1: never asked), 0 elsewhere (privileged: for the
+    scripted reference policies of :mod:`baselines.scripted_memory`).
 
     ## Starting State
     A document drawn with ``self.np_random`` from the split (or ``options={"document": i}``),
@@ -76,6 +86,10 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
     ``max_segments`` steps.
 
     ## Arguments
+    * ``task``: which documents the env draws (:mod:`ltm_gym.data.tasks`): None (the study's own
+      corpus), a level of the memory ladder (``recall-d1``, ``recall-d2``, ``recall-d4``,
+      ``recall-d8``, ``recall-mixed``: facts asked 1..8 segments later), or a dict of task fields
+      overriding one (``{"name": "recall-d4", "distance": 3}``). The study is not rebuilt.
     * ``study_dir``: a study written by ``scripts/pretrain_lm.py`` or ``make demo`` (default: the
       default study, ``$LTM_GYM_STUDY_DIR`` or ``~/.cache/ltm_gym/study-tiny``, see
       :mod:`ltm_gym.study.layout`); a directory without a study is an error naming it.
@@ -107,11 +121,12 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
                  k: int = 4, action_mode: str = "full", action_scale: float = 1.0, obs_mode: str = "tokens",
                  max_segments: int | None = None, lm_update: bool = False, lm_lr: float = 1e-4,
                  adapters: str = "memory", device: str = "auto", render_mode: str | None = None,
-                 untrained: bool = False) -> None:
+                 untrained: bool = False, task: str | dict[str, Any] | TaskConfig | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}; allowed: {self.metadata['render_modes']} or None")
         self.render_mode = render_mode
-        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters, untrained)
+        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters, untrained,
+                                       task)
         settings = env_settings(split, reward_mode, k, action_mode, action_scale, obs_mode, max_segments)
         self.episodes = Episodes(self.backend, settings, 1)
         self.observation_space, self.action_space = self.episodes.obs_space, self.episodes.act_space
@@ -125,7 +140,11 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
             raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['document']")
         self.episodes.reset_one(0, self.np_random, options.get("document"))
         self._needs_reset = False
-        return self.episodes.observation(0), {"document": int(self.episodes.doc[0]), "segment": 0}
+        info: dict[str, Any] = {"document": int(self.episodes.doc[0]), "segment": 0}
+        due = self.episodes.fact_due(0)
+        if due is not None:
+            info["fact_due"] = due
+        return self.episodes.observation(0), info
 
     def step(self, action: np.ndarray):
         if self._needs_reset:

@@ -58,12 +58,14 @@ class Segments:
     """(N, k) prefix lengths (prefix mode)."""
     prev_distance: torch.Tensor | None = None
     """(N,) d_{t-1} (mimic mode)."""
+    answer_distance: torch.Tensor | None = None
+    """(N, L) the distance of the fact each answer token asks (task documents; metrics only)."""
 
     def repeat(self, times: int) -> "Segments":
         """The same N rows ``times`` times over (K candidates per state -> K * N rows)."""
         rep = lambda x: None if x is None else x.repeat(times, *([1] * (x.dim() - 1)))  # noqa: E731
         return Segments(rep(self.ids), rep(self.answer_mask), self.keys * times, rep(self.lengths),
-                        rep(self.prev_distance))
+                        rep(self.prev_distance), rep(self.answer_distance))
 
 
 class Reward:

@@ -37,3 +37,12 @@ def candidate_slots(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale:
 def write_selection(candidates: np.ndarray, scores: np.ndarray, n_slots: int) -> np.ndarray:
     """New memories (N, n_slots, d): the ``candidates`` (N, L + m, d) with the top ``scores`` (N, L + m)."""
     return np.take_along_axis(candidates, top_choices(scores, n_slots)[:, :, None], axis=1).astype(np.float32)
+
+
+def held_codes(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: float) -> np.ndarray:
+    """(N, L) bool: whether ``memory`` (N, m, d) holds the code of each position of ``ids`` (N, L).
+    A question's VALUE has the code of its fact's statement (the same value after the same key), so
+    at an answer token this says whether the fact is in memory when it is asked."""
+    codes = selection_codes(model, ids).cpu().numpy() * scale                     # (N, L, d)
+    diff = np.abs(codes[:, :, None, :] - memory[:, None, :, :]).max(-1)          # (N, L, m)
+    return (diff <= 1e-5 * max(1.0, scale)).any(-1)

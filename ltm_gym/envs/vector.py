@@ -10,6 +10,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from ltm_gym.data.tasks import TaskConfig
+
 from .backend import MemoryLMBackend
 from .episodes import DifferentiableReward, Episodes
 from .llm_memory import LLMMemoryEnv, env_settings, resolve_backend
@@ -34,12 +36,14 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
                  k: int = 4, action_mode: str = "full", action_scale: float = 1.0, obs_mode: str = "tokens",
                  max_segments: int | None = None, lm_update: bool = False, lm_lr: float = 1e-4,
                  adapters: str = "memory", device: str = "auto", render_mode: str | None = None,
-                 max_episode_steps: int | None = None, untrained: bool = False) -> None:
+                 max_episode_steps: int | None = None, untrained: bool = False,
+                 task: str | dict[str, Any] | TaskConfig | None = None) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
         self.num_envs = num_envs
         self.render_mode = render_mode
-        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters, untrained)
+        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters, untrained,
+                                       task)
         limit = max_segments if max_segments is not None else max_episode_steps
         settings = env_settings(split, reward_mode, k, action_mode, action_scale, obs_mode, limit)
         self.episodes = Episodes(self.backend, settings, num_envs)
@@ -58,6 +62,11 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
         return cls(num_envs, backend=env.backend, split=s.split, reward_mode=s.reward.mode, k=s.reward.k,
                    action_mode=s.action_mode, action_scale=s.action_scale, obs_mode=s.obs_mode,
                    max_segments=s.max_segments, render_mode=env.render_mode)
+
+    @property
+    def n_documents(self) -> int:
+        """Documents in the env's split (``reset(options={"documents": [...]})`` picks among them)."""
+        return len(self.episodes.docs)
 
     def _stack(self) -> dict[str, np.ndarray]:
         obs = [self.episodes.observation(i) for i in range(self.num_envs)]

@@ -26,6 +26,12 @@ class StageConfig:
     all) of random positions of the previous segment (more slots: facts are there more often, and
     the reader learns to find one by its content); the rest hold ``n_slots`` random positions,
     as an agent's selection does."""
+    fact_memories: float = 0.0
+    """Select only: share of batches whose memory holds facts the way a store-and-keep agent's
+    does: the codes of the facts the segment asks (each with probability 0.8), of other facts of
+    the same document, and of random earlier positions, in random slot order (synthetic corpus:
+    a question's VALUE has its statement's code). Teaches the reader to pick one fact among many
+    held from several segments back, as the long-memory tasks need."""
     uninformative: float = 0.0
     """Memory only: share of rows whose memory says nothing about the text (all zeros, Gaussian
     noise at the memory's scale, or another document's memory, in equal parts), for the reader to
@@ -39,6 +45,7 @@ class StageConfig:
         check(self.induction_hint_steps >= 0, "induction_hint_steps", self.induction_hint_steps, ">= 0")
         check(0 <= self.all_positions <= 1, "all_positions", self.all_positions, "in [0, 1]")
         check(0 <= self.uninformative < 1, "uninformative", self.uninformative, "in [0, 1)")
+        check(0 <= self.fact_memories <= 1, "fact_memories", self.fact_memories, "in [0, 1]")
 
     def hint_at(self, step: int) -> float:
         """The induction hint's weight at optimizer step ``step``."""

@@ -58,6 +58,47 @@ def pair_batch(docs: list[Document], batch: int, g: torch.Generator, depth: int 
     return {"prev": torch.stack(prev), "ids": torch.stack(cur), "answer_mask": torch.stack(mask)}
 
 
+FACT_KEPT = 0.8
+"""fact_memory_batch: the chance that each fact a segment asks is in its memory."""
+RECENT = 8
+"""fact_memory_batch: random positions come from up to this many segments before the target."""
+
+
+def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Memories as a store-and-keep agent writes them, for the ``select`` reader: ids, answer_mask
+    (B, L) of a segment t >= 1, ``prev`` (B, S, L) its whole document and ``select`` (B, n_slots)
+    positions of it: the facts segment t asks (each with probability :data:`FACT_KEPT`; a question's
+    VALUE has the code of its statement), facts asked in other segments, then random positions of
+    the segments before t, in random slot order. Documents of one number of segments S (the first's)."""
+    S = docs[0].n_segments
+    pool = [d for d in docs if d.n_segments == S and d.answer_mask[1:].any()]
+    if not pool or S < 2:
+        raise ValueError("fact memories need documents of >= 2 segments with answer tokens (the synthetic corpus)")
+    prev, cur, mask, select = [], [], [], []
+    for _ in range(batch):
+        d = pool[int(torch.randint(len(pool), (1,), generator=g))]
+        L = d.ids.shape[1]
+        asked = [t for t in range(1, S) if d.answer_mask[t].any()]
+        t = asked[int(torch.randint(len(asked), (1,), generator=g))]
+        flat_mask = d.answer_mask.reshape(-1)
+        own = [p for p in d.answer_mask[t].nonzero().flatten().add(t * L).tolist()
+               if float(torch.rand((), generator=g)) < FACT_KEPT]
+        others = [p for p in flat_mask.nonzero().flatten().tolist() if p // L != t]
+        others = [others[i] for i in torch.randperm(len(others), generator=g).tolist()]
+        n_other = int(torch.randint(0, max(0, n_slots - len(own)) + 1, (), generator=g))
+        chosen = own[:n_slots] + others[:n_other]
+        lo = max(0, t - RECENT) * L
+        filler = (lo + torch.randperm(t * L - lo, generator=g)).tolist()
+        chosen += [p for p in filler if p not in chosen][: n_slots - len(chosen)]
+        order = torch.randperm(len(chosen), generator=g).tolist()
+        select.append(torch.tensor([chosen[i] for i in order]))
+        prev.append(d.ids)
+        cur.append(d.ids[t])
+        mask.append(d.answer_mask[t])
+    return {"prev": torch.stack(prev), "ids": torch.stack(cur), "answer_mask": torch.stack(mask),
+            "select": torch.stack(select)}
+
+
 def _unwrap(model: torch.nn.Module) -> LLMLTM:
     return getattr(model, "module", model)
 
@@ -198,9 +239,11 @@ class SelectStage(Stage):
         return corpus.synthetic.distance if corpus.source == "synthetic" else 1
 
     def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+        m = study.config.lm.memory.n_slots
+        if sc.fact_memories > 0 and float(torch.rand((), generator=g)) < sc.fact_memories:
+            return fact_memory_batch(docs, sc.batch_size, m, g)
         batch = pair_batch(docs, sc.batch_size, g, self.depth(study))
         B, n = len(batch["ids"]), batch["prev"][0].numel()
-        m = study.config.lm.memory.n_slots
         k = m
         if float(torch.rand((), generator=g)) < sc.all_positions:
             k = int(torch.randint(m, n + 1, (), generator=g))

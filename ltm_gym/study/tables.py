@@ -28,7 +28,7 @@ import torch
 from ltm_gym.core import choose_device
 from ltm_gym.data.segments import Document
 from ltm_gym.lm import LLMLTM, previous_segment_memory
-from ltm_gym.metrics import TOP_K, SegmentMetrics
+from ltm_gym.metrics import TOP_K, SegmentMetrics, target_ranks
 
 from .layout import StudyDir
 
@@ -118,6 +118,47 @@ def study_dir_rows(study: StudyDir, split: str = "test", device: str = "auto") -
     baseline = study.load_lm("lora")
     memory_lm = study.load_lm("memory") if study.adapter_file("memory").is_file() else None
     return study_rows(baseline, memory_lm, eval_documents(study, split), cfg.eval_batch, cfg.oracle_segments, device)
+
+
+STATEMENT = (3, 2)
+"""A stated fact "remember : KEY VALUE ." around its VALUE token: 3 tokens before it, 1 after."""
+
+
+def stated_facts(doc: Document, t: int) -> torch.Tensor:
+    """The token ids of the statements of every fact segment ``t`` of ``doc`` asks, in the order
+    they were stated (empty when it asks none): the least context that holds its answers."""
+    before, after = STATEMENT
+    items = [doc.ids[s, p - before : p + after] for s, p in (doc.fact_due[:t] == t).nonzero().tolist()]
+    return torch.cat(items) if items else doc.ids.new_zeros(0)
+
+
+@torch.no_grad()
+def score_task(model: LLMLTM, docs: list[Document], batch: int, with_facts: bool, device: str = "auto") -> SegmentMetrics:
+    """Metrics of ``model`` without memory on every segment t >= 1 of task documents, with recall by
+    fact distance; ``with_facts``: with only the statements of the facts segment t asks in its
+    context (:func:`stated_facts`): a perfect-memory reference that needs no copying across
+    segments, only from a short context."""
+    dev = choose_device(device)
+    model.to(dev).eval()
+    metrics = SegmentMetrics()
+    rows = [(i, t) for i, d in enumerate(docs) for t in range(1, d.n_segments)]
+    groups: dict[int, list[tuple[int, int, torch.Tensor]]] = {}
+    for i, t in rows:
+        ctx = stated_facts(docs[i], t) if with_facts else docs[i].ids.new_zeros(0)
+        groups.setdefault(len(ctx), []).append((i, t, ctx))
+    for width, group in sorted(groups.items()):
+        for s in range(0, len(group), batch):
+            chunk = group[s : s + batch]
+            ids = torch.stack([docs[i].ids[t] for i, t, _ in chunk]).to(dev)
+            mask = torch.stack([docs[i].answer_mask[t] for i, t, _ in chunk])
+            context = torch.stack([c for _, _, c in chunk]).to(dev) if width else None
+            logits, losses = model(ids, None, context_ids=context)
+            metrics.add(logits, ids, losses, mask, [i for i, _, _ in chunk])
+            hits = (target_ranks(logits.float(), ids) == 0).cpu()
+            for row, (i, t, _) in enumerate(chunk):
+                if docs[i].answer_distance is not None and mask[row].any():
+                    metrics.add_by_distance(docs[i].answer_distance[t][mask[row]], hits[row][mask[row]])
+    return metrics
 
 
 def eval_documents(study: StudyDir, split: str = "test") -> list[Document]:

@@ -99,3 +99,53 @@ def test_selection_update_moves_probability_toward_the_better_sample(backend):
         after, _ = agent.policy.log_prob_entropy(obs, flat)
     gain = after - before
     assert (gain[0] > 0).all() and (gain[0] > gain[1:].max(0).values).all() and gain[1:].mean() < 0
+
+
+def test_episode_advantages_leave_one_out_over_reward_to_go():
+    from agents.reinforce import episode_advantages
+
+    # 2 groups of K = 2 episodes, 3 steps; the last env's episode ends after step 1
+    r = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0], [1.0, 0.0, 0.0, 9.0]])
+    active = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.bool)
+    adv = episode_advantages(r, active, 2, 1.0, normalize=False)
+    # group 0: reward-to-go (1, 1, 1) vs (0, 0, 0): the early actions get the late reward's credit
+    assert adv[:, 0].tolist() == [1.0, 1.0, 1.0] and adv[:, 1].tolist() == [-1.0, -1.0, -1.0]
+    # group 1: togo (1, 0, 0) vs (2, 2, -): at step 2 env 2 runs alone -> the step's mean baseline
+    step2_mean = (1.0 + 0.0 + 0.0) / 3
+    assert adv[:2, 2].tolist() == [-1.0, -2.0] and adv[:2, 3].tolist() == [1.0, 2.0]
+    assert adv[2, 2].item() == pytest.approx(0.0 - step2_mean) and adv[2, 3] == 0.0     # inactive: no advantage
+    assert episode_advantages(r, active, 2, 0.0, normalize=False)[0, 0] == 0.0          # gamma 0: no future
+    norm = episode_advantages(r, active, 2, 1.0, normalize=True)
+    assert norm[active].std().item() == pytest.approx(1.0, abs=1e-5) and norm[2, 3] == 0.0
+
+
+def test_gamma_changes_the_update_when_rewards_come_after_the_action(backend):
+    """Facts asked two segments later: the reward of an action arrives after it. With whole-episode
+    rollouts the discount decides how far that credit reaches, so gamma changes the policy; with the
+    one-step rollout of the 'step' preset it could not (the future of a 1-step rollout is empty)."""
+    def trained(gamma: float, rollout: str) -> torch.Tensor:
+        env = LLMMemoryVectorEnv(num_envs=4, backend=backend, action_mode="select", reward_mode="full")
+        agent = ReinforceAgent(env, ReinforceConfig(lr=1e-2, group_size=2, gamma=gamma, rollout=rollout, device="cpu",
+                                                    seed=0, writer=WriterConfig(d_model=16, n_head=2)))
+        agent.learn(16)
+        assert agent.updates >= 1
+        return torch.cat([p.detach().flatten() for p in agent.policy.parameters()])
+
+    assert not torch.equal(trained(0.0, "episode"), trained(0.9, "episode"))
+    assert torch.equal(trained(0.0, "step"), trained(0.9, "step"))
+
+
+def test_episode_rollouts_run_k_episodes_of_one_document(backend):
+    env = LLMMemoryVectorEnv(num_envs=4, backend=backend, action_mode="select", reward_mode="full")
+    agent = ReinforceAgent(env, ReinforceConfig(group_size=2, rollout="episode", device="cpu", seed=0,
+                                                writer=WriterConfig(d_model=16, n_head=2)))
+    batch = agent.collect()
+    T = batch["rewards"].shape[0]
+    assert batch["active"].all() and T == backend.docs("train")[0].n_segments - 1       # whole episodes
+    tokens = batch["obs"]["tokens"][0]
+    assert torch.equal(tokens[0], tokens[1]) and torch.equal(tokens[2], tokens[3])        # groups share a document
+    assert not torch.equal(batch["samples"][0, 0], batch["samples"][0, 1])                # ... not their actions
+    assert agent.num_timesteps == 4 * T
+    with pytest.raises(ValueError, match="multiple"):
+        ReinforceAgent(LLMMemoryVectorEnv(num_envs=3, backend=backend, action_mode="select"),
+                       ReinforceConfig(group_size=2, rollout="episode", device="cpu"))

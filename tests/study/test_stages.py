@@ -157,3 +157,33 @@ def test_memory_batches_mix_uninformative_rows(study_data, tmp_path):
     assert torch.equal(stage.memory(model, plain), previous_segment_memory(model, plain["prev"]))
     with pytest.raises(ConfigError, match="uninformative"):
         tiny_study_config(memory={"uninformative": 1.0})
+
+
+def test_select_fact_memories_hold_the_asked_facts_among_others(study_data, tmp_path):
+    from ltm_gym.lm import selection_codes
+    from ltm_gym.study.stages import FACT_KEPT, STAGES
+
+    cfg = tiny_study_config(select={"fact_memories": 1.0})
+    study = StudyDir(tmp_path / "s", cfg)
+    docs = study_data.splits["train"]
+    model = study.load_lm("none", untrained=True)
+    m, L, asked, found = 4, 32, 0, 0
+    for step in range(10):
+        b = STAGES["select"].batch(study, docs, cfg.select, step, torch.Generator().manual_seed(step))
+        assert b["select"].shape == (4, m) and b["prev"].shape == (4, 3, L)
+        for prev, cur, mask, sel in zip(b["prev"], b["ids"], b["answer_mask"], b["select"]):
+            assert len(set(sel.tolist())) == m                                      # distinct slots
+            t = next(t for t in range(3) if torch.equal(prev[t], cur))
+            assert t >= 1 and mask.any()
+            codes = selection_codes(model, prev).reshape(-1, 16)
+            held = codes[sel]
+            own = selection_codes(model, cur[None])[0][mask]                          # the asked facts' codes
+            for code in own:                                                          # (= their statements')
+                asked += 1
+                found += bool((held - code).abs().amax(-1).min() < 1e-6)
+            doc = next(d for d in docs if torch.equal(d.ids, prev))
+            flat = doc.answer_mask.reshape(-1)
+            assert all(flat[p] for p in sel.tolist() if p // L >= t)     # nothing of segment t or later but facts
+    assert 0.6 * FACT_KEPT < found / asked <= 1.0
+    loss, _ = STAGES["select"].loss(model, b)
+    assert torch.isfinite(loss)

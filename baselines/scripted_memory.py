@@ -1,0 +1,104 @@
+"""Scripted selection policies: the references of the memory-task ladder.
+
+Each policy writes a selection action (``action_mode="select"``: a score per position of the
+current segment and per previous slot; the env stores the top ``n_slots``) from the env's own
+annotations of the current segment (``info["fact_due"]``: at each stated fact's VALUE, the
+segment that will ask it, -1 if none, 0 where no fact is stated):
+
+* ``store``: this segment's stated facts, nothing kept (what an agent judged by its immediate
+  reward alone learns: at distance >= 2 no stored fact pays in the next segment);
+* ``fifo``: this segment's stated facts, then the previous slots that hold facts, newest first
+  (a queue; it does not know which facts will be asked);
+* ``keep``: perfect store-and-keep: the facts that will still be asked, new or kept, the ones asked
+  soonest first when they do not all fit (privileged: it reads when each fact is asked).
+
+Read through a reader (the study's ``select`` adapters, or a co-trained one), ``keep`` is the
+perfect-memory reference of the reader: what an agent that always holds the right facts gets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ltm_gym.envs import LLMMemoryEnv
+from ltm_gym.envs.selection import top_choices
+from ltm_gym.metrics import SegmentMetrics
+
+POLICIES = ("store", "fifo", "keep")
+
+
+class ScriptedSelector:
+    """One scripted policy on one single env; it follows which fact each slot holds (the segment
+    asking it, 0 for none) by replaying the env's own top-k choice."""
+
+    def __init__(self, policy: str, segment_len: int, n_slots: int) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"scripted policy {policy!r} is not one of {POLICIES}")
+        self.policy, self.L, self.m = policy, segment_len, n_slots
+        self.slot_due = np.zeros(n_slots, dtype=np.int64)
+        self.slot_age = np.zeros(n_slots, dtype=np.int64)
+
+    def reset(self) -> None:
+        self.slot_due[:] = 0
+        self.slot_age[:] = 0
+
+    def act(self, fact_due: np.ndarray, segment: int) -> np.ndarray:
+        """The action for the current segment (index ``segment``) given its ``fact_due`` (L,)."""
+        L, m = self.L, self.m
+        score = np.full(L + m, -1.0, dtype=np.float32)
+        stated = fact_due != 0
+        if self.policy in ("store", "fifo"):
+            score[:L][stated] = 1.0
+        if self.policy == "fifo":
+            held = self.slot_due != 0
+            score[L:][held] = 0.5 - 0.01 * np.minimum(self.slot_age[held], 40)
+        if self.policy == "keep":
+            # a fact asked in segment u must be held in every memory written at steps t .. u - 1
+            new = fact_due > segment
+            score[:L][new] = 1.0 - 0.01 * np.minimum(fact_due[new] - segment, 40)
+            kept = self.slot_due > segment
+            score[L:][kept] = 1.0 - 0.01 * np.minimum(self.slot_due[kept] - segment, 40)
+        chosen = top_choices(score[None], m)[0]
+        due = np.concatenate([np.where(stated, fact_due, 0), self.slot_due])
+        age = np.concatenate([np.zeros(L, dtype=np.int64), self.slot_age + 1])
+        self.slot_due, self.slot_age = due[chosen], age[chosen]
+        self.slot_due[self.slot_due < 0] = -1          # stated but never asked: still a fact
+        return score
+
+
+def scripted_metrics(env: LLMMemoryEnv, policy: str, n_documents: int | None = None) -> SegmentMetrics:
+    """Step ``env`` (select mode, task documents) through its split with a scripted ``policy``."""
+    env = env.unwrapped
+    if env.episodes.s.action_mode != "select":
+        raise ValueError(f"scripted policies write selections; the env's action_mode is {env.episodes.s.action_mode!r}")
+    n_slots = env.backend.n_slots
+    selector = ScriptedSelector(policy, env.backend.segment_len, n_slots)
+    metrics = SegmentMetrics()
+    n = len(env.backend.docs(env.episodes.s.split))
+    for doc in range(n if n_documents is None else min(n, n_documents)):
+        _, info = env.reset(options={"document": doc})
+        if "fact_due" not in info:
+            raise ValueError("scripted policies need task documents (env task=...): the study corpus has no "
+                             "fact annotations")
+        selector.reset()
+        done = False
+        while not done:
+            action = selector.act(info["fact_due"], info["segment"])
+            _, _, terminated, truncated, info = env.step(action)
+            metrics.add_info(info, doc)
+            done = terminated or truncated
+    return metrics
+
+
+def scripted_row(policy: str, env_kwargs: dict[str, Any], n_documents: int | None = None,
+                 split: str = "test") -> SegmentMetrics:
+    """:func:`scripted_metrics` on ``split`` of a fresh evaluation env built from ``env_kwargs``."""
+    import gymnasium as gym
+
+    import ltm_gym  # noqa: F401  (registers the env ids)
+
+    kwargs = {**env_kwargs, "split": split, "action_mode": "select", "reward_mode": "full", "lm_update": False,
+              "max_segments": None}
+    return scripted_metrics(gym.make("ltm_gym/LLMMemory-v0", **kwargs), policy, n_documents)

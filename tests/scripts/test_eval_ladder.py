@@ -1,0 +1,49 @@
+import json
+
+import pytest
+import torch
+import yaml
+
+from ltm_gym.data.tasks import task_documents
+from ltm_gym.study.tables import stated_facts
+from tests.fixtures import load_script
+
+TASK = {"name": "tiny-d2", "distance": 2, "n_segments": 6, "n_facts": 2, "n_documents": 30}   # 3 test documents
+
+
+def test_stated_facts_are_the_statements_a_segment_asks(tiny_study):
+    from ltm_gym.data.tasks import TaskConfig
+
+    docs = task_documents(TaskConfig(**TASK), tiny_study.config.corpus, tiny_study.tokenizer)["test"]
+    remember = tiny_study.tokenizer(" remember", add_special_tokens=False)["input_ids"]
+    for doc in docs:
+        assert len(stated_facts(doc, 1)) == 0                                   # segment 1 asks nothing
+        for t in range(2, 6):
+            ctx = stated_facts(doc, t).view(-1, 5)                              # "remember : KEY VALUE ."
+            assert len(ctx) == 2 and (ctx[:, 0] == remember[0]).all()
+            asked = doc.ids[t][doc.answer_mask[t]]
+            assert sorted(ctx[:, 3].tolist()) == sorted(asked.tolist())         # the values it asks
+
+
+def test_ladder_script_prints_the_references_and_an_agent(default_study, tmp_path, capsys):
+    task = tmp_path / "tiny-d2.yaml"
+    task.write_text(yaml.safe_dump(TASK))
+    run = tmp_path / "run"
+    load_script("train_agent").main(["--algo", "reinforce", "--steps", "24", "--num-envs", "4", "--run-dir", str(run),
+                                     "--device", "cpu", "--set", "rollout=episode", "--set", "group_size=2",
+                                     "--env-kwargs", f"task={task}", "task.n_documents=15", "action_mode=select",
+                                     "adapters=select", "reward_mode=answer", "device=cpu"])
+    stored = yaml.safe_load((run / "config.yaml").read_text())["env_kwargs"]["task"]
+    assert stored == {"name": str(task), "n_documents": 15}
+    capsys.readouterr()
+    load_script("eval_ladder").main(["--tasks", str(task), "--documents", "3", "--device", "cpu",
+                                     "--agent-runs", str(run), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    for row in ("lora_baseline", "oracle", "store[select]", "fifo[select]", "keep[select]", "agent:run"):
+        assert f"| {row} |" in out
+    summaries = json.loads((tmp_path / "out" / "tiny-d2.json").read_text())
+    assert summaries["keep[select]"]["held"] == 1.0 and summaries["store[select]"]["held"] == 0.0
+    assert summaries["lora_baseline"]["gap"] == 0.0 and summaries["oracle"]["gap"] == 1.0
+    assert set(summaries["agent:run"]) >= {"recall_d2", "held", "gap_lo", "gap_hi"}
+    with pytest.raises(Exception, match="recall-d9"):
+        load_script("eval_ladder").main(["--tasks", "recall-d9"])
