@@ -50,10 +50,12 @@ def eval_env(env_kwargs: dict[str, Any], split: str = "test", backend: Any = Non
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = True) -> str:
-    """The study's table for a finished agent run: its row beside the study's LM rows. Writes
-    ``RUN_DIR/eval/agent_table.{csv,json}`` and returns the printed report."""
+    """The study's table for a finished agent run: its row beside the study's LM rows (for a run
+    on a memory task, the task's: no memory and the facts-in-context oracle, with recall by
+    distance and the facts held when asked). Writes ``RUN_DIR/eval/agent_table.{csv,json}`` and
+    returns the printed report."""
     from ltm_gym.study import StudyDir
-    from ltm_gym.study.tables import eval_documents, report, study_dir_rows
+    from ltm_gym.study.tables import eval_documents, ladder_summary, ladder_table, report, study_dir_rows, task_lm_rows
 
     from .training import RunConfig, build
 
@@ -63,6 +65,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = 
     agent.load(run_dir / agent.file_name)
     study = StudyDir(cfg.env_kwargs.get("study_dir"))
     env = eval_env(cfg.env_kwargs, split, backend=agent.env.backend)
+    task = agent.env.backend.task
+    if task is not None:
+        if split != "test":
+            raise ValueError(f"split {split!r}: a run on a memory task is evaluated on the task's test documents")
+        rows = task_lm_rows(study, task)
+        rows[f"agent_{cfg.algo}"] = agent_metrics(agent, env)
+        table = report(rows, run_dir / "eval", "agent_table")
+        return table + "\n\n" + ladder_table(task.name, ladder_summary(rows))
     rows = study_dir_rows(study, split) if with_lm_rows else {}
     rows[f"agent_{cfg.algo}"] = agent_metrics(agent, env, len(eval_documents(study, split)))
     return report(rows, run_dir / "eval", "agent_table")

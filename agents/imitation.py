@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from ltm_gym.core.progress import progress_bar
 from ltm_gym.lm.memory import previous_segment_memory
 
 
@@ -57,7 +57,7 @@ def imitate_hypothesis2(writer: nn.Module, backend: Any, steps: int, scale: floa
     device = next(writer.parameters()).device
     docs = imitation_documents(backend, split)
     errors = []
-    for _ in tqdm(range(steps), desc="behaviour cloning", disable=not progress, dynamic_ncols=True):
+    for _ in progress_bar(range(steps), desc="behaviour cloning", disable=not progress, dynamic_ncols=True):
         obs, target = hypothesis2_batch(backend, docs, batch, scale, g)
         obs = {k: v.to(device) for k, v in obs.items()}
         target = target.to(device)

@@ -373,11 +373,11 @@ class ReinforceAgent:
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "ReinforceAgent":
         """Train until ``total_steps`` env steps (summed over envs) have been taken in all.
         ``callback(agent, stats)`` runs after every update; returning False stops."""
-        from tqdm.auto import tqdm
+        from ltm_gym.core.progress import progress_bar
 
         if self.cfg.imitate_steps and self.updates == 0:
             self.imitate(progress)
-        bar = tqdm(total=total_steps, initial=min(self.num_timesteps, total_steps), disable=not progress,
+        bar = progress_bar(total=total_steps, initial=min(self.num_timesteps, total_steps), disable=not progress,
                    desc="reinforce", dynamic_ncols=True)
         start = time.time()
         while self.num_timesteps < total_steps:
@@ -391,7 +391,7 @@ class ReinforceAgent:
             self.logger.scalars({f"charts/{k}": v for k, v in stats.items() if k not in losses}, self.num_timesteps)
             self.logger.scalars({"charts/steps_per_second": self.num_timesteps / max(1e-9, time.time() - start)},
                                 self.num_timesteps)
-            bar.set_postfix(reward=f"{stats['reward_mean']:.3f}")
+            bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", refresh=False)
             if callback is not None and callback(self, stats) is False:
                 break
         bar.close()

@@ -210,11 +210,11 @@ class SB3Agent:
 
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "SB3Agent":
         """Train until ``total_steps`` env steps in all (continuing a loaded model's count)."""
-        from tqdm.auto import tqdm
+        from ltm_gym.core.progress import progress_bar
 
         remaining = total_steps - self.num_timesteps
         if remaining > 0:
-            with tqdm(total=total_steps, initial=self.num_timesteps, disable=not progress, desc=self.name,
+            with progress_bar(total=total_steps, initial=self.num_timesteps, disable=not progress, desc=self.name,
                       dynamic_ncols=True) as bar:
                 self.model.learn(remaining, callback=ChartsCallback(self.logger, self.episodes, self, callback, bar),
                                  reset_num_timesteps=False, progress_bar=False, log_interval=1)

@@ -17,11 +17,12 @@ import argparse
 import time
 from pathlib import Path
 
-from baselines.ladder import agent_row, ladder_rows, ladder_summary, ladder_table, write_ladder
+from baselines.ladder import agent_row, ladder_rows
 from baselines.scripted_memory import POLICIES
 from ltm_gym.core.errors import run_main
 from ltm_gym.data.tasks import LEVELS, load_task
 from ltm_gym.study import StudyDir
+from ltm_gym.study.tables import ladder_summary, ladder_table, write_ladder
 
 
 def main(argv: list[str] | None = None) -> None:

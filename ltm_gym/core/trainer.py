@@ -24,12 +24,12 @@ from typing import Any, Callable, Iterable, Literal, Protocol
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import check
 from .device import autocast, bf16_support, choose_device, resolve_precision, to_device
 from .distributed import DistInfo, all_reduce_mean, init_distributed, shard, split_batch
+from .progress import progress_bar
 from .seeding import get_rng_state, seed_everything, set_rng_state
 
 LossOut = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
@@ -288,10 +288,10 @@ class Trainer:
             self.try_resume()
         cfg = self.cfg
         first = self.step
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.dist.is_main),
+        bar = progress_bar(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.dist.is_main),
                    dynamic_ncols=True, desc=self.run_dir.name if self.run_dir else "train")
         if cfg.progress and self.dist.is_main and self.step < cfg.steps:
-            tqdm.write(f"{bar.desc}: {self.device.type}, {self.precision} ({bf16_support(self.device)[1]})")
+            bar.write(f"{bar.desc}: {self.device.type}, {self.precision} ({bf16_support(self.device)[1]})")
         pool = ThreadPoolExecutor(1, thread_name_prefix="batch") if self.prefetch else None
         fetch = (lambda step: pool.submit(self.batch_fn, step)) if pool else (lambda step: _Ready(self.batch_fn, step))
         upcoming = fetch(self.step) if self.step < cfg.steps else None
@@ -305,7 +305,7 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     self.log(metrics, "train")
-                    bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+                    bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step"):
                         cb.on_step(self, metrics)

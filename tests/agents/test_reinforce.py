@@ -149,3 +149,22 @@ def test_episode_rollouts_run_k_episodes_of_one_document(backend):
     with pytest.raises(ValueError, match="multiple"):
         ReinforceAgent(LLMMemoryVectorEnv(num_envs=3, backend=backend, action_mode="select"),
                        ReinforceConfig(group_size=2, rollout="episode", device="cpu"))
+
+
+def test_episode_rollouts_resume_exactly(backend, tmp_path):
+    def agent():
+        env = LLMMemoryVectorEnv(num_envs=4, backend=backend, action_mode="select", reward_mode="full")
+        return ReinforceAgent(env, ReinforceConfig(lr=1e-2, group_size=2, gamma=1.0, rollout="episode", device="cpu",
+                                                   seed=3, writer=WriterConfig(d_model=16, n_head=2)))
+
+    def flat(a):
+        return torch.cat([p.detach().flatten() for p in a.policy.parameters()])
+
+    straight = agent().learn(24)
+    first = agent().learn(8)
+    first.save(tmp_path / "agent.pt")
+    resumed = agent().load(tmp_path / "agent.pt", restore_env=True)
+    resumed.learn(24)
+    assert resumed.num_timesteps == straight.num_timesteps == 24
+    assert torch.equal(flat(straight), flat(resumed))
+    assert resumed.episode_returns == straight.episode_returns

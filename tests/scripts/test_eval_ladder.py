@@ -11,7 +11,7 @@ from tests.fixtures import load_script
 TASK = {"name": "tiny-d2", "distance": 2, "n_segments": 6, "n_facts": 2, "n_documents": 30}   # 3 test documents
 
 
-def test_stated_facts_are_the_statements_a_segment_asks(tiny_study):
+def test_stated_facts_is_the_segment_stating_what_a_segment_asks(tiny_study):
     from ltm_gym.data.tasks import TaskConfig
 
     docs = task_documents(TaskConfig(**TASK), tiny_study.config.corpus, tiny_study.tokenizer)["test"]
@@ -19,10 +19,18 @@ def test_stated_facts_are_the_statements_a_segment_asks(tiny_study):
     for doc in docs:
         assert len(stated_facts(doc, 1)) == 0                                   # segment 1 asks nothing
         for t in range(2, 6):
-            ctx = stated_facts(doc, t).view(-1, 5)                              # "remember : KEY VALUE ."
-            assert len(ctx) == 2 and (ctx[:, 0] == remember[0]).all()
-            asked = doc.ids[t][doc.answer_mask[t]]
-            assert sorted(ctx[:, 3].tolist()) == sorted(asked.tolist())         # the values it asks
+            assert torch.equal(stated_facts(doc, t), doc.ids[t - 2])           # fixed distance: the source
+    mixed = TaskConfig(distance=1, max_distance=3, n_segments=8, n_facts=1, n_distractors=1, n_documents=30)
+    for doc in task_documents(mixed, tiny_study.config.corpus, tiny_study.tokenizer)["test"]:
+        for t in range(1, 8):
+            ctx = stated_facts(doc, t)
+            asked = doc.ids[t][doc.answer_mask[t]].tolist()
+            if not asked:
+                assert len(ctx) == 0
+                continue
+            pairs = {(int(ctx[p - 1]), int(ctx[p])) for p in range(3, len(ctx)) if ctx[p - 3] == remember[0]}
+            keys = doc.ids[t][doc.answer_mask[t].roll(-1)].tolist()            # the token before each answer
+            assert set(zip(keys, asked)) <= pairs                               # every asked fact is stated
 
 
 def test_ladder_script_prints_the_references_and_an_agent(default_study, tmp_path, capsys):
