@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ltm_gym.core.errors import run_main
 from ltm_gym.study import StudyDir
-from ltm_gym.study.pipeline import PipelineSettings, run_pipeline
+from baselines.pipeline import PipelineSettings, run_pipeline
 
 
 def main(argv: list[str] | None = None) -> None:

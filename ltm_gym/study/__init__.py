@@ -1,7 +1,8 @@
 """The LLM-LTM study: its directory layout (:class:`StudyDir`, the one owner of the artifact
-names), its config, the LM stages, the tables, the end-to-end pipeline and its plots.
+names), its config, the LM stages, the tables and the plots.
 
-Composes ``data`` and ``lm``; the envs load a study through :class:`StudyDir`.
+Composes ``data`` and ``lm``; the envs load a study through :class:`StudyDir`. The end-to-end
+pipeline, which also runs the agents and the differentiable writer, is ``baselines.pipeline``.
 """
 
 from .config import StageConfig, StudyConfig

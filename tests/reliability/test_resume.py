@@ -53,7 +53,7 @@ def test_interrupted_run_resumes_exactly(tiny_study, tmp_path, name, env_kwargs)
 
 def test_a_run_dir_of_another_config_is_refused_or_set_aside(tiny_study, tmp_path):
     from ltm_gym.core import ConfigError
-    from ltm_gym.study.pipeline import set_aside
+    from baselines.pipeline import set_aside
 
     cfg = run_config("reinforce", tiny_study, 8)
     train_run(cfg, tmp_path / "run", progress=False)

@@ -6,7 +6,9 @@ from agent pre-training on EmbeddingMimic-v0 (hypothesis 1) -> the differentiabl
 -> tables and plots.
 
 Every stage is cached in the study directory and resumes after an interruption; a finished one
-is skipped. The agents and the writer live outside ``ltm_gym`` and are imported here, at run time.
+is skipped. It composes the LM stages (``ltm_gym.study``), the agents and the differentiable writer,
+so it sits at the top of the import graph, beside the baselines it runs; nothing imports it but
+``scripts/run_study.py``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .layout import StudyDir
-from .plots import plot_study
-from .stages import run_stage, stages_for
-from .tables import eval_documents, report, study_dir_rows
+from agents.evaluation import agent_metrics, eval_env
+from agents.training import RunConfig, hyperparams, stored_changes, train_run
+from ltm_gym.core import config_changes, load_config, to_dict
+from ltm_gym.study import StudyDir
+from ltm_gym.study.plots import plot_study
+from ltm_gym.study.stages import run_stage, stages_for
+from ltm_gym.study.tables import eval_documents, report, study_dir_rows
+
+from .bptt_memory import BPTTConfig, evaluate_writer, train_writer
 
 
 @dataclass
@@ -71,11 +78,6 @@ def set_aside(run_dir: Path, changes: list[str], log) -> None:
 
 def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str], None] = print) -> str:
     """Run every stage of ``study`` not yet done; returns the printed report (tables, gaps, files)."""
-    from agents.evaluation import agent_metrics, eval_env
-    from agents.training import RunConfig, hyperparams, stored_changes, train_run
-    from baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer
-    from ltm_gym.core import config_changes, load_config, to_dict
-
     study.create()
     log("documents: " + ", ".join(f"{k} {len(v)}" for k, v in study.data.splits.items()))
     for stage in stages_for(study):

@@ -1,0 +1,79 @@
+"""No part imports one above it (the README's import table), checked from the sources: every
+``import`` and ``from ... import`` of the package, at module level or inside a function."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LOW = {"ltm_gym.core", "ltm_gym.data", "ltm_gym.lm", "ltm_gym.metrics"}
+ALLOWED = {
+    "ltm_gym.core": set(),
+    "ltm_gym.data": {"ltm_gym.core"},
+    "ltm_gym.lm": {"ltm_gym.core"},
+    "ltm_gym.metrics": {"ltm_gym.core"},
+    "ltm_gym.study": LOW,
+    "ltm_gym.envs": LOW | {"ltm_gym.study"},
+    "ltm_gym.presets": set(),
+    "ltm_gym": LOW | {"ltm_gym.study", "ltm_gym.envs"},        # the package's __init__ registers the envs
+    "agents": LOW | {"ltm_gym", "ltm_gym.study", "ltm_gym.envs"},
+    "baselines": LOW | {"ltm_gym", "ltm_gym.study", "ltm_gym.envs", "agents"},
+    "baselines.looped": {"ltm_gym.core"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def part(module: str) -> str:
+    """The layer of a dotted module name."""
+    p = module.split(".")
+    if p[0] == "ltm_gym":
+        return "ltm_gym" if len(p) == 1 else f"ltm_gym.{p[1]}"
+    if p[:2] == ["baselines", "looped"]:
+        return "baselines.looped"
+    return p[0]
+
+
+def imported(source: str, module: str, is_package: bool = False) -> set[str]:
+    """Every module of this project that the ``source`` of ``module`` imports (relative imports
+    resolved to the package they name)."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                out.add(".".join(base + ([node.module] if node.module else [])))
+            elif node.module:
+                out.add(node.module)
+    return {m for m in out if m.split(".")[0] in ("ltm_gym", "agents", "baselines")}
+
+
+SOURCES = sorted(p for pkg in ("ltm_gym", "agents", "baselines") for p in (ROOT / pkg).rglob("*.py"))
+
+
+def test_every_part_is_known():
+    parts = {part(module_name(p)) for p in SOURCES}
+    assert parts <= set(ALLOWED), parts - set(ALLOWED)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_part_imports_one_above_it(path):
+    src = part(module_name(path))
+    found = imported(path.read_text(), module_name(path), path.name == "__init__.py")
+    above = {m for m in found if part(m) != src and part(m) not in ALLOWED[src]}
+    assert not above, f"{path.relative_to(ROOT)} ({src}) imports {sorted(above)}"
+
+
+def test_the_check_sees_a_function_level_import():
+    """The rule covers imports inside functions (where the study pipeline's used to be)."""
+    source = "def f():\n    from agents.training import train_run\n    from .tables import report\n"
+    found = imported(source, "ltm_gym.study.probe")
+    assert found == {"agents.training", "ltm_gym.study.tables"}
+    assert {part(m) for m in found} - ALLOWED["ltm_gym.study"] - {"ltm_gym.study"} == {"agents"}
