@@ -1,59 +1,8 @@
 #!/usr/bin/env python
-"""The memory-task ladder's table on a study: for each level, no memory, the facts-in-context
-oracle, the scripted selection policies (store, fifo, keep = perfect store-and-keep) through each
-reader, and any agent runs, with answer CE, recall, the gap share closed (95 % paired-bootstrap
-interval over the test documents), the facts held in memory when asked, and recall by distance.
-Markdown to the terminal, JSON to --out (default STUDY_DIR/eval/ladder).
+"""``ltm-gym eval-ladder`` from a checkout: a thin wrapper of :mod:`ltm_gym.cli.eval_ladder` (``--help`` says what it does)."""
 
-  python scripts/eval_ladder.py                                        # every level, default study
-  python scripts/eval_ladder.py --tasks recall-d4 recall-mixed --documents 60
-  python scripts/eval_ladder.py --tasks recall-d4 --readers select runs/<run>/reader.safetensors \\
-      --agent-runs runs/<run>
-"""
-
-from __future__ import annotations
-
-import argparse
-import time
-from pathlib import Path
-
-from baselines.ladder import agent_row, ladder_rows
-from baselines.scripted_memory import POLICIES
+from ltm_gym.cli.eval_ladder import main
 from ltm_gym.core.errors import run_main
-from ltm_gym.data.tasks import LEVELS, load_task
-from ltm_gym.study import StudyDir
-from ltm_gym.study.tables import ladder_summary, ladder_table, write_ladder
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study-dir", type=Path, default=None,
-                        help="the study (default: $LTM_GYM_STUDY_DIR or ~/.cache/ltm_gym/study-tiny)")
-    parser.add_argument("--tasks", nargs="+", default=list(LEVELS), metavar="TASK",
-                        help=f"levels ({', '.join(LEVELS)}) or task YAML files (default: all levels)")
-    parser.add_argument("--readers", nargs="+", default=["select"], metavar="ADAPTERS",
-                        help="readers of the scripted policies: select (the study's) or .safetensors files")
-    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
-    parser.add_argument("--agent-runs", nargs="*", default=[], type=Path, metavar="RUN_DIR",
-                        help="agent runs (scripts/train_agent.py) to evaluate on every level")
-    parser.add_argument("--documents", type=int, default=None, help="test documents per level (default: all)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=None, help="where the JSON goes")
-    args = parser.parse_args(argv)
-    if args.documents is not None and args.documents < 1:
-        raise ValueError(f"--documents {args.documents}: must be >= 1")
-    tasks = [load_task(t) for t in args.tasks]                        # a bad name fails before any work
-    study = StudyDir(args.study_dir)
-    out = args.out or study.root / "eval" / "ladder"
-    for task in tasks:
-        start = time.time()
-        rows = ladder_rows(study.root, task, args.readers, args.policies, args.documents, args.device)
-        for run in args.agent_runs:
-            rows[f"agent:{run.name}"] = agent_row(run, task, args.documents)
-        summaries = ladder_summary(rows)
-        print(ladder_table(task.name, summaries))
-        print(f"\n{write_ladder(out, task.name, summaries)} ({time.time() - start:.0f} s)\n", flush=True)
-
 
 if __name__ == "__main__":
     run_main(main)

@@ -1,50 +1,8 @@
 #!/usr/bin/env python
-"""LM stages of the LLM-LTM study, on the shared core (each resumes, each is skipped once done).
+"""``ltm-gym pretrain-lm`` from a checkout: a thin wrapper of :mod:`ltm_gym.cli.pretrain_lm` (``--help`` says what it does)."""
 
-  pretrain  the tiny GPT-2 on the synthetic corpus (windows of several segments, so it learns to
-            copy from earlier segments); saved with its tokenizer under STUDY_DIR/lm
-  lora      the study's baseline: LoRA fine-tuning without memory -> lora_baseline.safetensors
-  memory    hypothesis 2: LoRA + memory read path trained with the previous segment's embeddings
-            as memory -> memory_lm.safetensors
-
-Examples:
-  python scripts/pretrain_lm.py                                   # the default study, all stages
-  python scripts/pretrain_lm.py --study-dir runs/study-tiny --stage lora
-  python scripts/pretrain_lm.py --config rugpt3small --study-dir runs/ru --stage lora memory
-"""
-
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
-
+from ltm_gym.cli.pretrain_lm import main
 from ltm_gym.core.errors import run_main
-from ltm_gym.study import StudyDir
-from ltm_gym.study.stages import STAGES, run_stage, stages_for
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None,
-                        help="preset name (ltm_gym/presets) or a YAML path (default: the study's own config "
-                             "when --study-dir holds one, else tiny)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set pretrain.train.steps=500 (repeatable)")
-    parser.add_argument("--study-dir", type=Path, default=None,
-                        help="directory of the study's artifacts (default: $LTM_GYM_STUDY_DIR or "
-                             "~/.cache/ltm_gym/study-tiny)")
-    parser.add_argument("--stage", nargs="+", choices=list(STAGES), default=None,
-                        help="stages to run (default: all that apply to the config)")
-    args = parser.parse_args(argv)
-
-    config = args.config or (None if StudyDir(args.study_dir).exists() else "tiny")
-    study = StudyDir(args.study_dir, config, args.overrides).create()
-    print(f"study directory: {study.root}")
-    print(f"TensorBoard:     tensorboard --logdir {study.root / 'stages'}")
-    print("documents: " + ", ".join(f"{k} {len(v)}" for k, v in study.data.splits.items()))
-    for stage in args.stage or stages_for(study):
-        print(f"{stage}: {run_stage(stage, study)}")
-
 
 if __name__ == "__main__":
     run_main(main)

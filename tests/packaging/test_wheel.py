@@ -70,3 +70,34 @@ def test_no_path_hacks_in_library_or_scripts():
     offenders = [str(p.relative_to(ROOT)) for d in ("scripts", "ltm_gym", "agents", "baselines")
                  for p in (ROOT / d).rglob("*.py") if "sys.path.insert" in p.read_text()]
     assert offenders == []
+
+
+@pytest.mark.slow
+def test_installed_wheel_has_the_ltm_gym_command(wheel, tiny_study, tmp_path):
+    """pip install of the wheel into a fresh venv (its dependencies seen from this one's
+    site-packages, not its editable checkout) gives the ``ltm-gym`` command, which trains a few
+    steps of an agent from an empty directory."""
+    import torch
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    (site,) = venv.glob("lib/python*/site-packages")
+    (site / "deps.pth").write_text(str(Path(torch.__file__).parents[1]) + "\n")   # a path line: its .pth files stay off
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)]
+    done = subprocess.run(pip, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    env = {"HF_HUB_OFFLINE": "1", "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "LTM_GYM_STUDY_DIR": str(tiny_study.root),
+           "OMP_NUM_THREADS": "1", "PYTHONNOUSERSITE": "1"}
+    cli = str(venv / "bin" / "ltm-gym")
+    listing = subprocess.run([cli, "--help"], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+    assert listing.returncode == 0 and "train-agent" in listing.stdout and "eval-ladder" in listing.stdout
+    run = subprocess.run([cli, "train-agent", "--steps", "8", "--num-envs", "2", "--device", "cpu", "--run-dir", "run",
+                          "--set", "n_steps=2", "--env-kwargs", "device=cpu"],
+                         capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (cwd / "run" / "agent.pt").is_file() and "8 env steps" in run.stdout
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import ltm_gym.cli; print(ltm_gym.cli.__file__)"],
+                           capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+    assert str(venv) in where.stdout                                     # the installed package, not the checkout

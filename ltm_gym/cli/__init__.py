@@ -1,0 +1,55 @@
+"""The package's commands: ``ltm-gym COMMAND [ARGS]`` (installed with the wheel), or
+``python scripts/COMMAND.py [ARGS]`` from a checkout; each command has ``--help``.
+
+The commands compose everything else (the LM stages, the envs, the agents, the baselines), so this
+package sits on top of the import graph and nothing else imports it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+
+COMMANDS = {
+    "pretrain-lm": ("pretrain_lm", "the study's LM stages: tiny LM, LoRA baseline, memory and select readers"),
+    "evaluate-lm": ("evaluate_lm", "the study's LM table (no memory, memory conditions, oracle)"),
+    "train-agent": ("train_agent", "train a memory agent (reinforce, ppo, a2c, sac, td3, ddpg, tqc)"),
+    "evaluate-agent": ("evaluate_agent", "an agent run's row beside the LM rows"),
+    "eval-ladder": ("eval_ladder", "the memory-task ladder's references and agents"),
+    "train-bptt-memory": ("train_bptt_memory", "the differentiable memory writer"),
+    "run-study": ("run_study", "the whole LLM-LTM study end to end (make demo)"),
+    "train-looped": ("train_looped", "train a looped transformer or GPT-2 on in-context regression"),
+    "eval-looped": ("eval_looped", "evaluate a looped-regression run against least squares"),
+    "compare-looped": ("compare_looped", "looped vs GPT-2 (and the report's variants) on the same prompts"),
+    "bench-env": ("bench_env", "benchmark: env steps per second"),
+    "bench-reward": ("bench_reward", "benchmark: the reward's forward"),
+    "bench-looped": ("bench_looped", "benchmark: a looped training step against the reference code"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: ltm-gym COMMAND [ARGS]   (ltm-gym COMMAND --help for a command's arguments)", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch ``argv`` (default: the process's arguments) to one command's ``main``."""
+    from ltm_gym.core.errors import run_main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return
+    name = args[0]
+    if name not in COMMANDS:
+        near = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        print(f"error: unknown command {name!r}{hint}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    module = importlib.import_module(f"ltm_gym.cli.{COMMANDS[name][0]}")
+    sys.argv[0] = f"ltm-gym {name}"
+    run_main(module.main, args[1:])

@@ -1,0 +1,93 @@
+"""Train a memory-writing agent on LLMMemory-v0 (or EmbeddingMimic-v0): one command for every
+algorithm, swapped with --algo; same run directory layout, TensorBoard scalars and evaluation.
+
+Examples:
+  python scripts/train_agent.py --algo reinforce --steps 20000
+  python scripts/train_agent.py --algo ppo --env-kwargs reward_mode=answer study_dir=runs/study-tiny
+  python scripts/train_agent.py --algo reinforce --env-id ltm_gym/EmbeddingMimic-v0 --steps 5000   # hypothesis 1
+  python scripts/train_agent.py --algo reinforce --init-from runs/<mimic-run>/agent.pt          # then fine-tune
+  python scripts/train_agent.py --run-dir runs/<run> --resume
+
+The run directory holds config.yaml (everything resolved), tb/ (charts/reward_mean,
+charts/episodic_return for every algorithm, plus each algorithm's losses/...), the agent
+(agent.pt or agent.zip), and eval/agent_table.{csv,json} with --eval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import agents
+from agents.training import RunConfig, hyperparams, train_run
+from ltm_gym.core import announce, new_run_dir, refuse_existing_run, run_config_source
+from ltm_gym.core.config import load_preset_dict, parse_overrides
+from ltm_gym.core.errors import run_main
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=agents.NAMES, default="reinforce", help="the RL algorithm")
+    parser.add_argument("--config", default=None,
+                        help="hyper-parameter YAML (default: the preset agents/ALGO)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a hyper-parameter, e.g. --set lr=1e-4 (repeatable)")
+    parser.add_argument("--env-id", default="ltm_gym/LLMMemory-v0",
+                        choices=["ltm_gym/LLMMemory-v0", "ltm_gym/EmbeddingMimic-v0"])
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="environment arguments: study_dir, reward_mode, k, action_mode, action_scale, "
+                             "max_segments, adapters, lm_update, ... (see help(LLMMemoryEnv))")
+    parser.add_argument("--num-envs", type=int, default=8, help="documents stepped together (default 8)")
+    parser.add_argument("--steps", type=int, default=20_000, help="total env steps, summed over envs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="agent device: auto, cpu, cuda")
+    parser.add_argument("--init-from", type=Path, default=None, help="agent file to start from")
+    parser.add_argument("--save-every", type=int, default=5000, help="checkpoint every this many env steps")
+    parser.add_argument("--eval", action="store_true", help="evaluate on the test split at the end")
+    parser.add_argument("--run-dir", type=Path, default=None, help="run directory (default: a new one in runs/)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+
+    if args.resume:
+        run_config_source(args)
+        given = [f for f in ("--algo", "--config", "--set", "--env-id", "--env-kwargs", "--num-envs", "--seed",
+                             "--init-from") if f in argv]
+        if given:
+            raise ValueError(f"{' '.join(given)} with --resume: a run continues with its own config "
+                             f"({args.run_dir / 'config.yaml'}); only --steps may grow")
+        cfg = RunConfig.load(args.run_dir)
+        if "--steps" in argv:
+            cfg.steps = max(cfg.steps, args.steps)
+        run_dir = args.run_dir
+    else:
+        if args.run_dir is not None:
+            refuse_existing_run(args.run_dir)
+        if args.init_from is not None and not args.init_from.is_file():
+            raise FileNotFoundError(f"--init-from {args.init_from}: no such file")
+        hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo)
+        hyper.update(parse_overrides(args.overrides))
+        cfg = RunConfig(algo=args.algo, env_id=args.env_id, env_kwargs=parse_overrides(args.env_kwargs),
+                        num_envs=args.num_envs, steps=args.steps, seed=args.seed, device=args.device,
+                        hyperparams=hyper, init_from=str(args.init_from) if args.init_from else None)
+        env_name = cfg.env_id.split("/")[-1]
+        run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed, create=False)
+    announce(run_dir)
+    existed = run_dir.exists()
+    try:
+        agent = train_run(cfg, run_dir, save_every=args.save_every)
+    except BaseException:
+        if not existed and not (run_dir / "config.yaml").exists():   # refused before it started: leave nothing
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    print(f"agent: {run_dir / agent.file_name} ({agent.num_timesteps} env steps)")
+    if args.eval:
+        from agents.evaluation import evaluate_run
+
+        print(evaluate_run(run_dir))
+
+
+if __name__ == "__main__":
+    run_main(main)
