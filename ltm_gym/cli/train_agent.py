@@ -25,6 +25,7 @@ from agents.training import RunConfig, hyperparams, train_run
 from ltm_gym.core import announce, new_run_dir, refuse_existing_run, run_config_source
 from ltm_gym.core.config import load_preset_dict, parse_overrides
 from ltm_gym.core.errors import run_main
+from ltm_gym.envs import LLMMemoryVectorEnv
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,9 +68,13 @@ def main(argv: list[str] | None = None) -> None:
             refuse_existing_run(args.run_dir)
         if args.init_from is not None and not args.init_from.is_file():
             raise FileNotFoundError(f"--init-from {args.init_from}: no such file")
+        if args.steps < 1:
+            raise ValueError(f"--steps {args.steps}: must be >= 1")
+        env_kwargs = parse_overrides(args.env_kwargs)
+        LLMMemoryVectorEnv.check_kwargs(env_kwargs)
         hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo)
         hyper.update(parse_overrides(args.overrides))
-        cfg = RunConfig(algo=args.algo, env_id=args.env_id, env_kwargs=parse_overrides(args.env_kwargs),
+        cfg = RunConfig(algo=args.algo, env_id=args.env_id, env_kwargs=env_kwargs,
                         num_envs=args.num_envs, steps=args.steps, seed=args.seed, device=args.device,
                         hyperparams=hyper, init_from=str(args.init_from) if args.init_from else None)
         env_name = cfg.env_id.split("/")[-1]

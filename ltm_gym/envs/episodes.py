@@ -92,6 +92,7 @@ class Episodes:
 
     def __init__(self, backend: MemoryLMBackend, settings: EnvSettings, n: int) -> None:
         settings.validate()
+        backend.docs(settings.split)                    # an unknown or empty split fails here, not at reset
         self.backend, self.s, self.n = backend, settings, n
         self.reward = Reward(backend, settings.reward)
         self.obs_space, self.act_space = make_spaces(backend, settings)

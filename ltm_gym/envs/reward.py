@@ -40,7 +40,7 @@ class RewardConfig:
     """Random prefixes per reward (prefix mode)."""
 
     def validate(self) -> None:
-        check(self.mode in REWARD_MODES, "mode", self.mode, ", ".join(REWARD_MODES))
+        check(self.mode in REWARD_MODES, "reward_mode", self.mode, ", ".join(REWARD_MODES))
         check(self.k >= 1, "k", self.k, ">= 1")
 
 

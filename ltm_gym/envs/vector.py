@@ -63,6 +63,20 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
                    action_mode=s.action_mode, action_scale=s.action_scale, obs_mode=s.obs_mode,
                    max_segments=s.max_segments, render_mode=env.render_mode)
 
+    @classmethod
+    def check_kwargs(cls, kwargs: dict[str, Any]) -> None:
+        """Refuse argument names the env does not take (naming the closest one) before anything is
+        built: what the scripts' ``--env-kwargs`` go through."""
+        import difflib
+        import inspect
+
+        known = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "num_envs", "backend")]
+        for name in kwargs:
+            if name not in known:
+                near = difflib.get_close_matches(name, known, n=1)
+                raise ValueError(f"env argument {name!r} is not one of LLMMemory-v0's "
+                                 + (f"(did you mean {near[0]!r}?)" if near else f"({', '.join(known)})"))
+
     @property
     def n_documents(self) -> int:
         """Documents in the env's split (``reset(options={"documents": [...]})`` picks among them)."""

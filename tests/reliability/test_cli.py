@@ -96,3 +96,21 @@ def test_a_study_refuses_another_config(tiny_study, tmp_path, capsys):
                                  "--set", "pretrain.train.steps=40"], capsys)
     assert str(tiny_study.root) in line and "pretrain.train.steps: 4 -> 40)" in line
     assert tiny_study.config_file.read_bytes() == before
+
+
+def test_env_arguments_and_steps_are_checked_before_anything_is_written(tmp_path, capsys):
+    run = tmp_path / "run"
+    line = fails("train_agent", ["--run-dir", str(run), "--env-kwargs", "reward_mod=answer"], capsys)
+    assert "'reward_mod'" in line and "did you mean 'reward_mode'?" in line
+    line = fails("train_agent", ["--run-dir", str(run), "--steps", "-5"], capsys)
+    assert "--steps -5" in line
+    assert not run.exists()
+
+
+def test_a_bad_split_or_reward_mode_is_named_when_the_env_is_made(backend):
+    from ltm_gym.envs import LLMMemoryEnv
+
+    with pytest.raises(ValueError, match="split 'nope' has no documents"):
+        LLMMemoryEnv(backend=backend, split="nope")                 # at construction, not at reset
+    with pytest.raises(ValueError, match="'reward_mode' has value 'bogus'"):
+        LLMMemoryEnv(backend=backend, reward_mode="bogus")
