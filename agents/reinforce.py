@@ -248,12 +248,7 @@ class ReinforceAgent:
         self.doc_rng = np.random.default_rng(self.cfg.seed)
         """Draws the documents of whole-episode rollouts (``rollout: episode``)."""
         if self.cfg.rollout == "episode" and env.num_envs > 1:          # (1 env: an agent built to act)
-            if env.num_envs % self.cfg.group_size:
-                raise ValueError(f"rollout 'episode' runs group_size={self.cfg.group_size} episodes per document: "
-                                 f"num_envs={env.num_envs} must be a multiple of it")
-            if not hasattr(env, "n_documents"):
-                raise ValueError("rollout 'episode' picks the documents of its episodes: it needs an env with "
-                                 "n_documents and reset(options={'documents': ...}) (LLMMemoryVectorEnv)")
+            self._check_episode_groups()
 
     @property
     def episode_returns(self) -> list[float]:
@@ -314,11 +309,7 @@ class ReinforceAgent:
             future = returns_to_go(batch["rewards"], batch["dones"], self.cfg.gamma) - batch["rewards"]
         adv = group_advantages(batch["scores"].reshape(K, T * N), future.reshape(-1), self.cfg.normalize_advantage)
         loss, stats = reinforce_loss(log_prob, adv.to(self.device), entropy, self.cfg.ent_coef)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        stats["grad_norm"] = float(nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm))
-        self.optimizer.step()
-        self.updates += 1
+        self._optimize(loss, stats)
         stats["reward_mean"] = float(batch["rewards"].mean())
         stats["group_reward_mean"] = float(batch["scores"].mean())
         return stats
@@ -327,9 +318,7 @@ class ReinforceAgent:
         """K whole episodes of each of num_envs / K documents, side by side: every env steps until
         its episode has ended once (an env that ends early steps on, masked out)."""
         env, K = self.env, self.cfg.group_size
-        if env.num_envs % K:
-            raise ValueError(f"rollout 'episode' runs group_size={K} episodes per document: "
-                             f"num_envs={env.num_envs} must be a multiple of it")
+        self._check_episode_groups()
         docs = self.doc_rng.integers(env.n_documents, size=env.num_envs // K).repeat(K).tolist()
         first = self.num_timesteps == 0 and self.updates == 0
         self._obs, _ = env.reset(seed=self.cfg.seed if first else None, options={"documents": docs})
@@ -352,6 +341,23 @@ class ReinforceAgent:
         return {"obs": obs, "samples": torch.stack(sample_buf), "rewards": torch.stack(rew_buf),
                 "active": torch.stack(act_buf)}
 
+    def _check_episode_groups(self) -> None:
+        """Whole-episode rollouts need num_envs a multiple of K and an env that takes the documents."""
+        if self.env.num_envs % self.cfg.group_size:
+            raise ValueError(f"rollout 'episode' runs group_size={self.cfg.group_size} episodes per document: "
+                             f"num_envs={self.env.num_envs} must be a multiple of it")
+        if not hasattr(self.env, "n_documents"):
+            raise ValueError("rollout 'episode' picks the documents of its episodes: it needs an env with "
+                             "n_documents and reset(options={'documents': ...}) (LLMMemoryVectorEnv)")
+
+    def _optimize(self, loss: torch.Tensor, stats: dict[str, float]) -> None:
+        """One clipped AdamW step on ``loss`` (both rollouts)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        stats["grad_norm"] = float(nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm))
+        self.optimizer.step()
+        self.updates += 1
+
     def update_episodes(self, batch: dict[str, Any]) -> dict[str, float]:
         active = batch["active"]
         adv = episode_advantages(batch["rewards"], active, self.cfg.group_size, self.cfg.gamma,
@@ -360,11 +366,7 @@ class ReinforceAgent:
         samples = batch["samples"][active][None].to(self.device)                 # (1, B, ...)
         log_prob, entropy = self.policy.log_prob_entropy(flat_obs, samples)
         loss, stats = reinforce_loss(log_prob[0], adv[active].to(self.device), entropy, self.cfg.ent_coef)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        stats["grad_norm"] = float(nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm))
-        self.optimizer.step()
-        self.updates += 1
+        self._optimize(loss, stats)
         rewards = batch["rewards"][active]
         stats["reward_mean"] = float(rewards.mean())
         stats["group_reward_mean"] = float((batch["rewards"] * active).sum(0).mean())

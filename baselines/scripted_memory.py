@@ -63,8 +63,7 @@ class ScriptedSelector:
         chosen = top_choices(score[None], m)[0]
         due = np.concatenate([np.where(stated, fact_due, 0), self.slot_due])
         age = np.concatenate([np.zeros(L, dtype=np.int64), self.slot_age + 1])
-        self.slot_due, self.slot_age = due[chosen], age[chosen]
-        self.slot_due[self.slot_due < 0] = -1          # stated but never asked: still a fact
+        self.slot_due, self.slot_age = due[chosen], age[chosen]       # -1: a fact never asked
         return score
 
 

@@ -127,8 +127,8 @@ class MemoryLMBackend:
         table = torch.stack(list(cols.values()), 1).cpu().tolist()
         counts = n_ans.cpu().tolist()
         token_losses = losses.cpu().numpy()
-        hits = (ranks == 0).cpu().numpy()
-        mask_np = mask.cpu().numpy()
+        if answer_distance is not None:                            # per-answer details: task documents only
+            hits, mask_np = (ranks == 0).cpu().numpy(), mask.cpu().numpy()
         rows = []
         for i, (values, answered) in enumerate(zip(table, counts)):
             row: dict[str, Any] = dict(zip(cols, values))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +69,6 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
     def check_kwargs(cls, kwargs: dict[str, Any]) -> None:
         """Refuse argument names the env does not take (naming the closest one) before anything is
         built: what the scripts' ``--env-kwargs`` go through."""
-        import difflib
-        import inspect
 
         known = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "num_envs", "backend")]
         for name in kwargs:
