@@ -57,11 +57,12 @@ def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = 
     from ltm_gym.study import StudyDir
     from ltm_gym.study.tables import eval_documents, ladder_summary, ladder_table, report, study_dir_rows, task_lm_rows
 
-    from .training import RunConfig, build
+    from .training import RunConfig, build, check_study
 
     run_dir = Path(run_dir)
     cfg = RunConfig.load(run_dir)
     _, agent = build(cfg, None, num_envs=1)
+    check_study(cfg, agent.env, run_dir)
     agent.load(run_dir / agent.file_name)
     study = StudyDir(cfg.env_kwargs.get("study_dir"))
     env = eval_env(cfg.env_kwargs, split, backend=agent.env.backend)

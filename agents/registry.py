@@ -13,6 +13,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv
 
 from .base import Agent
@@ -24,17 +26,46 @@ BUILDERS = {"reinforce": ReinforceAgent.from_config,
 NAMES = tuple(BUILDERS)
 
 
+TRANSPARENT_WRAPPERS = ("OrderEnforcing", "PassiveEnvChecker")
+"""Wrappers ``gymnasium.make`` adds that change nothing an agent sees."""
+
+
+def unwrap(env: Any) -> tuple[Any, int | None]:
+    """``env`` without its wrappers and the time limit they set (``TimeLimit``, e.g. from
+    ``max_episode_steps=``). Agents step the env itself, batched, so a wrapper that changes
+    observations, actions or rewards cannot be honoured: it is refused, named."""
+    from gymnasium.wrappers import TimeLimit
+
+    limit, refused = None, []
+    while isinstance(env, (gym.Wrapper, gym.vector.VectorWrapper)):
+        if isinstance(env, TimeLimit):
+            steps = env._max_episode_steps
+            limit = steps if limit is None else min(limit, steps)
+        elif type(env).__name__ not in TRANSPARENT_WRAPPERS:
+            refused.append(type(env).__name__)
+        env = env.env
+    if refused:
+        raise TypeError(f"agents cannot train through the wrapper(s) {', '.join(refused)}: they step the "
+                        "LLMMemory env itself, batched; pass the env without them (time limits, TimeLimit or "
+                        "max_episode_steps=, are honoured)")
+    return env, limit
+
+
 def as_vector_env(env: Any) -> LLMMemoryVectorEnv:
     """Our vector env for ``env`` (a single env is wrapped, one document at a time), or a
-    TypeError naming what ``env`` is."""
-    inner = getattr(env, "unwrapped", env)
+    TypeError naming what ``env`` is. Time limits of wrappers are honoured, other wrappers refused."""
+    inner, limit = unwrap(env)
     if isinstance(inner, LLMMemoryVectorEnv):
+        if limit is not None:
+            raise TypeError("a TimeLimit around a vector env is not honoured by agents: pass max_segments= "
+                            "to the env instead")
         return inner
     if isinstance(inner, LLMMemoryEnv):
-        return LLMMemoryVectorEnv.from_env(inner)
+        return LLMMemoryVectorEnv.from_env(inner, max_steps=limit)
     envs = getattr(inner, "envs", None)                                   # gymnasium's SyncVectorEnv
     if isinstance(envs, (list, tuple)) and envs and all(isinstance(e.unwrapped, LLMMemoryEnv) for e in envs):
-        return LLMMemoryVectorEnv.from_env(envs[0].unwrapped, num_envs=len(envs))
+        first, sub_limit = unwrap(envs[0])
+        return LLMMemoryVectorEnv.from_env(first, num_envs=len(envs), max_steps=sub_limit)
     raise TypeError(f"agents need an LLMMemory env; got {type(env).__name__} ({type(inner).__module__}."
                     f"{type(inner).__name__}): pass gymnasium.make('ltm_gym/LLMMemory-v0') or "
                     "gymnasium.make_vec('ltm_gym/LLMMemory-v0', num_envs=N, vectorization_mode='vector_entry_point')")

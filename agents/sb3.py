@@ -10,6 +10,7 @@ REINFORCE: ``learn``, ``predict``, ``save``, ``load``.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from ltm_gym.core import ArtifactError, load_checkpoint
+from ltm_gym.core import ArtifactError, atomic_write, load_checkpoint
 from ltm_gym.envs.sb3_vec import SB3VecEnv
 
 from .base import Callback, EpisodeTracker, RunLogger, env_state, load_reader, save_reader
@@ -71,7 +72,57 @@ def run_state_path(agent_path: Path, step: int) -> Path:
 
 
 def replay_path(agent_path: Path, step: int) -> Path:
-    return Path(agent_path).with_name(f"{Path(agent_path).stem}.replay-{step}.pkl")
+    return Path(agent_path).with_name(f"{Path(agent_path).stem}.replay-{step}.npz")
+
+
+REPLAY_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def save_replay(buffer: Any, path: Path) -> None:
+    """An off-policy replay buffer's arrays and position as a plain ``.npz`` (no pickle)."""
+    arrays: dict[str, np.ndarray] = {"pos": np.array(buffer.pos), "full": np.array(buffer.full)}
+    for name in REPLAY_FIELDS:
+        value = getattr(buffer, name, None)
+        if isinstance(value, dict):
+            arrays.update({f"{name}/{k}": v for k, v in value.items()})
+        elif value is not None:
+            arrays[name] = value
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+
+
+def load_replay(buffer: Any, path: Path) -> None:
+    """Fill ``buffer`` (built by the same algorithm and config) from :func:`save_replay`'s file;
+    arrays of another shape or a damaged file are an error naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                name, _, sub = key.partition("/")
+                if name in ("pos", "full"):
+                    continue
+                target = getattr(buffer, name)[sub] if sub else getattr(buffer, name)
+                if target.shape != data[key].shape:
+                    raise ValueError(f"{key} has shape {data[key].shape}, the buffer {target.shape}")
+                target[...] = data[key]
+            buffer.pos, buffer.full = int(data["pos"]), bool(data["full"])
+    except Exception as exc:  # numpy raises many kinds on a damaged or foreign file
+        raise ArtifactError(path, "replay buffer of this agent", exc) from exc
+
+
+def safe_custom_objects(path: Path, model: Any) -> dict[str, Any]:
+    """For every entry of an SB3 zip's ``data`` that SB3 would unpickle (spaces, schedules, policy
+    classes, buffers of episode infos, ...), the object this agent built from its own config: SB3
+    then loads the zip without unpickling anything (its tensors are weights-only loads)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        data = json.loads(archive.read("data").decode())
+    return {k: getattr(model, k, None) for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v}
 
 
 class MemoryFeaturesExtractor(BaseFeaturesExtractor):
@@ -229,10 +280,9 @@ class SB3Agent:
         to continue exactly: ``agent.state-STEP.pt`` (the env's state, the last observation, the
         global RNGs, the episode tracker) and, off-policy, ``agent.replay-STEP.pkl`` (the replay
         buffer); with a co-trained LLM-LTM also ``reader.safetensors``."""
-        import pickle
         import random
 
-        from ltm_gym.core import atomic_write, save_checkpoint
+        from ltm_gym.core import save_checkpoint
 
         path = Path(path)
 
@@ -244,7 +294,7 @@ class SB3Agent:
         # it: a kill at any point leaves a zip whose own sidecars are complete
         step = self.num_timesteps
         if getattr(self.model, "replay_buffer", None) is not None:
-            atomic_write(replay_path(path, step), lambda tmp: tmp.write_bytes(pickle.dumps(self.model.replay_buffer)))
+            save_replay(self.model.replay_buffer, replay_path(path, step))
         save_checkpoint({"env": env_state(self.venv.venv), "last_obs": self.model._last_obs,
                          "last_episode_starts": self.model._last_episode_starts, "episodes": self.episodes.state_dict(),
                          "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
@@ -266,16 +316,17 @@ class SB3Agent:
 
     def load(self, path: str | Path, restore_env: bool = False) -> "SB3Agent":
         """The agent saved at ``path``; ``restore_env`` (resuming its run) also restores the env,
-        the last observation, the RNGs and the replay buffer saved beside it."""
-        import pickle
+        the last observation, the RNGs and the replay buffer saved beside it. Nothing is unpickled
+        (:func:`safe_custom_objects`, :func:`load_replay`): a run directory from elsewhere cannot run code."""
         import random
 
         path = Path(path)
         self._check_zip(path)
         try:
+            custom = safe_custom_objects(path, self.model)
             with open(path, "rb") as fh:
-                self.model = self.cls.load(fh, env=self.venv, device=self.model.device)
-        except (ValueError, KeyError, RuntimeError, EOFError, OSError) as exc:
+                self.model = self.cls.load(fh, env=self.venv, device=self.model.device, custom_objects=custom)
+        except (ValueError, KeyError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
             raise ArtifactError(path, f"{self.name} agent that fits this env", exc) from exc
         self.model.set_logger(Logger(None, [LossWriter(self.logger)]))
         load_reader(self.venv.venv, path)
@@ -291,10 +342,7 @@ class SB3Agent:
             random.setstate(state["python_rng"])
             replay = replay_path(path, step)
             if replay.is_file():
-                try:
-                    self.model.replay_buffer = pickle.loads(replay.read_bytes())
-                except Exception as exc:  # pickle raises many kinds on a damaged file
-                    raise ArtifactError(replay, "replay buffer", exc) from exc
+                load_replay(self.model.replay_buffer, replay)
         return self
 
     def init_from(self, path: str | Path) -> None:

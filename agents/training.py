@@ -8,6 +8,7 @@ behind), and a run resumed before its first checkpoint still starts from ``init_
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ import gymnasium as gym
 import yaml
 
 import ltm_gym  # noqa: F401  (registers the env ids)
-from ltm_gym.core import ConfigError, atomic_write, config_changes, from_dict, load_config
+from ltm_gym.core import (ConfigError, announce, atomic_write, config_changes, from_dict, load_config, lock_run_dir,
+                          unlock_run_dir)
+from ltm_gym.core.interrupt import Interrupted, stop_requested, stop_signals
 
 from .base import Agent
 from .registry import make
@@ -34,6 +37,9 @@ class RunConfig:
     hyperparams: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
     """Agent file the run starts from (another run's agent, or a differentiable writer's writer.pt)."""
+    study: dict[str, str] | None = None
+    """The study the run trained on (its absolute path and fingerprint), recorded when it starts:
+    resuming or evaluating the run on another study is refused."""
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunConfig":
@@ -50,7 +56,20 @@ def stored_changes(cfg: RunConfig, run_dir: Path) -> list[str]:
         return []
     stored = asdict(RunConfig.load(run_dir))
     stored["steps"] = cfg.steps
+    stored["study"] = cfg.study      # checked against the env's own study (check_study)
     return config_changes(stored, asdict(cfg))
+
+
+def check_study(cfg: RunConfig, env: Any, run_dir: Path) -> None:
+    """Refuse an env whose study is not the one the run recorded (``cfg.study``); a run that
+    recorded none (started before runs recorded their study, or on an env without one) passes."""
+    used = getattr(getattr(env, "backend", None), "study", None)
+    if cfg.study is None or used is None or used["fingerprint"] == cfg.study["fingerprint"]:
+        return
+    raise ConfigError(f"{run_dir} was trained on the study at {cfg.study['path']} (fingerprint "
+                      f"{cfg.study['fingerprint']}); its env now loads {used['path']} (fingerprint "
+                      f"{used['fingerprint']}), another study or a rebuilt one: use the run's own study "
+                      f"(--env-kwargs study_dir=... or LTM_GYM_STUDY_DIR)")
 
 
 def hyperparams(algo: str) -> dict[str, Any]:
@@ -69,36 +88,60 @@ def build(cfg: RunConfig, run_dir: Path | None, num_envs: int | None = None) -> 
 
 
 def train_run(cfg: RunConfig | dict, run_dir: Path, save_every: int = 5000, progress: bool = True) -> Agent:
-    """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` env steps; returns the agent."""
+    """Train (or resume) the run in ``run_dir`` up to ``cfg.steps`` env steps; returns the agent.
+    The directory is locked meanwhile (another run into it is refused); SIGINT/SIGTERM end the run
+    at the next update with a checkpoint (:class:`ltm_gym.core.interrupt.Interrupted`)."""
     if isinstance(cfg, dict):
         cfg = from_dict(RunConfig, cfg)
     run_dir = Path(run_dir)
-    changes = stored_changes(cfg, run_dir)
-    if changes:
-        raise ConfigError(f"{run_dir} holds a run of another config ({', '.join(changes[:4])}); resume it with "
-                          "its own config, or start this one in a new run directory")
+    took = lock_run_dir(run_dir)
+    try:
+        changes = stored_changes(cfg, run_dir)
+        if changes:
+            raise ConfigError(f"{run_dir} holds a run of another config ({', '.join(changes[:4])}); resume it "
+                              "with its own config, or start this one in a new run directory")
+        return _train_locked(cfg, run_dir, save_every, progress)
+    finally:
+        if took:
+            unlock_run_dir(run_dir)
+
+
+def _train_locked(cfg: RunConfig, run_dir: Path, save_every: int, progress: bool) -> Agent:
+    if cfg.study is None and (run_dir / "config.yaml").is_file():
+        cfg.study = RunConfig.load(run_dir).study          # resuming: the study the run recorded
     env, agent = build(cfg, run_dir)
+    check_study(cfg, env, run_dir)
+    if cfg.study is None:
+        cfg.study = getattr(getattr(env, "backend", None), "study", None)
     ckpt = run_dir / agent.file_name
     if ckpt.is_file():
         agent.load(ckpt, restore_env=True)
         print(f"resumed at {agent.num_timesteps} env steps")
     elif cfg.init_from is not None:
         agent.init_from(cfg.init_from)
-    run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir)
+    announce(run_dir)
     next_save = [agent.num_timesteps + save_every]
+    stopped: list[tuple[int, int]] = []   # (signal, env steps of the checkpoint written for it)
 
-    def checkpoint(a: Agent, stats: dict) -> None:
-        if a.num_timesteps >= next_save[0]:
+    def checkpoint(a: Agent, stats: dict) -> bool:
+        """After every update (REINFORCE) or rollout (SB3): a point the run resumes from exactly."""
+        signum = stop_requested()
+        if a.num_timesteps >= next_save[0] or signum is not None:
             a.save(ckpt)
+            print(f"checkpoint: {ckpt} ({a.num_timesteps} env steps)", flush=True)
             next_save[0] = a.num_timesteps + save_every
+        if signum is not None:
+            stopped.append((signum, a.num_timesteps))
+            return False
+        return True
 
-    try:
+    with stop_signals():
         agent.learn(cfg.steps, callback=checkpoint, progress=progress)
-    except KeyboardInterrupt:
-        agent.save(ckpt)
-        print(f"interrupted: saved {ckpt}; continue with --run-dir {run_dir} --resume")
-        raise
+    if stopped:
+        env.close()
+        raise Interrupted(stopped[0][0], ckpt, f"{stopped[0][1]} env steps",
+                          f"continue with --run-dir {shlex.quote(str(run_dir))} --resume")
     agent.save(ckpt)
     env.close()
     return agent

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from agents.networks import MemoryWriter, WriterConfig
-from ltm_gym.core import TrainConfig, Trainer, atomic_write, check, save_config, step_generator
+from ltm_gym.core import TrainConfig, Trainer, atomic_write, check, load_checkpoint, save_config, step_generator
 from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend, Reward, RewardConfig, Segments
 from ltm_gym.metrics import SegmentMetrics
 
@@ -235,7 +235,7 @@ def save_writer(writer: MemoryWriter, cfg: BPTTConfig, path: Path) -> None:
 def load_writer(run_dir: str | Path, backend: MemoryLMBackend, cfg: BPTTConfig) -> MemoryWriter:
     """The writer of a finished run; its co-trained reader (if any) is loaded into ``backend``."""
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / WRITER_FILE, map_location="cpu", weights_only=False)
+    state = load_checkpoint(run_dir / WRITER_FILE)
     writer = build_writer(backend, cfg)
     writer.load_state_dict(state["policy"])
     if cfg.train_reader:

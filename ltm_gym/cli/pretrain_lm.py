@@ -15,8 +15,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
+from ltm_gym.core import lock_run_dir
 from ltm_gym.core.errors import run_main
 from ltm_gym.study import StudyDir
 from ltm_gym.study.stages import STAGES, run_stage, stages_for
@@ -37,9 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     config = args.config or (None if StudyDir(args.study_dir).exists() else "tiny")
-    study = StudyDir(args.study_dir, config, args.overrides).create()
+    study = StudyDir(args.study_dir, config, args.overrides)
+    lock_run_dir(study.root)           # one process at a time trains a study's stages
+    study.create()
     print(f"study directory: {study.root}")
-    print(f"TensorBoard:     tensorboard --logdir {study.root / 'stages'}")
+    print(f"TensorBoard:     tensorboard --logdir {shlex.quote(str(study.root / 'stages'))}")
     print("documents: " + ", ".join(f"{k} {len(v)}" for k, v in study.data.splits.items()))
     for stage in args.stage or stages_for(study):
         print(f"{stage}: {run_stage(stage, study)}")

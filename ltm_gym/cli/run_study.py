@@ -18,8 +18,10 @@ is refused (pass another --study-dir).
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
+from ltm_gym.core import lock_run_dir
 from ltm_gym.core.errors import run_main
 from ltm_gym.study import StudyDir
 from baselines.pipeline import PipelineSettings, run_pipeline
@@ -59,8 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     study = StudyDir(args.study_dir, args.config, args.overrides)
+    lock_run_dir(study.root)           # one process at a time trains a study's stages
     print(f"study directory: {study.root}")
-    print(f"TensorBoard:     tensorboard --logdir {study.root}")
+    print(f"TensorBoard:     tensorboard --logdir {shlex.quote(str(study.root))}")
     settings = PipelineSettings(select_steps=args.select_steps, agent_steps=args.agent_steps,
                                 continuous_lr=args.continuous_lr, imitate_steps=args.imitate_steps,
                                 mimic_steps=args.mimic_steps, pretrained_lm_lr=args.pretrained_lm_lr,

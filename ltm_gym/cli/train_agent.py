@@ -22,7 +22,7 @@ from pathlib import Path
 
 import agents
 from agents.training import RunConfig, hyperparams, train_run
-from ltm_gym.core import announce, new_run_dir, refuse_existing_run, run_config_source
+from ltm_gym.core import lock_run_dir, new_run_dir, refuse_existing_run, run_config_source
 from ltm_gym.core.config import load_preset_dict, parse_overrides
 from ltm_gym.core.errors import run_main
 from ltm_gym.envs import LLMMemoryVectorEnv
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.steps < 1:
             raise ValueError(f"--steps {args.steps}: must be >= 1")
         env_kwargs = parse_overrides(args.env_kwargs)
+        if env_kwargs.get("study_dir") is not None:     # the run is found from any working directory
+            env_kwargs["study_dir"] = str(Path(env_kwargs["study_dir"]).expanduser().resolve())
         LLMMemoryVectorEnv.check_kwargs(env_kwargs)
         hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo)
         hyper.update(parse_overrides(args.overrides))
@@ -79,9 +81,11 @@ def main(argv: list[str] | None = None) -> None:
                         hyperparams=hyper, init_from=str(args.init_from) if args.init_from else None)
         env_name = cfg.env_id.split("/")[-1]
         run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed, create=False)
-    announce(run_dir)
     existed = run_dir.exists()
+    lock_run_dir(run_dir)                       # another run in it is refused before anything is written
     try:
+        if not args.resume:
+            refuse_existing_run(run_dir)        # again, holding the lock: a run that started meanwhile
         agent = train_run(cfg, run_dir, save_every=args.save_every)
     except BaseException:
         if not existed and not (run_dir / "config.yaml").exists():   # refused before it started: leave nothing

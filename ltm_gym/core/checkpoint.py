@@ -38,14 +38,27 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def _numpy_globals() -> list[Any]:
+    """What a checkpoint's numpy arrays and scalars (RNG states, observations) need to load, and
+    nothing that can run code."""
+    import numpy as np
+    from numpy._core import multiarray
+
+    kinds = (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+             np.uint32, np.uint64, np.bool_)
+    return [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar, *(type(np.dtype(k)) for k in kinds)]
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`; a missing, empty, truncated or foreign
-    file is an error naming it."""
+    file is an error naming it. Loads are weights-only (tensors, numpy arrays, plain Python
+    values): a checkpoint from elsewhere cannot run code."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises EOFError, RuntimeError, UnpicklingError, ... by damage kind
         raise ArtifactError(path, "checkpoint", exc, "restore it, or delete it to start over") from exc
     if not isinstance(state, dict):

@@ -2,7 +2,8 @@
 
 A script's ``main`` runs under :func:`run_main`: a mistake in the input (a config value, a path, a
 damaged file) ends the script with one line, ``error: <what>, <the bad value>, <what is allowed>``,
-and exit code 2; anything else is a bug and keeps its traceback. ``--debug`` (or
+and exit code 2; a run stopped by Ctrl-C or SIGTERM (:mod:`ltm_gym.core.interrupt`) ends with one
+line and exit code 130; anything else is a bug and keeps its traceback. ``--debug`` (or
 ``LTM_GYM_DEBUG=1``) shows the traceback of an input error too.
 """
 
@@ -34,8 +35,18 @@ def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = N
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("LTM_GYM_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
+    from .interrupt import EXIT_CODE, Interrupted
+
     try:
         main(args)
+    except Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(EXIT_CODE) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted: a --resume continues from the last checkpoint written", file=sys.stderr)
+        raise SystemExit(EXIT_CODE) from None
     except USER_ERRORS as exc:
         if debug:
             raise

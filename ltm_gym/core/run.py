@@ -7,16 +7,59 @@ A run directory holds the resolved config (``config.yaml``), TensorBoard logs (`
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import shlex
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 RUNS_ROOT = Path("runs")
 _STARTED = time.time()
 RESUME_KEYS = ("train.steps",)
 """What ``--set`` may change when resuming a run."""
+LOCK_NAME = ".lock"
+_HELD: dict[Path, IO[str]] = {}
+
+
+class RunInUseError(ValueError):
+    """A run directory another live process holds."""
+
+
+def lock_run_dir(run_dir: str | Path) -> bool:
+    """Hold ``RUN_DIR/.lock`` (an OS lock that names the holder's pid) until :func:`unlock_run_dir`
+    or the process ends; the directory is created. A directory held by another live process is
+    refused, naming its pid; the lock of a process that died is free (the OS drops it), so its
+    file is taken over. Holding it again in the same process is a no-op (returns False; True when
+    this call took the lock)."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _HELD:
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(run_dir / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise RunInUseError(f"{run_dir} is in use by another run (process {holder}); wait for it to end, "
+                            "or choose another directory") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    _HELD[run_dir] = fh
+    return True
+
+
+def unlock_run_dir(run_dir: str | Path) -> None:
+    """Release a lock :func:`lock_run_dir` took (the file stays; it is free once unlocked)."""
+    fh = _HELD.pop(Path(run_dir).resolve(), None)
+    if fh is not None:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
 
 def new_run_dir(name: str, seed: int | None = None, root: str | Path = RUNS_ROOT, create: bool = True,
@@ -92,17 +135,30 @@ def run_config_source(args: argparse.Namespace) -> str | Path | None:
 
 
 def prepare_run_dir(args: argparse.Namespace, name: str, seed: int | None) -> Path:
-    """The run directory for ``args``: the run to continue (``--resume``), the given ``--run-dir``
-    if it holds no run yet, or a new one under runs/. A ``--run-dir`` holding another run without
-    ``--resume`` is refused before anything is written."""
+    """The run directory for ``args``, locked for this process (:func:`lock_run_dir`): the run to
+    continue (``--resume``), the given ``--run-dir`` if it holds no run yet, or a new one under
+    runs/. A ``--run-dir`` holding another run without ``--resume``, or in use, is refused before
+    anything is written."""
     if args.resume:
         run_config_source(args)
+        _lock_on_rank0(args.run_dir)
         return Path(args.run_dir)
     if args.run_dir is not None:
         refuse_existing_run(Path(args.run_dir))
-        Path(args.run_dir).mkdir(parents=True, exist_ok=True)
+        _lock_on_rank0(args.run_dir)
+        refuse_existing_run(Path(args.run_dir))   # again, holding the lock: a run that started meanwhile
         return Path(args.run_dir)
-    return new_run_dir(name, seed)
+    path = new_run_dir(name, seed)
+    _lock_on_rank0(path)
+    return path
+
+
+def _lock_on_rank0(run_dir: str | Path) -> None:
+    """Under torchrun rank 0 holds the lock for all ranks (the others write nothing of their own)."""
+    if int(os.environ.get("RANK", 0)) == 0:
+        lock_run_dir(run_dir)
+    else:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
 
 
 def refuse_existing_run(run_dir: Path) -> None:
@@ -115,7 +171,7 @@ def refuse_existing_run(run_dir: Path) -> None:
 def announce(run_dir: Path) -> None:
     """Print where the run writes and how to look at it."""
     print(f"run directory: {run_dir}")
-    print(f"TensorBoard:   tensorboard --logdir {run_dir}")
+    print(f"TensorBoard:   tensorboard --logdir {shlex.quote(str(run_dir))}")
 
 
 def write_json(path: str | Path, data: Any) -> None:

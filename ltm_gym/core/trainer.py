@@ -29,6 +29,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import check
 from .device import autocast, bf16_support, choose_device, resolve_precision, to_device
 from .distributed import DistInfo, all_reduce_mean, init_distributed, shard, split_batch
+from .interrupt import Interrupted, stop_requested, stop_signals
 from .progress import progress_bar
 from .seeding import get_rng_state, seed_everything, set_rng_state
 
@@ -282,6 +283,43 @@ class Trainer:
                 cb.on_eval(self, metrics)
         return metrics
 
+    def _train_loop(self, cfg: TrainConfig, bar: Any, fetch: Callable[[int], Any], upcoming: Any) -> int | None:
+        """Steps until ``cfg.steps``, a callback's stop, or a stop signal (returned: the run then
+        ends at this step, which the caller checkpoints)."""
+        while self.step < cfg.steps and not self.stop_requested:
+            signum = self._agreed_stop()
+            if signum is not None:
+                return signum
+            batch = upcoming.result()
+            upcoming = fetch(self.step + 1) if self.step + 1 < cfg.steps else None
+            metrics = self.train_step(batch)
+            metrics = {k: all_reduce_mean(v, self.dist, self.device) for k, v in metrics.items()}
+            self.last_metrics = metrics
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                self.log(metrics, "train")
+                bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
+            for cb in self.callbacks:
+                if hasattr(cb, "on_step"):
+                    cb.on_step(self, metrics)
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                self.evaluate()
+            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                path = self.save()
+                if path is not None:
+                    bar.write(f"checkpoint: {path} (step {self.step})")
+        return None
+
+    def _agreed_stop(self) -> int | None:
+        """The stop signal this process received; under torch.distributed every rank stops at the
+        same step when any of them received one."""
+        signum = stop_requested()
+        if not self.dist.enabled:
+            return signum
+        flag = torch.tensor([float(signum or 0)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item()) or None
+
     def fit(self, resume: bool = True) -> dict[str, float]:
         """Train up to ``cfg.steps`` (continuing from the checkpoint when ``resume``)."""
         if resume:
@@ -295,31 +333,16 @@ class Trainer:
         pool = ThreadPoolExecutor(1, thread_name_prefix="batch") if self.prefetch else None
         fetch = (lambda step: pool.submit(self.batch_fn, step)) if pool else (lambda step: _Ready(self.batch_fn, step))
         upcoming = fetch(self.step) if self.step < cfg.steps else None
+        signum = None
         try:
-            while self.step < cfg.steps and not self.stop_requested:
-                batch = upcoming.result()
-                upcoming = fetch(self.step + 1) if self.step + 1 < cfg.steps else None
-                metrics = self.train_step(batch)
-                metrics = {k: all_reduce_mean(v, self.dist, self.device) for k, v in metrics.items()}
-                self.last_metrics = metrics
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    self.log(metrics, "train")
-                    bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
-                for cb in self.callbacks:
-                    if hasattr(cb, "on_step"):
-                        cb.on_step(self, metrics)
-                if cfg.eval_every and self.step % cfg.eval_every == 0:
-                    self.evaluate()
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
-                    self.save()
-        except KeyboardInterrupt:
-            self.save()
-            raise
+            with stop_signals():
+                signum = self._train_loop(cfg, bar, fetch, upcoming)
         finally:
             bar.close()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        if signum is not None:
+            raise Interrupted(signum, self.save(), f"step {self.step}")
         if self.step == first and first >= cfg.steps and self.checkpoint_path and self.checkpoint_path.is_file():
             return self.last_metrics                  # a finished run, only loaded: nothing to write
         if self.eval_fn is not None and (not self.eval_history or self.eval_history[-1]["step"] != self.step):

@@ -37,6 +37,8 @@ class MemoryLMBackend:
         self.n_slots, self.slot_dim = model.mem_cfg.n_slots, model.mem_cfg.slot_dim
         self.vocab_size = model.vocab_size
         self.lm_update = lm_update
+        self.study: dict[str, str] | None = None
+        """The study it was loaded from (:meth:`StudyDir.identity`), None when built from parts."""
         self.corpus = corpus
         """The study's corpus config (what a task's documents are generated in), when known."""
         self.task = task
@@ -70,7 +72,9 @@ class MemoryLMBackend:
         corpus = study.config.corpus
         documents = study.data.splits if resolved is None else task_documents(resolved, corpus, study.tokenizer)
         model = study.load_lm(adapters, untrained=untrained)
-        return cls(model, documents, study.tokenizer, device, lm_update, lm_lr, corpus, resolved)
+        backend = cls(model, documents, study.tokenizer, device, lm_update, lm_lr, corpus, resolved)
+        backend.study = study.identity(adapters) if study.exists() else None
+        return backend
 
     def with_task(self, task: str | dict[str, Any] | TaskConfig | None) -> "MemoryLMBackend":
         """This backend (model, tokenizer, co-training optimizer: shared) on ``task``'s documents;
@@ -90,8 +94,10 @@ class MemoryLMBackend:
         train the LM)."""
         if not self.lm_update:
             return self
-        return MemoryLMBackend(self.model, self.documents, self.tokenizer, str(self.device), corpus=self.corpus,
+        twin = MemoryLMBackend(self.model, self.documents, self.tokenizer, str(self.device), corpus=self.corpus,
                                task=self.task)
+        twin.study = self.study
+        return twin
 
     def docs(self, split: str) -> list[Document]:
         if split not in self.documents or not self.documents[split]:

@@ -57,13 +57,15 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
         self._needs_reset = True
 
     @classmethod
-    def from_env(cls, env: "LLMMemoryEnv", num_envs: int = 1) -> "LLMMemoryVectorEnv":
+    def from_env(cls, env: "LLMMemoryEnv", num_envs: int = 1, max_steps: int | None = None) -> "LLMMemoryVectorEnv":
         """A vector env with ``env``'s backend and settings (shared, not copied): how a single env
-        is wrapped for agents that step vector envs."""
+        is wrapped for agents that step vector envs. ``max_steps``: a time limit (a TimeLimit
+        wrapper's) on top of the env's own ``max_segments``."""
         s = env.episodes.s
+        limit = s.max_segments if max_steps is None else min(max_steps, s.max_segments or max_steps)
         return cls(num_envs, backend=env.backend, split=s.split, reward_mode=s.reward.mode, k=s.reward.k,
                    action_mode=s.action_mode, action_scale=s.action_scale, obs_mode=s.obs_mode,
-                   max_segments=s.max_segments, render_mode=env.render_mode)
+                   max_segments=limit, render_mode=env.render_mode)
 
     @classmethod
     def check_kwargs(cls, kwargs: dict[str, Any]) -> None:

@@ -130,6 +130,26 @@ class StudyDir:
     def exists(self) -> bool:
         return self.config_file.is_file()
 
+    def identity(self, adapters: str | Path = "memory") -> dict[str, str]:
+        """What a run records of the study it used: the absolute path and a fingerprint (sha256 of
+        the config, the LM's files and the ``adapters`` file, the files an env of it reads), so
+        evaluating or resuming the run with another study, or a rebuilt one, can be refused."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        files = [self.config_file]
+        if self.lm_dir.is_dir():
+            files += sorted(p for p in self.lm_dir.rglob("*") if p.is_file())
+        if isinstance(adapters, str) and adapters in ADAPTER_FILES:
+            files.append(self.adapter_file(adapters))
+        elif adapters not in ("none", None):
+            files.append(Path(adapters))
+        for path in files:
+            if path.is_file():
+                digest.update(str(path.relative_to(self.root) if path.is_relative_to(self.root) else path.name).encode())
+                digest.update(path.read_bytes())
+        return {"path": str(self.root.resolve()), "fingerprint": digest.hexdigest()[:16]}
+
     # .................................................................. config and data
     @cached_property
     def config(self) -> StudyConfig:

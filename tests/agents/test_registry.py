@@ -126,3 +126,21 @@ def test_train_agent_script_runs_and_resumes(backend, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resumed at 16 env steps" in out.stdout
     assert torch.load(run / "agent.pt", weights_only=False)["num_timesteps"] == 24
+
+
+def test_make_honours_time_limits_and_refuses_other_wrappers(default_study):
+    import gymnasium as gym
+    from gymnasium.wrappers import FlattenObservation, TimeLimit
+
+    env = gym.make("ltm_gym/LLMMemory-v0", device="cpu", max_episode_steps=1)
+    agent = agents.make("reinforce", env, device="cpu", seed=0, **SMALL["reinforce"])
+    assert agent.env.episodes.s.max_segments == 1
+    agent.learn(8)
+    assert len(agent.episode_returns) >= 8 // agent.env.num_envs     # every step ends an episode
+    nested = TimeLimit(gym.make("ltm_gym/LLMMemory-v0", device="cpu", max_segments=3), max_episode_steps=2)
+    assert agents.make("reinforce", nested, device="cpu", **SMALL["reinforce"]).env.episodes.s.max_segments == 2
+    with pytest.raises(TypeError, match="FlattenObservation"):
+        agents.make("ppo", FlattenObservation(gym.make("ltm_gym/LLMMemory-v0", device="cpu")))
+    sync = gym.make_vec("ltm_gym/LLMMemory-v0", num_envs=2, vectorization_mode="sync", device="cpu",
+                        max_episode_steps=1)
+    assert agents.make("ppo", sync, device="cpu", **SMALL["ppo"]).env.episodes.s.max_segments == 1

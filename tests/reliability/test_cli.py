@@ -114,3 +114,22 @@ def test_a_bad_split_or_reward_mode_is_named_when_the_env_is_made(backend):
         LLMMemoryEnv(backend=backend, split="nope")                 # at construction, not at reset
     with pytest.raises(ValueError, match="'reward_mode' has value 'bogus'"):
         LLMMemoryEnv(backend=backend, reward_mode="bogus")
+
+
+def test_eval_looped_writes_its_own_folder_and_labels_its_rows(tiny_cfg, tmp_path, capsys):
+    from baselines.looped.study import evaluate, train
+
+    run = tmp_path / "run"
+    model = train(tiny_cfg, run)
+    evaluate(tiny_cfg, model, run / "eval")
+    before = {p.name: p.read_bytes() for p in (run / "eval").iterdir()}
+    run_main(load_script("eval_looped").main, ["--run-dir", str(run), "--n-loops", "40"])
+    out = capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (run / "eval").iterdir()} == before      # training's own eval/ kept
+    assert (run / "eval_looped" / "error_vs_loops.csv").is_file()
+    lines = out.splitlines()
+    examples = lines.index(next(l for l in lines if l.strip().startswith("in-context examples")))
+    assert "least_squares" in lines[examples] and lines[examples + 1].split()[0] == "0"
+    loops = lines.index(next(l for l in lines if l.strip().startswith("loop iteration")))
+    numbers = [int(l.split()[0]) for l in lines[loops + 1:] if l.strip() and l.split()[0].isdigit()]
+    assert numbers[0] == 1 and numbers[-1] == 40 and numbers == sorted(numbers)

@@ -1,6 +1,8 @@
-"""kill -9 at a random point after the first checkpoint, then resume: every long-running entry
-point ends bit-identical to an uninterrupted run of the same seed (weights, metrics and, for
-agents, episode returns). Each case runs its script three times in subprocesses."""
+"""kill -9, Ctrl-C (SIGINT) and SIGTERM at a random point after the first checkpoint, then resume:
+every long-running entry point ends bit-identical to an uninterrupted run of the same seed
+(weights, metrics and, for agents, episode returns). SIGINT and SIGTERM end a run with one line
+and exit code 130 after writing the checkpoint it resumes from. Each case runs its script once
+uninterrupted, then interrupted and resumed once per signal, in subprocesses."""
 
 import io
 import json
@@ -33,17 +35,28 @@ def run(cmd: list[str]) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
 
 
-def kill_after_checkpoint(cmd: list[str], checkpoint: Path, seed: int) -> None:
-    """Start ``cmd``, wait for its first checkpoint, SIGKILL it a random moment later."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+SIGNALS = (signal.SIGKILL, signal.SIGINT, signal.SIGTERM)
+
+
+def kill_after_checkpoint(cmd: list[str], checkpoint: Path, seed: int, sig: int = signal.SIGKILL) -> None:
+    """Start ``cmd``, wait for its first checkpoint, send ``sig`` a random moment later. SIGINT and
+    SIGTERM must end it with exit code 130 and one line naming the checkpoint, no traceback."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while not checkpoint.exists():
         if proc.poll() is not None:
             pytest.fail(f"{cmd[1]} ended before its first checkpoint: {proc.stderr.read()[-2000:]!r}")
         time.sleep(0.005)
     time.sleep(random.Random(seed).uniform(0.0, 0.3))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"{cmd[1]} finished before the kill; make its run longer"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, f"{cmd[1]} finished before the kill; make its run longer"
+        return
+    name = signal.Signals(sig).name
+    assert proc.returncode == 130, f"{cmd[1]} after {name}: exit {proc.returncode}; {err[-2000:]}"
+    assert "Traceback" not in err, err[-3000:]
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last.startswith(f"stopped by {name} at ") and "checkpoint" in last, err[-2000:]
 
 
 def tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -81,12 +94,14 @@ def test_lm_stage(study_files):
     args = ["--config", str(cfg), "--stage", "pretrain", "--set", "pretrain.train.steps=300",
             "--set", "pretrain.train.ckpt_every=25", "--set", "pretrain.train.eval_every=100"]
     run(script("pretrain_lm", *args, "--study-dir", str(d / "a")))
-    kill_after_checkpoint(script("pretrain_lm", *args, "--study-dir", str(d / "b")),
-                          d / "b" / "stages/pretrain/checkpoint.pt", 1)
-    assert not (d / "b/lm").exists()
-    run(script("pretrain_lm", *args, "--study-dir", str(d / "b")))
-    assert_same(tensors(d / "a/lm/model.safetensors"), tensors(d / "b/lm/model.safetensors"))
-    assert metrics(d / "a/stages/pretrain/metrics.jsonl") == metrics(d / "b/stages/pretrain/metrics.jsonl")
+    for sig in SIGNALS:
+        b = d / f"b{sig}"
+        kill_after_checkpoint(script("pretrain_lm", *args, "--study-dir", str(b)), b / "stages/pretrain/checkpoint.pt",
+                              1, sig)
+        assert not (b / "lm").exists()
+        run(script("pretrain_lm", *args, "--study-dir", str(b)))
+        assert_same(tensors(d / "a/lm/model.safetensors"), tensors(b / "lm/model.safetensors"))
+        assert metrics(d / "a/stages/pretrain/metrics.jsonl") == metrics(b / "stages/pretrain/metrics.jsonl")
 
 
 @pytest.mark.parametrize("algo, extra", [
@@ -102,15 +117,17 @@ def test_agent_training(tiny_study, tmp_path, algo, extra):
             "--save-every", "32", *extra, "--env-kwargs", f"study_dir={tiny_study.root}", "device=cpu"]
     name = "agent.pt" if algo == "reinforce" else "agent.zip"
     run(script("train_agent", *args, "--run-dir", str(tmp_path / "a")))
-    kill_after_checkpoint(script("train_agent", *args, "--run-dir", str(tmp_path / "b")), tmp_path / "b" / name, 2)
-    run(script("train_agent", "--run-dir", str(tmp_path / "b"), "--resume"))
-    assert_same(tensors(tmp_path / "a" / name), tensors(tmp_path / "b" / name))
-    if algo == "reinforce":
-        a, b = (torch.load(tmp_path / r / name, weights_only=False)["episodes"]["returns"] for r in "ab")
-    else:
-        a, b = (torch.load(next((tmp_path / r).glob("agent.state-*.pt")), weights_only=False)["episodes"]["returns"]
-                for r in "ab")
-    assert len(a) > 5 and a == b
+    for sig in SIGNALS:
+        b = f"b{sig}"
+        kill_after_checkpoint(script("train_agent", *args, "--run-dir", str(tmp_path / b)), tmp_path / b / name, 2, sig)
+        run(script("train_agent", "--run-dir", str(tmp_path / b), "--resume"))
+        assert_same(tensors(tmp_path / "a" / name), tensors(tmp_path / b / name))
+        if algo == "reinforce":
+            ra, rb = (torch.load(tmp_path / r / name, weights_only=False)["episodes"]["returns"] for r in ("a", b))
+        else:
+            ra, rb = (torch.load(next((tmp_path / r).glob("agent.state-*.pt")), weights_only=False)["episodes"]["returns"]
+                      for r in ("a", b))
+        assert len(ra) > 5 and ra == rb, sig
 
 
 def test_differentiable_writer(tiny_study, tmp_path):
@@ -118,11 +135,12 @@ def test_differentiable_writer(tiny_study, tmp_path):
             "--set", "batch_size=2", "--set", "device=cpu", "--set", "writer.d_model=16", "--set", "writer.n_head=2",
             "--set", "train.eval_every=50", "--set", "eval_documents=2", "--no-eval"]
     run(script("train_bptt_memory", *args, "--run-dir", str(tmp_path / "a")))
-    kill_after_checkpoint(script("train_bptt_memory", *args, "--run-dir", str(tmp_path / "b")),
-                          tmp_path / "b/checkpoint.pt", 3)
-    run(script("train_bptt_memory", "--run-dir", str(tmp_path / "b"), "--resume", "--no-eval"))
-    assert_same(tensors(tmp_path / "a/checkpoint.pt"), tensors(tmp_path / "b/checkpoint.pt"))
-    assert metrics(tmp_path / "a/metrics.jsonl") == metrics(tmp_path / "b/metrics.jsonl")
+    for sig in SIGNALS:
+        b = tmp_path / f"b{sig}"
+        kill_after_checkpoint(script("train_bptt_memory", *args, "--run-dir", str(b)), b / "checkpoint.pt", 3, sig)
+        run(script("train_bptt_memory", "--run-dir", str(b), "--resume", "--no-eval"))
+        assert_same(tensors(tmp_path / "a/checkpoint.pt"), tensors(b / "checkpoint.pt"))
+        assert metrics(tmp_path / "a/metrics.jsonl") == metrics(b / "metrics.jsonl")
 
 
 def test_looped_training(tiny_cfg, tmp_path):
@@ -130,7 +148,9 @@ def test_looped_training(tiny_cfg, tmp_path):
     cfg.write_text(yaml.safe_dump(to_dict(tiny_cfg)))
     args = ["--config", str(cfg), "--set", "train.steps=600", "--set", "train.ckpt_every=20", "--no-eval"]
     run(script("train_looped", *args, "--run-dir", str(tmp_path / "a")))
-    kill_after_checkpoint(script("train_looped", *args, "--run-dir", str(tmp_path / "b")), tmp_path / "b/checkpoint.pt", 4)
-    run(script("train_looped", "--run-dir", str(tmp_path / "b"), "--resume", "--no-eval"))
-    assert_same(tensors(tmp_path / "a/checkpoint.pt"), tensors(tmp_path / "b/checkpoint.pt"))
-    assert metrics(tmp_path / "a/metrics.jsonl") == metrics(tmp_path / "b/metrics.jsonl")
+    for sig in SIGNALS:
+        b = tmp_path / f"b{sig}"
+        kill_after_checkpoint(script("train_looped", *args, "--run-dir", str(b)), b / "checkpoint.pt", 4, sig)
+        run(script("train_looped", "--run-dir", str(b), "--resume", "--no-eval"))
+        assert_same(tensors(tmp_path / "a/checkpoint.pt"), tensors(b / "checkpoint.pt"))
+        assert metrics(tmp_path / "a/metrics.jsonl") == metrics(b / "metrics.jsonl")
