@@ -267,8 +267,15 @@ class SB3Agent:
         if remaining > 0:
             with progress_bar(total=total_steps, initial=self.num_timesteps, disable=not progress, desc=self.name,
                       dynamic_ncols=True) as bar:
-                self.model.learn(remaining, callback=ChartsCallback(self.logger, self.episodes, self, callback, bar),
-                                 reset_num_timesteps=False, progress_bar=False, log_interval=1)
+                try:
+                    self.model.learn(remaining, callback=ChartsCallback(self.logger, self.episodes, self, callback, bar),
+                                     reset_num_timesteps=False, progress_bar=False, log_interval=1)
+                except ValueError as exc:
+                    if "invalid values" not in str(exc):
+                        raise
+                    raise FloatingPointError(          # a bug of the training, not the user's input
+                        f"{self.name}: the policy became non-finite while training, at {self.num_timesteps} env "
+                        f"steps (lower the learning rate, or set target_kl); {str(exc).splitlines()[0]}") from exc
         return self
 
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
