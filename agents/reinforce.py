@@ -73,6 +73,10 @@ class ReinforceConfig:
     weight_decay: float = 0.0
     init_std: float = 0.02
     """Continuous writer: the Gaussian's initial std ("write little": memories near 0 at first)."""
+    keep_prior: float = 0.0
+    """Select mode: the initial logit of keeping each previous slot (tokens start at 0): > 0 starts
+    by keeping part of the memory, so that facts survive several segments by chance at first and
+    their later answers can reward storing them (log(L / m) ~ 1.9: slots and tokens about even)."""
     imitate_steps: int = 0
     """Continuous writer: Adam steps of behaviour cloning onto the hypothesis-2 memory before the
     first update (:mod:`agents.imitation`); 0: none, RL starts from writing little."""
@@ -157,6 +161,8 @@ class SelectionPolicy(nn.Module):
     def __init__(self, obs_space, n_slots: int, cfg: ReinforceConfig) -> None:
         super().__init__()
         self.net, self.n_slots = SelectionScorer(obs_space, cfg.writer), n_slots
+        with torch.no_grad():
+            self.net.keep_prior.fill_(cfg.keep_prior)
 
     def sample(self, obs: dict[str, torch.Tensor], K: int) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(obs)

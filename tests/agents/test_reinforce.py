@@ -168,3 +168,24 @@ def test_episode_rollouts_resume_exactly(backend, tmp_path):
     assert resumed.num_timesteps == straight.num_timesteps == 24
     assert torch.equal(flat(straight), flat(resumed))
     assert resumed.episode_returns == straight.episode_returns
+
+
+def test_keep_prior_starts_by_keeping_part_of_the_memory(backend):
+    """keep_prior is the initial logit of every previous slot: with it, sampled selections keep
+    old slots far more often than the uniform start does (10 of L + m candidates)."""
+    env = LLMMemoryVectorEnv(num_envs=2, backend=backend, action_mode="select", reward_mode="full")
+    L = env.single_observation_space["tokens"].shape[0]
+
+    def kept_share(prior: float) -> float:
+        agent = ReinforceAgent(env, ReinforceConfig(keep_prior=prior, device="cpu", seed=0,
+                                                    writer=WriterConfig(d_model=16, n_head=2)))
+        obs, _ = env.reset(seed=0)
+        with torch.no_grad():
+            _, order = agent.policy.sample(agent_obs(obs), 64)
+        return float((order >= L).float().mean())
+
+    def agent_obs(obs):
+        return {k: torch.as_tensor(v) for k, v in obs.items()}
+
+    uniform, kept = kept_share(0.0), kept_share(4.0)
+    assert uniform < 0.25 and kept > 0.6, (uniform, kept)

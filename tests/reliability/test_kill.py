@@ -134,23 +134,23 @@ def test_differentiable_writer(tiny_study, tmp_path):
     args = ["--set", f"study_dir={tiny_study.root}", "--set", "train.steps=100", "--set", "train.ckpt_every=10",
             "--set", "batch_size=2", "--set", "device=cpu", "--set", "writer.d_model=16", "--set", "writer.n_head=2",
             "--set", "train.eval_every=50", "--set", "eval_documents=2", "--no-eval"]
-    run(script("train_bptt_memory", *args, "--run-dir", str(tmp_path / "a")))
-    for sig in SIGNALS:
-        b = tmp_path / f"b{sig}"
-        kill_after_checkpoint(script("train_bptt_memory", *args, "--run-dir", str(b)), b / "checkpoint.pt", 3, sig)
-        run(script("train_bptt_memory", "--run-dir", str(b), "--resume", "--no-eval"))
-        assert_same(tensors(tmp_path / "a/checkpoint.pt"), tensors(b / "checkpoint.pt"))
-        assert metrics(tmp_path / "a/metrics.jsonl") == metrics(b / "metrics.jsonl")
+    interrupt_each_way(tmp_path, "train_bptt_memory", args, 3)
 
 
 def test_looped_training(tiny_cfg, tmp_path):
     cfg = tmp_path / "looped.yaml"
     cfg.write_text(yaml.safe_dump(to_dict(tiny_cfg)))
     args = ["--config", str(cfg), "--set", "train.steps=600", "--set", "train.ckpt_every=20", "--no-eval"]
-    run(script("train_looped", *args, "--run-dir", str(tmp_path / "a")))
+    interrupt_each_way(tmp_path, "train_looped", args, 4)
+
+
+def interrupt_each_way(tmp_path: Path, name: str, args: list[str], seed: int) -> None:
+    """A trainer-based run (checkpoint.pt, metrics.jsonl): uninterrupted, then once per signal
+    interrupted and resumed; every one ends the same."""
+    run(script(name, *args, "--run-dir", str(tmp_path / "a")))
     for sig in SIGNALS:
         b = tmp_path / f"b{sig}"
-        kill_after_checkpoint(script("train_looped", *args, "--run-dir", str(b)), b / "checkpoint.pt", 4, sig)
-        run(script("train_looped", "--run-dir", str(b), "--resume", "--no-eval"))
+        kill_after_checkpoint(script(name, *args, "--run-dir", str(b)), b / "checkpoint.pt", seed, sig)
+        run(script(name, "--run-dir", str(b), "--resume", "--no-eval"))
         assert_same(tensors(tmp_path / "a/checkpoint.pt"), tensors(b / "checkpoint.pt"))
         assert metrics(tmp_path / "a/metrics.jsonl") == metrics(b / "metrics.jsonl")
