@@ -86,14 +86,17 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
     env_kwargs = {"study_dir": str(study.root)}
     select_kwargs = {**env_kwargs, "action_mode": "select", "adapters": "select", "reward_mode": "answer"}
     base = dict(algo="reinforce", num_envs=settings.num_envs, seed=settings.seed, hyperparams=hyperparams("reinforce"))
-    continuous = {**base, "hyperparams": {**base["hyperparams"], "lr": settings.continuous_lr}}
+    # the continuous writers and the mimic pre-training as measured: one-step rollouts, each action
+    # judged by its own reward (the preset's whole-episode rollouts are the selection agents')
+    stepwise = {**base, "hyperparams": {**base["hyperparams"], "rollout": "step", "gamma": 0.0}}
+    continuous = {**stepwise, "hyperparams": {**stepwise["hyperparams"], "lr": settings.continuous_lr}}
     cloned = {**continuous, "hyperparams": {**continuous["hyperparams"], "imitate_steps": settings.imitate_steps}}
     pretrained_reader = {"lm_update": True, "lm_lr": settings.pretrained_lm_lr} if settings.pretrained_lm_lr else {}
     runs = {
         "reinforce_select": RunConfig(**base, env_kwargs=select_kwargs, steps=settings.select_steps),
         "reinforce_select_cotrained": RunConfig(**base, env_kwargs={**select_kwargs, "lm_update": True, "lm_lr": 1e-3},
                                                 steps=settings.select_steps),
-        "mimic": RunConfig(**base, env_id="ltm_gym/EmbeddingMimic-v0", env_kwargs=env_kwargs, steps=settings.mimic_steps),
+        "mimic": RunConfig(**stepwise, env_id="ltm_gym/EmbeddingMimic-v0", env_kwargs=env_kwargs, steps=settings.mimic_steps),
         "reinforce": RunConfig(**cloned, env_kwargs={**env_kwargs, "reward_mode": "prefix"},
                                steps=settings.agent_steps),
         "reinforce_pretrained": RunConfig(**continuous,

@@ -114,7 +114,7 @@ def test_train_agent_script_runs_and_resumes(backend, tmp_path):
     cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
     run = tmp_path / "run"
     cmd = [sys.executable, str(root / "scripts/train_agent.py"), "--algo", "reinforce", "--steps", "16",
-           "--num-envs", "2", "--run-dir", str(run), "--device", "cpu", "--set", "n_steps=2",
+           "--num-envs", "2", "--run-dir", str(run), "--device", "cpu", "--set", "n_steps=2", "--set", "group_size=2",
            "--env-kwargs", f"study_dir={tmp_path}", f"config={cfg}", "device=cpu", "untrained=true"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -94,7 +94,7 @@ def test_installed_wheel_has_the_ltm_gym_command(wheel, tiny_study, tmp_path):
     listing = subprocess.run([cli, "--help"], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
     assert listing.returncode == 0 and "train-agent" in listing.stdout and "eval-ladder" in listing.stdout
     run = subprocess.run([cli, "train-agent", "--steps", "8", "--num-envs", "2", "--device", "cpu", "--run-dir", "run",
-                          "--set", "n_steps=2", "--env-kwargs", "device=cpu"],
+                          "--set", "n_steps=2", "--set", "group_size=2", "--env-kwargs", "device=cpu"],
                          capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (cwd / "run" / "agent.pt").is_file() and "8 env steps" in run.stdout

@@ -76,7 +76,8 @@ def test_agent_run_mistakes_leave_nothing_behind(tiny_study, tmp_path, capsys):
 
 def test_agent_resume_keeps_its_config(tiny_study, tmp_path, capsys):
     run = tmp_path / "run"
-    args = ["--steps", "8", "--num-envs", "2", "--device", "cpu", "--set", "n_steps=2", "--set", "writer.d_model=16",
+    args = ["--steps", "8", "--num-envs", "2", "--device", "cpu", "--set", "n_steps=2", "--set", "group_size=2",
+            "--set", "writer.d_model=16",
             "--set", "writer.n_head=2", "--run-dir", str(run), "--env-kwargs", f"study_dir={tiny_study.root}",
             "device=cpu"]
     run_main(load_script("train_agent").main, args)

@@ -105,7 +105,7 @@ def test_lm_stage(study_files):
 
 
 @pytest.mark.parametrize("algo, extra", [
-    ("reinforce", ["--set", "n_steps=2", "--set", "writer.d_model=16", "--set", "writer.n_head=2"]),
+    ("reinforce", ["--set", "group_size=2", "--set", "writer.d_model=16", "--set", "writer.n_head=2"]),
     ("ppo", ["--set", "n_steps=8", "--set", "batch_size=16", "--set", "n_epochs=2", "--set", "features.d_model=16",
              "--set", "features.n_head=2"]),
     ("sac", ["--set", "learning_starts=20", "--set", "batch_size=16", "--set", "buffer_size=400",

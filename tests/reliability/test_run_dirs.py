@@ -38,7 +38,7 @@ def test_a_locked_run_dir_is_refused_naming_the_holder_and_a_dead_holders_lock_i
 
 def test_two_agent_runs_started_at_once_into_one_run_dir(tiny_study, tmp_path):
     run = tmp_path / "run"
-    common = ["--steps", "400", "--num-envs", "2", "--device", "cpu", "--set", "n_steps=2", "--set", "writer.d_model=16",
+    common = ["--steps", "400", "--num-envs", "2", "--device", "cpu", "--set", "group_size=2", "--set", "writer.d_model=16",
               "--set", "writer.n_head=2", "--run-dir", str(run), "--env-kwargs", f"study_dir={tiny_study.root}",
               "device=cpu"]
     procs = [subprocess.Popen([sys.executable, str(ROOT / "scripts/train_agent.py"), *common, "--seed", str(seed)],
@@ -60,7 +60,7 @@ def test_a_run_pins_its_study(tiny_study, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv(ENV_VAR, str(tiny_study.root))                    # the default study, as a user has it
     run = tmp_path / "run"
-    args = ["--steps", "8", "--num-envs", "2", "--device", "cpu", "--set", "n_steps=2", "--set", "writer.d_model=16",
+    args = ["--steps", "8", "--num-envs", "2", "--device", "cpu", "--set", "group_size=2", "--set", "writer.d_model=16",
             "--set", "writer.n_head=2", "--run-dir", str(run), "--env-kwargs", "device=cpu"]
     run_main(load_script("train_agent").main, args)
     recorded = yaml.safe_load((run / "config.yaml").read_text())["study"]
@@ -89,7 +89,7 @@ def test_a_relative_study_dir_is_stored_absolute(tiny_study, tmp_path, monkeypat
     monkeypatch.chdir(tiny_study.root.parent)
     run = tmp_path / "run"
     run_main(load_script("train_agent").main,
-             ["--steps", "4", "--num-envs", "2", "--device", "cpu", "--set", "n_steps=2", "--set", "writer.d_model=16",
+             ["--steps", "4", "--num-envs", "2", "--device", "cpu", "--set", "group_size=2", "--set", "writer.d_model=16",
               "--set", "writer.n_head=2", "--run-dir", str(run), "--env-kwargs", f"study_dir={tiny_study.root.name}",
               "device=cpu"])
     assert yaml.safe_load((run / "config.yaml").read_text())["env_kwargs"]["study_dir"] == str(tiny_study.root.resolve())

@@ -16,7 +16,7 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
     study = tmp_path / "study"
     args = ["--config", str(cfg), "--study-dir", str(study), "--agent-steps", "8", "--mimic-steps", "8",
-            "--select-steps", "8", "--num-envs", "2", "--bptt-steps", "2", "--imitate-steps", "4"]
+            "--select-steps", "8", "--num-envs", "4", "--bptt-steps", "2", "--imitate-steps", "4"]
     run_study = load_script("run_study")
     run_study.main(args)
     out = capsys.readouterr().out
@@ -53,7 +53,7 @@ def test_killed_study_resumes_without_rerunning_finished_work(tmp_path):
     cfg.write_text(yaml.safe_dump(to_dict(study_cfg)))
     study = tmp_path / "study"
     args = ["--config", str(cfg), "--study-dir", str(study), "--agent-steps", "8", "--mimic-steps", "8",
-            "--select-steps", "8", "--num-envs", "2", "--bptt-steps", "2", "--imitate-steps", "4"]
+            "--select-steps", "8", "--num-envs", "4", "--bptt-steps", "2", "--imitate-steps", "4"]
     ckpt = study / "stages" / "pretrain" / "checkpoint.pt"
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_study.py"), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
