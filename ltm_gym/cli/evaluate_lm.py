@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from ltm_gym.core.errors import run_main
+from ltm_gym.study.layout import StudyNotFoundError
 from ltm_gym.study import StudyDir
 from ltm_gym.study.tables import report, study_dir_rows
 
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     study = StudyDir(args.study_dir)
     rows = study_dir_rows(study, args.split)
     if not rows:
-        raise SystemExit(f"{study.adapter_file('lora')} is missing: run scripts/pretrain_lm.py --study-dir {study.root} first")
+        raise StudyNotFoundError(f"{study.adapter_file('lora')} is missing: run scripts/pretrain_lm.py --study-dir "
+                                 f"{study.root} first")
     print(report(rows, study.eval_dir))
 
 

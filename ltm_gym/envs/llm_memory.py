@@ -15,6 +15,54 @@ from .reward import RewardConfig
 from .episodes import DifferentiableReward, EnvSettings, Episodes
 
 
+def check_argument_types(func: Any, values: dict[str, Any]) -> None:
+    """Each argument of ``values`` against ``func``'s annotation (bool, int, float, str, paths,
+    dicts, None and classes), before anything is built: a wrong type is a ValueError naming the
+    argument, its value and what it takes (``--env-kwargs k=abc`` arrives as the string 'abc')."""
+    import typing
+    from types import NoneType, UnionType
+
+    hints = typing.get_type_hints(func)
+    for name, value in values.items():
+        if name not in hints:
+            continue
+        hint = hints[name]
+        kinds = typing.get_args(hint) if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union \
+            else (hint,)
+        if not any(_is_kind(value, kind) for kind in kinds):
+            allowed = " or ".join(_kind_name(k) for k in kinds)
+            raise ValueError(f"env argument {name!r} has value {value!r}; allowed: {allowed}")
+
+
+def _is_kind(value: Any, kind: Any) -> bool:
+    import typing
+    from types import NoneType
+
+    kind = typing.get_origin(kind) or kind
+    if kind is Any:
+        return True
+    if kind is NoneType:
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is Path:
+        return isinstance(value, (str, Path))
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def _kind_name(kind: Any) -> str:
+    import typing
+    from types import NoneType
+
+    kind = typing.get_origin(kind) or kind
+    return {NoneType: "None", bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            Path: "a path", dict: "a dict"}.get(kind, getattr(kind, "__name__", str(kind)))
+
+
 def resolve_backend(backend: MemoryLMBackend | None, study_dir: str | Path | None, config: str | Path | None,
                     device: str, lm_update: bool, lm_lr: float, adapters: str, untrained: bool = False,
                     task: str | dict[str, Any] | TaskConfig | None = None) -> MemoryLMBackend:
@@ -122,6 +170,7 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
                  max_segments: int | None = None, lm_update: bool = False, lm_lr: float = 1e-4,
                  adapters: str = "memory", device: str = "auto", render_mode: str | None = None,
                  untrained: bool = False, task: str | dict[str, Any] | TaskConfig | None = None) -> None:
+        check_argument_types(LLMMemoryEnv.__init__, {k: v for k, v in locals().items() if k != "self"})
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}; allowed: {self.metadata['render_modes']} or None")
         self.render_mode = render_mode

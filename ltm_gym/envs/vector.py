@@ -16,7 +16,7 @@ from ltm_gym.data.tasks import TaskConfig
 
 from .backend import MemoryLMBackend
 from .episodes import DifferentiableReward, Episodes
-from .llm_memory import LLMMemoryEnv, env_settings, resolve_backend
+from .llm_memory import LLMMemoryEnv, check_argument_types, env_settings, resolve_backend
 
 
 class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
@@ -40,6 +40,7 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
                  adapters: str = "memory", device: str = "auto", render_mode: str | None = None,
                  max_episode_steps: int | None = None, untrained: bool = False,
                  task: str | dict[str, Any] | TaskConfig | None = None) -> None:
+        check_argument_types(LLMMemoryVectorEnv.__init__, {k: v for k, v in locals().items() if k != "self"})
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
         self.num_envs = num_envs
@@ -69,8 +70,8 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
 
     @classmethod
     def check_kwargs(cls, kwargs: dict[str, Any]) -> None:
-        """Refuse argument names the env does not take (naming the closest one) before anything is
-        built: what the scripts' ``--env-kwargs`` go through."""
+        """Refuse argument names the env does not take (naming the closest one) and values of the
+        wrong type before anything is built: what the scripts' ``--env-kwargs`` go through."""
 
         known = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "num_envs", "backend")]
         for name in kwargs:
@@ -78,6 +79,7 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
                 near = difflib.get_close_matches(name, known, n=1)
                 raise ValueError(f"env argument {name!r} is not one of LLMMemory-v0's "
                                  + (f"(did you mean {near[0]!r}?)" if near else f"({', '.join(known)})"))
+        check_argument_types(cls.__init__, kwargs)
 
     @property
     def n_documents(self) -> int:

@@ -134,3 +134,24 @@ def test_eval_looped_writes_its_own_folder_and_labels_its_rows(tiny_cfg, tmp_pat
     loops = lines.index(next(l for l in lines if l.strip().startswith("loop iteration")))
     numbers = [int(l.split()[0]) for l in lines[loops + 1:] if l.strip() and l.split()[0].isdigit()]
     assert numbers[0] == 1 and numbers[-1] == 40 and numbers == sorted(numbers)
+
+
+def test_env_argument_types_are_checked_before_anything_is_written(backend, tmp_path, capsys):
+    from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv
+
+    run = tmp_path / "run"
+    for given, named in (("k=abc", "'k' has value 'abc'; allowed: an integer"),
+                         ("lm_update=maybe", "'lm_update' has value 'maybe'; allowed: true or false"),
+                         ("action_scale=big", "'action_scale' has value 'big'; allowed: a number")):
+        assert named in fails("train_agent", ["--run-dir", str(run), "--env-kwargs", given], capsys)
+        assert not run.exists()
+    with pytest.raises(ValueError, match="'k' has value '4'; allowed: an integer"):
+        LLMMemoryEnv(backend=backend, k="4")
+    with pytest.raises(ValueError, match="'lm_update' has value 1; allowed: true or false"):
+        LLMMemoryVectorEnv(2, backend=backend, lm_update=1)
+    assert LLMMemoryEnv(backend=backend, action_scale=2, max_segments=None).episodes.s.action_scale == 2
+
+
+def test_evaluate_lm_on_a_missing_study_is_an_input_error(tmp_path, capsys):
+    line = fails("evaluate_lm", ["--study-dir", str(tmp_path / "nostudy")], capsys)
+    assert str(tmp_path / "nostudy") in line and "pretrain_lm.py" in line
