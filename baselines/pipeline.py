@@ -33,8 +33,7 @@ from .bptt_memory import BPTTConfig, evaluate_writer, train_writer
 @dataclass
 class PipelineSettings:
     select_steps: int = 6000
-    """REINFORCE env steps of each selection agent (frozen and co-trained reader); seed 0 closed
-    +0.457 / +1.209 of the answer gap at 6000 and +0.458 / +1.272 at 8000."""
+    """REINFORCE env steps of each selection agent (frozen and co-trained reader)."""
     agent_steps: int = 1500
     """REINFORCE env steps of each continuous-writer agent."""
     continuous_lr: float = 1e-4
