@@ -6,8 +6,11 @@
   memory    hypothesis 2: LoRA + memory read path trained with the previous segment's embeddings
             as memory -> memory_lm.safetensors
 
+The default study starts as a copy of the one shipped in the package, whose stages are all done;
+--from-scratch builds it instead (in a default study directory that holds no study yet).
+
 Examples:
-  python scripts/pretrain_lm.py                                   # the default study, all stages
+  python scripts/pretrain_lm.py --from-scratch                    # the default study, all stages
   python scripts/pretrain_lm.py --study-dir runs/study-tiny --stage lora
   python scripts/pretrain_lm.py --config rugpt3small --study-dir runs/ru --stage lora memory
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 from ltm_gym.core import lock_run_dir
 from ltm_gym.core.errors import run_main
 from ltm_gym.study import StudyDir
+from ltm_gym.study.layout import from_scratch_study
 from ltm_gym.study.stages import STAGES, run_stage, stages_for
 
 
@@ -36,10 +40,14 @@ def main(argv: list[str] | None = None) -> None:
                              "~/.cache/ltm_gym/study-tiny)")
     parser.add_argument("--stage", nargs="+", choices=list(STAGES), default=None,
                         help="stages to run (default: all that apply to the config)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="train every stage instead of starting the default study from the shipped one")
     args = parser.parse_args(argv)
 
-    config = args.config or (None if StudyDir(args.study_dir).exists() else "tiny")
-    study = StudyDir(args.study_dir, config, args.overrides)
+    study = from_scratch_study(args.study_dir, args.config, args.overrides) if args.from_scratch else None
+    if study is None:
+        config = args.config or (None if StudyDir(args.study_dir).exists() else "tiny")
+        study = StudyDir(args.study_dir, config, args.overrides)
     lock_run_dir(study.root)           # one process at a time trains a study's stages
     study.create()
     print(f"study directory: {study.root}")

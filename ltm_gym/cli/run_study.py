@@ -6,7 +6,8 @@ start cloned from the hypothesis-2 memory -> the differentiable memory writer (t
 the agents, baselines/bptt_memory.py) -> the study's tables and plots.
 
 Every stage is cached in the study directory, resumes after an interruption, and is skipped once
-done. The default study directory is $LTM_GYM_STUDY_DIR, else ~/.cache/ltm_gym/study-tiny, where
+done; the default study starts as a copy of the one shipped in the package (its LM stages done),
+unless --from-scratch. The default study directory is $LTM_GYM_STUDY_DIR, else ~/.cache/ltm_gym/study-tiny, where
 gymnasium.make("ltm_gym/LLMMemory-v0") finds it; a directory that holds a study of another config
 is refused (pass another --study-dir).
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from ltm_gym.core import lock_run_dir
 from ltm_gym.core.errors import run_main
 from ltm_gym.study import StudyDir
+from ltm_gym.study.layout import from_scratch_study
 from baselines.pipeline import PipelineSettings, run_pipeline
 
 
@@ -58,9 +60,14 @@ def main(argv: list[str] | None = None) -> None:
                              "bptt-tiny preset's)")
     parser.add_argument("--num-envs", type=int, default=defaults.num_envs)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="train the LM stages too instead of starting the default study from the shipped one")
     args = parser.parse_args(argv)
 
-    study = StudyDir(args.study_dir, args.config, args.overrides)
+    if args.from_scratch:
+        study = from_scratch_study(args.study_dir, args.config, args.overrides)
+    else:
+        study = StudyDir(args.study_dir, args.config, args.overrides)
     lock_run_dir(study.root)           # one process at a time trains a study's stages
     print(f"study directory: {study.root}")
     print(f"TensorBoard:     tensorboard --logdir {shlex.quote(str(study.root))}")

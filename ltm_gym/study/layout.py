@@ -16,12 +16,17 @@
 The default study is ``$LTM_GYM_STUDY_DIR`` when set, else ``study-tiny`` under the user's cache
 (``$XDG_CACHE_HOME/ltm_gym``, ``~/.cache/ltm_gym``): ``make demo`` writes it there, and
 ``gymnasium.make("ltm_gym/LLMMemory-v0")`` reads it from there, whatever the current directory.
+The package ships the default study's LM stages (``ltm_gym/default_study``: config, tokenizer, LM,
+adapters and the reference rows they were checked against, built by ``ltm-gym ship-study``): the
+default study directory, when it holds no study yet, starts as a copy of it, so an installed
+package has a study without pre-training one (``shipped=False`` or ``--from-scratch`` rebuilds it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,18 @@ ADAPTER_FILES = {"lora": "lora_baseline.safetensors", "memory": "memory_lm.safet
                  "select": "select_lm.safetensors"}
 
 
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "default_study"
+SHIPPED_FILES = ("config.yaml", "cache", "lm", *ADAPTER_FILES.values(),
+                 *(Path(f).with_suffix(".json").name for f in ADAPTER_FILES.values()))
+REFERENCE_FILE = "reference.json"
+"""The shipped study's table rows (test split) as measured when it was built: a test recomputes them."""
+
+
+def shipped_study_dir() -> Path | None:
+    """The default study shipped inside the package, or None when this install has none."""
+    return SHIPPED_DIR if (SHIPPED_DIR / "config.yaml").is_file() else None
+
+
 def default_study_dir() -> Path:
     """``$LTM_GYM_STUDY_DIR``, else ``$XDG_CACHE_HOME/ltm_gym/study-tiny`` (``~/.cache/...``)."""
     if os.environ.get(ENV_VAR):
@@ -48,6 +65,17 @@ def default_study_dir() -> Path:
 
 class StudyNotFoundError(FileNotFoundError):
     """A directory that should hold a study (or one of its artifacts) does not."""
+
+
+def from_scratch_study(root: str | Path | None, config: str | Path | None = None,
+                       overrides: list[str] | dict[str, Any] | None = None) -> "StudyDir":
+    """A study whose LM stages will all be trained: not started from the shipped one. A directory
+    that already holds a study is refused (its stages are done; nothing is deleted)."""
+    study = StudyDir(root, config or "tiny", overrides, shipped=False)
+    if study.exists():
+        raise ConfigError(f"{study.root} already holds a study; --from-scratch builds one where there is none: "
+                          "pass another --study-dir, or remove that one")
+    return study
 
 
 class StudyData:
@@ -81,12 +109,48 @@ class StudyDir:
     """The artifacts of one study. ``StudyDir()`` is the default study (see the module docstring)."""
 
     def __init__(self, root: str | Path | None = None, config: str | Path | StudyConfig | None = None,
-                 overrides: list[str] | dict[str, Any] | None = None) -> None:
+                 overrides: list[str] | dict[str, Any] | None = None, shipped: bool = True) -> None:
         """``config``: the study's config when it differs from ``root/config.yaml`` (a preset name,
-        a YAML path or a StudyConfig); ``overrides``: ``key=value`` changes on top of it."""
+        a YAML path or a StudyConfig); ``overrides``: ``key=value`` changes on top of it.
+        ``shipped``: the default study (``root`` None), when it holds no study yet, starts as a copy
+        of the study shipped in the package if that one has the requested config."""
         self.root = Path(root).expanduser() if root is not None else default_study_dir()
         self._config_source = config
         self._overrides = overrides
+        if root is None and shipped and not self.exists():
+            self._copy_shipped()
+
+    def _copy_shipped(self) -> None:
+        """Copy the shipped study's files into the (empty) default study directory: first into a
+        directory beside it, then renamed, so a concurrent reader never sees half a study."""
+        source = shipped_study_dir()
+        if source is None:
+            return
+        if self._config_source is not None or self._overrides:
+            wanted = to_dict(self.config)
+            if to_dict(load_config(StudyConfig, source / "config.yaml")) != wanted:
+                return
+            self.__dict__.pop("config", None)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.root.parent / f".{self.root.name}.{os.getpid()}.shipped"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for name in (*SHIPPED_FILES, REFERENCE_FILE):
+            src = source / name
+            if src.is_dir():
+                shutil.copytree(src, staging / name)
+            elif src.is_file():
+                shutil.copy2(src, staging / name)
+        try:
+            if not self.root.exists():
+                staging.rename(self.root)
+                return
+            for entry in staging.iterdir():              # an empty directory (or one with a lock) already there
+                target = self.root / entry.name
+                if not target.exists():
+                    entry.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def __repr__(self) -> str:
         return f"StudyDir({str(self.root)!r})"

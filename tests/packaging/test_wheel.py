@@ -29,9 +29,13 @@ def test_wheel_holds_every_preset(wheel):
     assert {"tiny", "looped-cpu", "bptt-tiny", "agents/ppo", "agents/reinforce"} <= set(preset_names())
     for package in ("ltm_gym/study/layout.py", "ltm_gym/envs/reward.py", "agents/base.py", "baselines/looped/reference.py"):
         assert package in names
+    shipped = {n[len("ltm_gym/default_study/"):] for n in names if n.startswith("ltm_gym/default_study/")}
+    assert {"config.yaml", "reference.json", "lora_baseline.safetensors", "memory_lm.safetensors",
+            "select_lm.safetensors", "lm/config.json"} <= shipped
 
 
-def test_unpacked_wheel_loads_presets_and_makes_the_env_from_an_empty_directory(wheel, tiny_study, tmp_path):
+def test_unpacked_wheel_loads_presets_and_makes_the_env_from_an_empty_directory(wheel, tmp_path):
+    """No study built, no $LTM_GYM_STUDY_DIR: a bare gym.make starts from the study the wheel ships."""
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     cwd = tmp_path / "empty"
@@ -60,10 +64,11 @@ env = gym.make("ltm_gym/LLMMemory-v0", device="cpu")
 obs, _ = env.reset(seed=0)
 print("ok", len(preset_names()), obs["tokens"].shape)
 """
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "LTM_GYM_STUDY_DIR": str(tiny_study.root)}
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.startswith("ok") and "(32,)" in done.stdout
+    assert done.stdout.startswith("ok") and "(64,)" in done.stdout
+    assert (tmp_path / "home" / ".cache" / "ltm_gym" / "study-tiny" / "select_lm.safetensors").is_file()
 
 
 def test_no_path_hacks_in_library_or_scripts():

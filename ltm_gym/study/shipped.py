@@ -1,0 +1,72 @@
+"""The default study shipped inside the package: what goes in, and the rows it is checked against.
+
+``ltm-gym ship-study STUDY_DIR`` copies a finished study of the ``tiny`` preset (config, tokenizer
+cache, LM, the three adapters) into ``ltm_gym/default_study`` with ``reference.json``: its table
+rows on the test split, measured then, which a test recomputes from the shipped files. The
+default study directory starts as a copy of it (:class:`~ltm_gym.study.layout.StudyDir`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ltm_gym.core import ConfigError, config_changes, load_config, to_dict
+
+from .config import StudyConfig
+from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_FILES, StudyDir, StudyNotFoundError
+from .tables import study_dir_rows
+
+SHIPPED_PRESET = "tiny"
+
+
+def reference_rows(study: StudyDir) -> dict[str, dict[str, float]]:
+    """The study's table rows (no memory, memory conditions, oracle) on the test split, summarized."""
+    return {name: m.summary() for name, m in study_dir_rows(study, "test", device="cpu").items()}
+
+
+def check_shippable(study: StudyDir) -> None:
+    """A study can be shipped when it has the ``tiny`` preset's config and every LM stage's artifact."""
+    if not study.exists():
+        raise StudyNotFoundError(f"{study.root} holds no study (no config.yaml)")
+    preset = to_dict(load_config(StudyConfig, SHIPPED_PRESET))
+    changed = config_changes(to_dict(study.config), preset)
+    if changed:
+        raise ConfigError(f"{study.root} is not a study of the {SHIPPED_PRESET!r} preset ({', '.join(changed[:4])}); "
+                          "the shipped default must be that preset's study")
+    missing = [str(study.root / name) for name in SHIPPED_FILES if not (study.root / name).exists()]
+    if missing:
+        raise StudyNotFoundError(f"the study is not finished: {', '.join(missing)} missing; run "
+                                 f"`ltm-gym pretrain-lm --study-dir {study.root}`")
+
+
+def ship(study: StudyDir, dest: Path = SHIPPED_DIR) -> dict[str, dict[str, float]]:
+    """Write ``study``'s LM stages and its reference rows to ``dest``; returns the rows. The files are
+    gathered beside ``dest`` first and swapped in at the end, so a failure leaves the old one."""
+    check_shippable(study)
+    rows = reference_rows(study)
+    dest = Path(dest)
+    staging = dest.with_name(dest.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in SHIPPED_FILES:
+        src = study.root / name
+        if src.is_dir():
+            shutil.copytree(src, staging / name, ignore=shutil.ignore_patterns("*.lock", "__pycache__"))
+        else:
+            shutil.copy2(src, staging / name)
+    payload = {"split": "test", "adapters": sorted(ADAPTER_FILES), "rows": rows}
+    (staging / REFERENCE_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return rows
+
+
+def shipped_reference(root: Path = SHIPPED_DIR) -> dict[str, dict[str, float]]:
+    """The rows recorded when the shipped study was built."""
+    return json.loads((Path(root) / REFERENCE_FILE).read_text())["rows"]
