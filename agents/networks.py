@@ -2,7 +2,10 @@
 to the previous memory, giving a Gaussian mean and std per slot.
 
 :class:`ObservationEncoder` turns an LLMMemory observation into token features (segment tokens
-embedded, never fed as raw numbers; or the LM's pooled hidden state) plus the previous memory.
+embedded, never fed as raw numbers; or the LM's pooled hidden state) plus the previous memory; in
+select mode also how each slot matches the codes of the segment's positions (:func:`code_matches`)
+and each slot's place in memory: a selection writes the new positions first and the kept slots
+after them in their old order, so a slot's index tells how long it has been kept.
 :class:`MemoryWriter` is the policy network of REINFORCE and of the differentiable writer;
 the SB3 features extractor reuses the encoder.
 """
@@ -38,6 +41,29 @@ class WriterConfig:
             raise ValueError(f"local_window={self.local_window} is negative; use 0 for none")
 
 
+def code_matches(memory: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How well each slot of ``memory`` (B, m, d) matches the segment's ``codes`` (B, L, d), and
+    each position the memory: (B, m, 2) and (B, L, 2), the best cosine similarity and whether an
+    exact match exists. A slot whose fact the segment asks again matches exactly (a question's
+    VALUE has its statement's code): the cue for evicting it once answered. Empty slots match 0."""
+    unit_m = memory / memory.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    unit_c = codes / codes.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    sim = unit_m @ unit_c.transpose(1, 2)                                         # (B, m, L)
+    exact = (sim > 1 - 1e-5).float()
+    for_slots = torch.stack([sim.amax(2), exact.amax(2)], dim=-1)
+    for_positions = torch.stack([sim.amax(1), exact.amax(1)], dim=-1)
+    return for_slots, for_positions
+
+
+class ZeroLinear(nn.Linear):
+    """A linear layer that starts at zero (the model starts as without it) and draws no random
+    numbers, so adding it leaves the initialization of every other layer unchanged."""
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+
+
 class ObservationEncoder(nn.Module):
     """Observation -> context features (B, T, d) and previous memory (B, m, slot_dim)."""
 
@@ -59,6 +85,10 @@ class ObservationEncoder(nn.Module):
         else:
             self.hidden_in = nn.Sequential(nn.Linear(observation_space["hidden"].shape[0], d), nn.Tanh())
         self.memory_in = nn.Linear(self.slot_dim, d)
+        self.codes = "codes" in observation_space.spaces
+        if self.codes:   # select mode: how slots match the segment's codes, and each slot's place (its age)
+            self.slot_match, self.position_match = ZeroLinear(2, d), ZeroLinear(2, d)
+            self.slot_order = nn.Parameter(torch.zeros(observation_space["memory"].shape[0], d))
 
     def token_features(self, ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings (B, L, d), plus the causal local mix of the ``local_window`` - 1 before."""
@@ -75,7 +105,13 @@ class ObservationEncoder(nn.Module):
             seg = self.encoder(self.token_features(ids) + self.pos(pos))          # (B, L, d)
         else:
             seg = self.hidden_in(obs["hidden"].float())[:, None]                  # (B, 1, d)
-        context = torch.cat([seg, self.memory_in(memory)], dim=1)                 # (B, L + m, d)
+        slots = self.memory_in(memory)
+        if self.codes:
+            for_slots, for_positions = code_matches(memory, obs["codes"].float())
+            slots = slots + self.slot_match(for_slots) + self.slot_order
+            if self.tokens:
+                seg = seg + self.position_match(for_positions)
+        context = torch.cat([seg, slots], dim=1)                                  # (B, L + m, d)
         return context, memory
 
 

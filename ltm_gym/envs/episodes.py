@@ -20,7 +20,7 @@ from gymnasium.vector import VectorEnv
 
 from .backend import MemoryLMBackend
 from .reward import Reward, RewardConfig, Segments
-from .selection import candidate_slots, held_codes, write_selection
+from .selection import candidate_slots, held_codes, segment_codes, write_selection
 
 OBS_MODES = ("tokens", "hidden")
 ACTION_MODES = ("full", "slot", "select")
@@ -65,6 +65,9 @@ def make_spaces(backend: MemoryLMBackend, s: EnvSettings) -> tuple[spaces.Dict, 
         bound = backend.model.hidden_bound()
         obs = spaces.Dict({"hidden": spaces.Box(-bound, bound, (backend.model.hidden,), np.float32),
                            "memory": memory})
+    if s.action_mode == "select":   # what each segment position would be stored as: the candidates' contents
+        obs = spaces.Dict({**obs.spaces, "codes": spaces.Box(-s.action_scale, s.action_scale,
+                                                             (backend.segment_len, d), np.float32)})
     shape = {"full": (m, d), "slot": (d + 1,), "select": (backend.segment_len + m,)}[s.action_mode]
     return obs, spaces.Box(-1.0, 1.0, shape, np.float32)
 
@@ -197,7 +200,11 @@ class Episodes:
             first = {"tokens": self.docs[self.doc[i]].ids[self.t[i]].numpy().astype(np.int64, copy=True)}
         else:
             first = {"hidden": self.hidden[i].copy()}
-        return {**first, "memory": self.memory[i].copy()}
+        obs = {**first, "memory": self.memory[i].copy()}
+        if self.s.action_mode == "select":
+            obs["codes"] = segment_codes(self.backend.model, self.docs[self.doc[i]].ids[self.t[i]][None],
+                                         self.s.action_scale)[0]
+        return obs
 
     # ------------------------------------------------------------------ the reward
     def next_segments(self, lengths: torch.Tensor | None = None) -> Segments:

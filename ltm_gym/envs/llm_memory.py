@@ -97,7 +97,10 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
     the current segment and per slot of the previous memory; the ``n_slots`` best are stored, a
     position as a fixed code of its token and the token before it (the LM's input embeddings through
     a fixed seeded projection, max-normalized to [-1, 1]), a previous slot unchanged ("keep"), see
-    :mod:`ltm_gym.envs.selection`. ``score_actions(candidates)`` returns the rewards of K candidate
+    :mod:`ltm_gym.envs.selection`. The select-mode observation also carries ``"codes"``,
+    ``Box(-action_scale, action_scale, (segment_len, slot_dim))``: what each position of the segment
+    would be stored as, so a policy can tell which slot holds a fact the segment asks again (and
+    may now be dropped). ``score_actions(candidates)`` returns the rewards of K candidate
     actions for the current state from one batched LM forward, without advancing the env.
     Actions of the wrong shape or dtype, NaN, inf or outside [-1, 1] raise ``ValueError`` and leave
     the env exactly as it was.
@@ -107,6 +110,7 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
     the current segment's token ids and the memory written at the previous step (zeros at reset).
     With ``obs_mode="hidden"``, ``tokens`` is replaced by ``hidden``: the LM's final hidden states
     over the current segment, mean-pooled, while it reads the current memory (for MLP policies).
+    With ``action_mode="select"`` also ``codes`` (see the action space).
 
     ## Rewards
     After the write, on the next segment (the memory of THIS action is scored):

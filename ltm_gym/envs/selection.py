@@ -27,11 +27,17 @@ def top_choices(scores: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :n], axis=1)
 
 
+def segment_codes(model: LLMLTM, ids: torch.Tensor, scale: float) -> np.ndarray:
+    """What each position of segments ``ids`` (N, L) would be stored as: its scaled code (N, L, d).
+    The select-mode observation carries them, so a policy can see which slot holds a fact the
+    segment states or asks again."""
+    return (selection_codes(model, ids).cpu().numpy() * scale).astype(np.float32)
+
+
 def candidate_slots(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: float) -> np.ndarray:
     """Every slot a selection can store (N, L + m, d): the scaled codes of the current segments'
     positions ``ids`` (N, L), then the previous ``memory`` (N, m, d)."""
-    codes = selection_codes(model, ids).cpu().numpy() * scale
-    return np.concatenate([codes, memory], axis=1)
+    return np.concatenate([segment_codes(model, ids, scale), memory], axis=1)
 
 
 def write_selection(candidates: np.ndarray, scores: np.ndarray, n_slots: int) -> np.ndarray:
@@ -43,6 +49,6 @@ def held_codes(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: floa
     """(N, L) bool: whether ``memory`` (N, m, d) holds the code of each position of ``ids`` (N, L).
     A question's VALUE has the code of its fact's statement (the same value after the same key), so
     at an answer token this says whether the fact is in memory when it is asked."""
-    codes = selection_codes(model, ids).cpu().numpy() * scale                     # (N, L, d)
+    codes = segment_codes(model, ids, scale)                                     # (N, L, d)
     diff = np.abs(codes[:, :, None, :] - memory[:, None, :, :]).max(-1)          # (N, L, m)
     return (diff <= 1e-5 * max(1.0, scale)).any(-1)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents.networks import ObservationEncoder, WriterConfig
+from agents.networks import ObservationEncoder, SelectionScorer, WriterConfig, code_matches
 
 
 def obs_space(L: int = 12, vocab: int = 50) -> spaces.Dict:
@@ -28,3 +28,36 @@ def test_no_local_window_is_plain_embedding():
     assert enc.local is None and torch.equal(enc.token_features(ids), enc.embed(ids))
     with pytest.raises(ValueError, match="local_window=-1"):
         WriterConfig(local_window=-1).validate()
+
+
+def test_code_matches_find_the_slot_a_segment_asks_again():
+    torch.manual_seed(0)
+    codes = torch.randn(2, 12, 8)
+    memory = torch.zeros(2, 4, 8)
+    memory[0, 1] = codes[0, 5]                       # slot 1 holds position 5's code
+    memory[0, 2] = 0.5 * codes[0, 5] + 0.5 * codes[0, 6]
+    memory[1, 0] = torch.randn(8)
+    slots, positions = code_matches(memory, codes)
+    assert slots.shape == (2, 4, 2) and positions.shape == (2, 12, 2)
+    assert slots[0, :, 1].tolist() == [0, 1, 0, 0] and slots[1, :, 1].tolist() == [0, 0, 0, 0]
+    assert positions[0, :, 1].nonzero().flatten().tolist() == [5]
+    assert slots[0, 1, 0] == pytest.approx(1.0, abs=1e-6)
+    assert 0.5 < slots[0, 2, 0] < 1 - 1e-3              # similar, not exact
+    assert slots[0, 0].tolist() == [0, 0]               # an empty slot matches nothing
+
+
+def test_selection_scorer_starts_as_without_codes_and_can_learn_from_them():
+    """The code matches and the slots' order start at zero and draw no random numbers: the same
+    seed gives the same policy as without them; gradients reach them."""
+    space = spaces.Dict({**obs_space().spaces, "codes": spaces.Box(-1, 1, (12, 8), np.float32)})
+    torch.manual_seed(0)
+    with_codes = SelectionScorer(space, WriterConfig(d_model=16, n_head=2))
+    torch.manual_seed(0)
+    without = SelectionScorer(obs_space(), WriterConfig(d_model=16, n_head=2))
+    obs = {"tokens": torch.randint(0, 50, (3, 12)), "memory": torch.rand(3, 4, 8), "codes": torch.rand(3, 12, 8)}
+    obs["memory"][:, 2] = obs["codes"][:, 7]
+    first = with_codes(obs)
+    assert torch.equal(first, without({k: v for k, v in obs.items() if k != "codes"}))
+    first[:, 12 + 2].sum().backward()                  # the kept slot's logit
+    assert with_codes.encoder.slot_match.weight.grad.abs().sum() > 0
+    assert with_codes.encoder.slot_order.grad[2].abs().sum() > 0

@@ -26,6 +26,21 @@ def test_select_stores_the_codes_of_the_best_positions_and_keeps_old_slots(backe
     np.testing.assert_allclose(obs["memory"], np.stack([new_codes[0], new_codes[5], written[1], written[2]]), atol=1e-6)
 
 
+def test_select_observation_carries_the_codes_a_selection_stores(backend):
+    env = LLMMemoryEnv(backend=backend, action_mode="select", reward_mode="full", action_scale=0.5)
+    obs, _ = env.reset(seed=0, options={"document": 2})
+    assert env.observation_space["codes"].shape == (32, backend.slot_dim)
+    assert env.observation_space.contains(obs)
+    expected = selection_codes(backend.model, torch.as_tensor(obs["tokens"])[None])[0].numpy() * 0.5
+    np.testing.assert_allclose(obs["codes"], expected, atol=1e-7)
+    a = np.full(36, -1.0, np.float32)
+    a[[1, 4, 9, 30]] = 1.0
+    nxt, *_ = env.step(a)
+    np.testing.assert_array_equal(nxt["memory"], obs["codes"][[1, 4, 9, 30]])   # bit for bit what is stored
+    assert not np.array_equal(nxt["codes"], obs["codes"])                       # the next segment's
+    assert "codes" not in LLMMemoryEnv(backend=backend, action_mode="full").observation_space.spaces
+
+
 def test_select_code_depends_on_the_token_and_its_predecessor(backend):
     ids = torch.tensor([[5, 6, 7, 6], [9, 6, 7, 6]])
     c = selection_codes(backend.model, ids)

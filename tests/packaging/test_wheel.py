@@ -1,5 +1,6 @@
 """The wheel carries every preset, and an installed package works from any directory."""
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -78,10 +79,10 @@ def test_no_path_hacks_in_library_or_scripts():
 
 
 @pytest.mark.slow
-def test_installed_wheel_has_the_ltm_gym_command(wheel, tiny_study, tmp_path):
+def test_installed_wheel_has_the_ltm_gym_command(wheel, tmp_path):
     """pip install of the wheel into a fresh venv (its dependencies seen from this one's
-    site-packages, not its editable checkout) gives the ``ltm-gym`` command, which trains a few
-    steps of an agent from an empty directory."""
+    site-packages, not its editable checkout) gives the ``ltm-gym`` command and the shipped study:
+    from an empty directory, with no study built, gym.make works and an agent trains a few steps."""
     import torch
 
     venv = tmp_path / "venv"
@@ -93,7 +94,7 @@ def test_installed_wheel_has_the_ltm_gym_command(wheel, tiny_study, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     cwd = tmp_path / "empty"
     cwd.mkdir()
-    env = {"HF_HUB_OFFLINE": "1", "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "LTM_GYM_STUDY_DIR": str(tiny_study.root),
+    env = {"HF_HUB_OFFLINE": "1", "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),
            "OMP_NUM_THREADS": "1", "PYTHONNOUSERSITE": "1"}
     cli = str(venv / "bin" / "ltm-gym")
     listing = subprocess.run([cli, "--help"], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
@@ -102,7 +103,14 @@ def test_installed_wheel_has_the_ltm_gym_command(wheel, tiny_study, tmp_path):
                           "--set", "n_steps=2", "--set", "group_size=2", "--env-kwargs", "device=cpu"],
                          capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert (cwd / "run" / "agent.pt").is_file() and "8 env steps" in run.stdout
+    steps = re.search(r"\((\d+) env steps\)", run.stdout)               # whole episodes: at least 8
+    assert (cwd / "run" / "agent.pt").is_file() and steps and int(steps.group(1)) >= 8, run.stdout
+    code = ("import gymnasium as gym, ltm_gym; env = gym.make('ltm_gym/LLMMemory-v0'); obs, _ = env.reset(seed=0); "
+            "print(env.step(env.action_space.sample())[1] < 0, obs['memory'].shape)")
+    made = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=cwd, env=env)
+    assert made.returncode == 0 and made.stdout.split() == ["True", "(10,", "64)"], made.stderr[-3000:]
+    assert (tmp_path / "home" / ".cache" / "ltm_gym" / "study-tiny" / "config.yaml").is_file()
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import ltm_gym.cli; print(ltm_gym.cli.__file__)"],
                            capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
     assert str(venv) in where.stdout                                     # the installed package, not the checkout
