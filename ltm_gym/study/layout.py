@@ -130,7 +130,6 @@ class StudyDir:
             wanted = to_dict(self.config)
             if to_dict(load_config(StudyConfig, source / "config.yaml")) != wanted:
                 return
-            self.__dict__.pop("config", None)
         self.root.parent.mkdir(parents=True, exist_ok=True)
         staging = self.root.parent / f".{self.root.name}.{os.getpid()}.shipped"
         shutil.rmtree(staging, ignore_errors=True)
@@ -145,7 +144,8 @@ class StudyDir:
             if not self.root.exists():
                 staging.rename(self.root)
                 return
-            for entry in staging.iterdir():              # an empty directory (or one with a lock) already there
+            # an empty directory (or one with a lock) already there: config.yaml, which marks a study, last
+            for entry in sorted(staging.iterdir(), key=lambda e: e.name == "config.yaml"):
                 target = self.root / entry.name
                 if not target.exists():
                     entry.rename(target)
