@@ -20,10 +20,11 @@ from gymnasium import spaces
 from torch import nn
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from ltm_gym.core import ArtifactError, atomic_write, load_checkpoint
-from ltm_gym.envs.sb3_vec import SB3VecEnv
+from ltm_gym.core import ArtifactError, ConfigError, atomic_write, load_checkpoint
+from ltm_gym.envs.sb3_vec import SB3VecEnv, is_selection
 
 from .base import Callback, EpisodeTracker, RunLogger, env_state, load_reader, save_reader
 from .networks import ObservationEncoder, WriterConfig
@@ -39,7 +40,8 @@ def algorithms() -> dict[str, type]:
 
 
 OFF_POLICY = ("sac", "td3", "ddpg", "tqc")
-OUR_KEYS = ("features", "net_arch", "log_std_init", "action_noise_std", "policy_kwargs")
+OUR_KEYS = ("features", "net_arch", "log_std_init", "action_noise_std", "policy_kwargs", "keep_prior", "store_prior",
+            "binary_select", "candidate_head")
 SET_BY_US = ("policy", "env", "seed", "device", "verbose", "_init_setup_model")
 
 
@@ -53,7 +55,8 @@ def check_config(name: str, cls: type, config: dict[str, Any]) -> None:
 
     defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
                 if k not in ("self",) + SET_BY_US}
-    defaults |= {"log_std_init": 0.0, "action_noise_std": 0.0}
+    defaults |= {"log_std_init": 0.0, "action_noise_std": 0.0, "keep_prior": 0.0, "store_prior": 0.0,
+                 "binary_select": False, "candidate_head": False}
     for key, value in config.items():
         check(key in defaults or key in OUR_KEYS, key, value,
               f"a {name.upper()} argument or ours: {', '.join(sorted(set(defaults) | set(OUR_KEYS)))}")
@@ -148,6 +151,40 @@ class MemoryFeaturesExtractor(BaseFeaturesExtractor):
         return self.squeeze(context).flatten(1)
 
 
+class CandidateHead(nn.Module):
+    """A selection policy's outputs (B, C) from the extractor's per-candidate features (B, C * h):
+    one small linear map shared by every candidate, plus a bias per candidate (where the keep and
+    store priors go). What makes a position worth storing (a VALUE after "remember : KEY") is the
+    same wherever it stands, so a head shared across positions learns it once, not once per position
+    as a dense layer over all of them must."""
+
+    def __init__(self, n_candidates: int, per_candidate: int) -> None:
+        super().__init__()
+        self.n, self.h = n_candidates, per_candidate
+        self.score = nn.Linear(per_candidate, 1)
+        nn.init.orthogonal_(self.score.weight, gain=0.01)       # SB3's start for action heads: near uniform
+        nn.init.zeros_(self.score.bias)
+        self.bias = nn.Parameter(torch.zeros(n_candidates))
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.score(latent.view(latent.shape[0], self.n, self.h)).squeeze(-1) + self.bias
+
+
+class SelectionActorCriticPolicy(MultiInputActorCriticPolicy):
+    """PPO/A2C's policy for selection envs with ``candidate_head``: the actor is a
+    :class:`CandidateHead` on the per-candidate features (its MLP is empty), the critic SB3's MLP."""
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)
+        space = self.action_space
+        n = space.n if isinstance(space, spaces.MultiBinary) else space.shape[0]
+        if self.mlp_extractor.latent_dim_pi % n:
+            raise ValueError(f"candidate_head: {self.mlp_extractor.latent_dim_pi} actor features are not "
+                             f"{n} candidates' (its net_arch must leave the actor empty)")
+        self.action_net = CandidateHead(n, self.mlp_extractor.latent_dim_pi // n)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+
 class LossWriter(KVWriter):
     """SB3's own training scalars (``train/policy_gradient_loss``, ...) into the shared
     :class:`~agents.base.RunLogger` as ``losses/...``."""
@@ -223,16 +260,25 @@ class SB3Agent:
         self.name, self.cls = name, algos[name]
         config = dict(config or {})
         check_config(name, self.cls, config)
-        self.venv = SB3VecEnv(env)
+        self.venv = SB3VecEnv(env, binary_select=bool(config.pop("binary_select", False)))
         self.logger = RunLogger(run_dir)
         self.episodes = EpisodeTracker(env.num_envs)
         features = config.pop("features", {})
         policy_kwargs = {"features_extractor_class": MemoryFeaturesExtractor, "features_extractor_kwargs": features,
                          **config.pop("policy_kwargs", {})}
+        candidate_head = bool(config.pop("candidate_head", False))
+        if candidate_head and (name in OFF_POLICY or not is_selection(env.single_observation_space,
+                                                                      env.single_action_space)):
+            raise ConfigError(f"candidate_head scores each candidate of a selection (action_mode=select) with "
+                              f"an on-policy algorithm (ppo, a2c); not {name} on an action space of shape "
+                              f"{tuple(env.single_action_space.shape)}")
         if "net_arch" in config:
             policy_kwargs["net_arch"] = config.pop("net_arch")
+        if candidate_head:                              # the actor is the shared head; the MLP is the critic's
+            policy_kwargs["net_arch"] = {"pi": [], "vf": list(policy_kwargs.get("net_arch", [64, 64]))}
         if "log_std_init" in config:
             policy_kwargs["log_std_init"] = float(config.pop("log_std_init"))
+        priors = float(config.pop("keep_prior", 0.0)), float(config.pop("store_prior", 0.0))
         noise = config.pop("action_noise_std", None)
         if noise:
             from stable_baselines3.common.noise import NormalActionNoise
@@ -243,9 +289,29 @@ class SB3Agent:
             config.setdefault("buffer_size", 10_000)
             config.setdefault("learning_starts", 100)
             policy_kwargs.setdefault("share_features_extractor", False)
-        self.model = self.cls("MultiInputPolicy", self.venv, seed=seed, device=device, policy_kwargs=policy_kwargs,
+        policy = SelectionActorCriticPolicy if candidate_head else "MultiInputPolicy"
+        self.model = self.cls(policy, self.venv, seed=seed, device=device, policy_kwargs=policy_kwargs,
                               verbose=0, **config)
         self.model.set_logger(Logger(None, [LossWriter(self.logger)]))
+        if any(priors):
+            self._add_priors(env, *priors)
+
+    def _add_priors(self, env: Any, keep: float, store: float) -> None:
+        """Selection policies: start the output for every previous slot at ``keep`` and for every
+        segment position at ``store`` (the Gaussian's mean score, or with ``binary_select`` the
+        Bernoulli's logit), as REINFORCE's ``keep_prior``: a stored fact survives some segments
+        by chance, so a late answer can reward storing and keeping it. With ``binary_select``,
+        ``store: -2.5`` starts by choosing about 5 of 64 positions."""
+        obs_space, act_shape = env.single_observation_space, tuple(env.single_action_space.shape)
+        net = getattr(self.model.policy, "action_net", None)
+        if not is_selection(obs_space, env.single_action_space) or not isinstance(net, (nn.Linear, CandidateHead)):
+            raise ConfigError(f"keep_prior={keep}, store_prior={store} bias a selection policy's outputs: they "
+                              f"need action_mode=select and an on-policy algorithm (ppo, a2c), not {self.name} "
+                              f"on an action space of shape {act_shape}")
+        n_slots = obs_space["memory"].shape[0]
+        with torch.no_grad():
+            net.bias[-n_slots:] += keep
+            net.bias[:-n_slots] += store
 
     @property
     def episode_returns(self) -> list[float]:
@@ -280,7 +346,7 @@ class SB3Agent:
 
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
         action, _ = self.model.predict(obs, deterministic=deterministic)
-        return action.astype(np.float32), None
+        return self.venv.env_action(action), None
 
     def save(self, path: str | Path) -> Path:
         """The SB3 model (``agent.zip``), and beside it what SB3 leaves out but a resumed run needs

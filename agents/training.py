@@ -72,10 +72,13 @@ def check_study(cfg: RunConfig, env: Any, run_dir: Path) -> None:
                       f"(--env-kwargs study_dir=... or LTM_GYM_STUDY_DIR)")
 
 
-def hyperparams(algo: str) -> dict[str, Any]:
-    """The shipped hyper-parameter preset of ``algo`` (``agents/<algo>``)."""
-    from ltm_gym.core.config import load_preset_dict
+def hyperparams(algo: str, action_mode: str | None = None) -> dict[str, Any]:
+    """The shipped hyper-parameter preset of ``algo``: ``agents/<algo>-<action_mode>`` where one is
+    shipped for that action mode (``ppo-select``), else ``agents/<algo>``."""
+    from ltm_gym.core.config import load_preset_dict, preset_dir
 
+    if action_mode and (preset_dir() / "agents" / f"{algo}-{action_mode}.yaml").is_file():
+        return load_preset_dict(f"agents/{algo}-{action_mode}")
     return load_preset_dict(f"agents/{algo}")
 
 

@@ -33,6 +33,7 @@ import torch
 
 from agents.networks import MemoryWriter, WriterConfig
 from ltm_gym.core import TrainConfig, Trainer, atomic_write, check, load_checkpoint, save_config, step_generator
+from ltm_gym.data.tasks import load_task
 from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend, Reward, RewardConfig, Segments
 from ltm_gym.metrics import SegmentMetrics
 
@@ -50,6 +51,11 @@ class BPTTConfig:
     adapters: str = "memory"
     """The LM's adapters: the study's ``memory`` (hypothesis-2 read path), ``lora``, ``none``, or a
     .safetensors file (e.g. another run's reader.safetensors)."""
+    task: str | None = None
+    """Which documents it trains and is evaluated on: a memory task (a level such as ``recall-d4``
+    or a task YAML, :mod:`ltm_gym.data.tasks`); None: the study's own corpus. A fact asked d
+    segments later reaches the write that stored it only when ``tbptt`` spans the d writes
+    between, wherever the detach falls: ``tbptt >= 2 d`` (or the whole document)."""
     train_reader: bool = True
     """Train the LLM-LTM's read path (memory projection, cross-attention, LoRA) with the writer."""
     batch_size: int = 16
@@ -77,6 +83,8 @@ class BPTTConfig:
               "adapters", self.adapters, "memory, lora, select, none or a .safetensors file")
         check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
         check(self.tbptt >= 1, "tbptt", self.tbptt, ">= 1")
+        if self.task is not None:
+            load_task(self.task)                    # a ConfigError naming the bad level or field
         check(self.reward.mode in TRAINABLE_REWARDS, "reward.mode", self.reward.mode,
               f"one of {TRAINABLE_REWARDS} (delta has the gradient of full; mimic has no LM reward)")
         check(self.action_scale > 0, "action_scale", self.action_scale, "> 0")
@@ -155,7 +163,7 @@ class WriterAgent:
 
 
 def load_backend(cfg: BPTTConfig) -> MemoryLMBackend:
-    return MemoryLMBackend.from_study(cfg.study_dir, adapters=cfg.adapters, device=cfg.device)
+    return MemoryLMBackend.from_study(cfg.study_dir, adapters=cfg.adapters, device=cfg.device, task=cfg.task)
 
 
 @contextlib.contextmanager
@@ -245,14 +253,21 @@ def load_writer(run_dir: str | Path, backend: MemoryLMBackend, cfg: BPTTConfig) 
 
 def evaluate_writer(writer: MemoryWriter, backend: MemoryLMBackend, cfg: BPTTConfig, split: str = "test",
                     with_lm_rows: bool = True) -> dict[str, SegmentMetrics]:
-    """The study's table rows: the LM rows of the study (when its adapters exist) and the writer's,
-    the writer stepping the env as an agent does."""
+    """The study's table rows: the LM rows of the study (when its adapters exist; on a task, its
+    ``lora_baseline`` and ``oracle``) and the writer's, the writer stepping the env as an agent does."""
     from agents.evaluation import agent_metrics, eval_env
     from ltm_gym.study import StudyDir
-    from ltm_gym.study.tables import eval_documents, study_dir_rows
+    from ltm_gym.study.tables import eval_documents, study_dir_rows, task_lm_rows
 
     study = StudyDir(cfg.study_dir)
-    rows: dict[str, Any] = study_dir_rows(study, split) if with_lm_rows else {}
-    env = eval_env({"action_scale": cfg.action_scale}, split, backend=backend)
-    rows["bptt_writer"] = agent_metrics(WriterAgent(writer, backend.device), env, len(eval_documents(study, split)))
+    if cfg.task is None:
+        rows: dict[str, Any] = study_dir_rows(study, split) if with_lm_rows else {}
+        n_documents = len(eval_documents(study, split))
+    else:
+        if split != "test" and with_lm_rows:
+            raise ValueError(f"split={split!r}: a task's LM rows are measured on its test documents")
+        rows = task_lm_rows(study, load_task(cfg.task), device=cfg.device) if with_lm_rows else {}
+        n_documents = len(backend.docs(split))
+    env = eval_env({"action_scale": cfg.action_scale, "task": cfg.task}, split, backend=backend)
+    rows["bptt_writer"] = agent_metrics(WriterAgent(writer, backend.device), env, n_documents)
     return rows

@@ -22,12 +22,14 @@ from typing import Callable
 from agents.evaluation import agent_metrics, eval_env
 from agents.training import RunConfig, hyperparams, stored_changes, train_run
 from ltm_gym.core import config_changes, load_config, to_dict
+from ltm_gym.data.tasks import load_task
 from ltm_gym.study import StudyDir
 from ltm_gym.study.plots import plot_study
 from ltm_gym.study.stages import run_stage, stages_for
-from ltm_gym.study.tables import eval_documents, report, study_dir_rows
+from ltm_gym.study.tables import eval_documents, ladder_summary, ladder_table, report, study_dir_rows, write_ladder
 
 from .bptt_memory import BPTTConfig, evaluate_writer, train_writer
+from .ladder import agent_row, ladder_rows
 
 
 @dataclass
@@ -60,6 +62,15 @@ class PipelineSettings:
     bptt_lr: float | None = 2e-3
     """Its peak learning rate (None: the preset's 1e-3). Seed 0: 600 steps at 2e-3 close 0.59 of the
     answer gap, 600 at 1e-3 0.27, 800 at 1e-3 0.52, the preset's 1500 at 1e-3 0.78."""
+    ladder: tuple[str, ...] = ("recall-d1", "recall-d4", "recall-mixed")
+    """Levels of the memory-task ladder (:mod:`ltm_gym.data.tasks`) the report ends with: no memory,
+    the oracle and the scripted selection policies through the study's ``select`` reader
+    (:mod:`baselines.ladder`); () for none."""
+    ladder_steps: int = 0
+    """REINFORCE env steps of each of the ladder's agents (0: none): selection agents co-trained with
+    their readers (lm_lr 1e-4), one per level of ``ladder_agents``, the first from scratch and each
+    next one from the previous agent and its reader, evaluated on every level of ``ladder``."""
+    ladder_agents: tuple[str, ...] = ("recall-d4", "recall-mixed")
     num_envs: int = 8
     seed: int = 0
 
@@ -140,4 +151,36 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
     text = report(rows, study.eval_dir)
     tables = json.loads((study.eval_dir / "lm_table.json").read_text())
     plots = plot_study(study, tables, returns)
-    return text + "\nplots: " + ", ".join(str(p) for p in plots)
+    text += "\nplots: " + ", ".join(str(p) for p in plots)
+    if settings.ladder:
+        text += "\n\n" + run_ladder(study, settings, base, log)
+    return text
+
+
+def run_ladder(study: StudyDir, settings: PipelineSettings, base: dict, log: Callable[[str], None]) -> str:
+    """The ladder's tables: each level's references and, with ``ladder_steps``, its agents."""
+    agent_runs: dict[str, Path] = {}
+    previous: Path | None = None
+    for level in settings.ladder_agents if settings.ladder_steps else ():
+        name = f"ladder_{load_task(level).name}"
+        kwargs = {"study_dir": str(study.root), "action_mode": "select", "reward_mode": "answer", "lm_update": True,
+                  "lm_lr": 1e-4, "task": level,
+                  "adapters": "select" if previous is None else str(previous / "reader.safetensors")}
+        run_cfg = RunConfig(**base, env_kwargs=kwargs, steps=settings.ladder_steps,
+                            init_from=None if previous is None else str(previous / "agent.pt"))
+        run_dir = study.agent_dir(name)
+        log(f"[agent {name}] {run_dir}")
+        set_aside(run_dir, stored_changes(run_cfg, run_dir), log)
+        train_run(run_cfg, run_dir, save_every=4000)
+        agent_runs[name] = previous = run_dir
+    parts = []
+    for level in settings.ladder:
+        start, task = time.time(), load_task(level)
+        rows = ladder_rows(study.root, task)
+        for name, run_dir in agent_runs.items():
+            rows[f"agent_{name}"] = agent_row(run_dir, task)
+        summaries = ladder_summary(rows)
+        path = write_ladder(study.eval_dir / "ladder", task.name, summaries)
+        log(f"[ladder {task.name}] {path} ({time.time() - start:.0f} s)")
+        parts.append(ladder_table(task.name, summaries))
+    return "\n\n".join(parts)

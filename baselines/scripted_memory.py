@@ -9,6 +9,17 @@ segment that will ask it, -1 if none, 0 where no fact is stated):
   reward alone learns: at distance >= 2 no stored fact pays in the next segment);
 * ``fifo``: this segment's stated facts, then the previous slots that hold facts, newest first
   (a queue; it does not know which facts will be asked);
+* ``unasked``: ``fifo`` without the facts already asked (each fact is asked once, and an agent sees
+  the question when it comes): the best-informed policy that does not know the future. Of the
+  facts not yet asked, the newest are the likeliest to be asked again when some are never asked
+  (``recall-mixed``'s distractors) or come at random distances, so it is the reference for
+  what an agent can reach by observation alone;
+* ``patient``: the facts not yet asked that it already holds come first, for up to the task's
+  longest distance (``longest``: by then every fact that will be asked has been); new facts take
+  the slots left. It also never reads the future: under capacity pressure it stores a share of the
+  facts and holds each until it is asked, which catches more per slot than holding many facts
+  briefly when the facts asked late outnumber the ones asked soon (``recall-mixed``: a fact not yet
+  asked after k segments is asked at the next one with probability 1 / (12 - k), rising with age);
 * ``keep``: perfect store-and-keep: the facts that will still be asked, new or kept, the ones asked
   soonest first when they do not all fit (privileged: it reads when each fact is asked).
 
@@ -26,17 +37,17 @@ from ltm_gym.envs import LLMMemoryEnv
 from ltm_gym.envs.selection import top_choices
 from ltm_gym.metrics import SegmentMetrics
 
-POLICIES = ("store", "fifo", "keep")
+POLICIES = ("store", "fifo", "unasked", "patient", "keep")
 
 
 class ScriptedSelector:
     """One scripted policy on one single env; it follows which fact each slot holds (the segment
     asking it, 0 for none) by replaying the env's own top-k choice."""
 
-    def __init__(self, policy: str, segment_len: int, n_slots: int) -> None:
+    def __init__(self, policy: str, segment_len: int, n_slots: int, longest: int = 1) -> None:
         if policy not in POLICIES:
             raise ValueError(f"scripted policy {policy!r} is not one of {POLICIES}")
-        self.policy, self.L, self.m = policy, segment_len, n_slots
+        self.policy, self.L, self.m, self.longest = policy, segment_len, n_slots, longest
         self.slot_due = np.zeros(n_slots, dtype=np.int64)
         self.slot_age = np.zeros(n_slots, dtype=np.int64)
 
@@ -49,10 +60,17 @@ class ScriptedSelector:
         L, m = self.L, self.m
         score = np.full(L + m, -1.0, dtype=np.float32)
         stated = fact_due != 0
-        if self.policy in ("store", "fifo"):
+        if self.policy in ("store", "fifo", "unasked"):
             score[:L][stated] = 1.0
-        if self.policy == "fifo":
+        if self.policy == "patient":
+            score[:L][stated] = 0.5
+            age = self.slot_age + 1                     # segments since the slot's fact was stated
+            held = (self.slot_due != 0) & ((self.slot_due == -1) | (self.slot_due > segment)) & (age < self.longest)
+            score[L:][held] = 1.0 - 0.01 * np.minimum(age[held], 40)
+        if self.policy in ("fifo", "unasked"):
             held = self.slot_due != 0
+            if self.policy == "unasked":                # asked in this or an earlier segment: done
+                held &= (self.slot_due == -1) | (self.slot_due > segment)
             score[L:][held] = 0.5 - 0.01 * np.minimum(self.slot_age[held], 40)
         if self.policy == "keep":
             # a fact asked in segment u must be held in every memory written at steps t .. u - 1
@@ -73,7 +91,8 @@ def scripted_metrics(env: LLMMemoryEnv, policy: str, n_documents: int | None = N
     if env.episodes.s.action_mode != "select":
         raise ValueError(f"scripted policies write selections; the env's action_mode is {env.episodes.s.action_mode!r}")
     n_slots = env.backend.n_slots
-    selector = ScriptedSelector(policy, env.backend.segment_len, n_slots)
+    task = env.backend.task
+    selector = ScriptedSelector(policy, env.backend.segment_len, n_slots, task.longest if task is not None else 1)
     metrics = SegmentMetrics()
     n = len(env.backend.docs(env.episodes.s.split))
     for doc in range(n if n_documents is None else min(n, n_documents)):

@@ -23,7 +23,7 @@ from pathlib import Path
 import agents
 from agents.training import RunConfig, hyperparams, train_run
 from ltm_gym.core import lock_run_dir, new_run_dir, refuse_existing_run, run_config_source
-from ltm_gym.core.config import load_preset_dict, parse_overrides
+from ltm_gym.core.config import load_preset_dict, merge, parse_overrides
 from ltm_gym.core.errors import run_main
 from ltm_gym.envs import LLMMemoryVectorEnv
 
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", choices=agents.NAMES, default="reinforce", help="the RL algorithm")
     parser.add_argument("--config", default=None,
-                        help="hyper-parameter YAML (default: the preset agents/ALGO)")
+                        help="hyper-parameter YAML (default: the preset agents/ALGO-ACTION_MODE where one is shipped, e.g. "
+                             "ppo-select, else agents/ALGO)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a hyper-parameter, e.g. --set lr=1e-4 (repeatable)")
     parser.add_argument("--env-id", default="ltm_gym/LLMMemory-v0",
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         if env_kwargs.get("study_dir") is not None:     # the run is found from any working directory
             env_kwargs["study_dir"] = str(Path(env_kwargs["study_dir"]).expanduser().resolve())
         LLMMemoryVectorEnv.check_kwargs(env_kwargs)
-        hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo)
-        hyper.update(parse_overrides(args.overrides))
+        hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo, env_kwargs.get("action_mode"))
+        hyper = merge(hyper, parse_overrides(args.overrides))
         cfg = RunConfig(algo=args.algo, env_id=args.env_id, env_kwargs=env_kwargs,
                         num_envs=args.num_envs, steps=args.steps, seed=args.seed, device=args.device,
                         hyperparams=hyper, init_from=str(args.init_from) if args.init_from else None)

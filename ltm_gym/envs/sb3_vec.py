@@ -4,6 +4,11 @@ batched :class:`~ltm_gym.envs.vector.LLMMemoryVectorEnv` as an SB3 ``VecEnv``.
 SB3's conventions: ``step_wait`` returns (obs, rewards, dones, infos) with one info dict per env;
 a finished env is already reset, its last observation is ``infos[i]["terminal_observation"]`` and
 ``infos[i]["TimeLimit.truncated"]`` says whether it was cut by the time limit rather than ended.
+
+With ``binary_select`` a selection env (``action_mode="select"``) is offered to SB3 as
+``MultiBinary(segment_len + n_slots)``, a yes/no per position and per previous slot, so PPO and
+A2C learn a Bernoulli choice of each candidate instead of a Gaussian over scores whose top
+``n_slots`` only matter (:func:`binary_selection_scores` maps it back to the env's scores).
 """
 
 from __future__ import annotations
@@ -11,15 +16,47 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
+from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from .vector import LLMMemoryVectorEnv
 
+# a binary selection's scores: what the env stores first when more or fewer than n_slots are chosen
+CHOSEN_SLOT, CHOSEN_POSITION, OTHER_SLOT, OTHER_POSITION = 1.0, 0.5, 0.0, -1.0
+
+
+def binary_selection_scores(choices: np.ndarray, n_slots: int) -> np.ndarray:
+    """Selection scores (..., L + n_slots) for yes/no ``choices`` of the same shape: the chosen
+    previous slots, then the chosen positions (in order), then the other previous slots (the old
+    memory fills what is left), then the other positions. So choosing a position stores it, and
+    a slot is dropped only when more is chosen than the memory holds."""
+    chosen = np.asarray(choices) > 0.5
+    is_slot = np.zeros(chosen.shape[-1], dtype=bool)
+    is_slot[chosen.shape[-1] - n_slots:] = True
+    yes = np.where(is_slot, CHOSEN_SLOT, CHOSEN_POSITION)
+    no = np.where(is_slot, OTHER_SLOT, OTHER_POSITION)
+    return np.where(chosen, yes, no).astype(np.float32)
+
+
+def is_selection(observation_space: spaces.Dict, action_space: spaces.Space) -> bool:
+    """Whether the spaces are a selection env's (``action_mode="select"``)."""
+    n_slots = observation_space["memory"].shape[0]
+    return "tokens" in observation_space.spaces and \
+        tuple(action_space.shape) == (observation_space["tokens"].shape[0] + n_slots,)
+
 
 class SB3VecEnv(VecEnv):
-    def __init__(self, venv: LLMMemoryVectorEnv) -> None:
+    def __init__(self, venv: LLMMemoryVectorEnv, binary_select: bool = False) -> None:
         self.venv = venv
-        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+        action_space = venv.single_action_space
+        if binary_select:
+            if not is_selection(venv.single_observation_space, action_space):
+                raise ValueError(f"binary_select is for selection envs (action_mode=select); the action space is "
+                                 f"{action_space}")
+            action_space = spaces.MultiBinary(action_space.shape[0])
+        self.binary_select = binary_select
+        self.n_slots = venv.single_observation_space["memory"].shape[0]
+        super().__init__(venv.num_envs, venv.single_observation_space, action_space)
         self._actions: np.ndarray | None = None
         self.render_mode = venv.render_mode
 
@@ -30,8 +67,13 @@ class SB3VecEnv(VecEnv):
         self._reset_options()
         return obs
 
+    def env_action(self, actions: np.ndarray) -> np.ndarray:
+        """The env's action for SB3's ``actions`` (the same unless ``binary_select``)."""
+        actions = np.asarray(actions, dtype=np.float32)
+        return binary_selection_scores(actions, self.n_slots) if self.binary_select else actions
+
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions, dtype=np.float32).reshape((self.num_envs, *self.action_space.shape))
+        self._actions = self.env_action(actions).reshape((self.num_envs, *self.venv.single_action_space.shape))
 
     def step_wait(self):
         obs, rewards, terminated, truncated, info = self.venv.step(self._actions)

@@ -3,16 +3,20 @@ numerical failure inside training is reported as a bug (a traceback), not as a u
 
 import math
 
+import numpy as np
+import torch
+
 import pytest
 
 import agents
 from agents.training import hyperparams
+from ltm_gym.core import ConfigError
 from ltm_gym.envs import LLMMemoryVectorEnv
 
 
 def first_updates(backend, algo: str, action_mode: str, nan: bool = False, **overrides) -> list[float]:
     env = LLMMemoryVectorEnv(4, backend=backend, action_mode=action_mode)
-    config = {**hyperparams(algo), "n_steps": 16, "features": {"d_model": 32, "n_head": 2}, **overrides}
+    config = {**hyperparams(algo, action_mode), "n_steps": 16, "features": {"d_model": 32, "n_head": 2}, **overrides}
     agent = agents.make(algo, env, device="cpu", seed=0, **config)
     seen: list[float] = []
     agent.logger.scalars = lambda values, step: seen.extend(v for k, v in values.items() if k == "losses/approx_kl")
@@ -22,7 +26,7 @@ def first_updates(backend, algo: str, action_mode: str, nan: bool = False, **ove
     return seen
 
 
-@pytest.mark.parametrize("action_mode", ["full", "select"])
+@pytest.mark.parametrize("action_mode", ["full", "slot"])
 def test_the_ppo_preset_moves_the_policy_a_bounded_step(backend, action_mode):
     """The 640-dim Gaussian of the continuous memory: an Adam step of the old preset (lr 3e-4)
     moved its mean by several standard deviations (approx KL in the thousands, then an overflowing
@@ -32,6 +36,79 @@ def test_the_ppo_preset_moves_the_policy_a_bounded_step(backend, action_mode):
     assert max(kls) < 3 * hyperparams("ppo")["target_kl"], kls
 
 
+def test_selection_envs_get_the_binary_ppo_preset(backend):
+    """Select mode's own preset (a Bernoulli per candidate, one shared head): its first updates are
+    finite and small, with no target_kl to stop them."""
+    select, full = hyperparams("ppo", "select"), hyperparams("ppo", "full")
+    assert select["binary_select"] and select["candidate_head"] and select["target_kl"] is None
+    assert full == hyperparams("ppo") and "binary_select" not in full and hyperparams("a2c", "select") == hyperparams("a2c")
+    kls = first_updates(backend, "ppo", "select")
+    assert len(kls) == 3 and all(math.isfinite(k) and 0 < k < 0.5 for k in kls), kls
+
+
 def test_a_numerical_failure_in_training_is_a_bug_report(backend):
     with pytest.raises(FloatingPointError, match="ppo: the policy became non-finite"):
         first_updates(backend, "ppo", "full", nan=True)
+
+
+def test_binary_selection_maps_choices_to_the_envs_scores():
+    from ltm_gym.envs.sb3_vec import binary_selection_scores
+    from ltm_gym.envs.selection import top_choices
+
+    choices = np.array([[0, 1, 0, 1, 0, 1, 0]])                       # 5 positions, then 2 slots
+    scores = binary_selection_scores(choices, n_slots=2)
+    assert scores.tolist() == [[-1.0, 0.5, -1.0, 0.5, -1.0, 1.0, 0.0]]
+    assert top_choices(scores, 2).tolist() == [[1, 5]]                # the chosen slot first, then positions
+    assert top_choices(scores, 4).tolist() == [[1, 3, 5, 6]]          # the unchosen slot fills before junk
+    too_many = binary_selection_scores(np.ones((1, 7)), n_slots=2)
+    assert top_choices(too_many, 2).tolist() == [[5, 6]]              # dropped: the latest positions
+
+
+def test_binary_ppo_starts_from_its_priors_and_acts_in_the_envs_space(backend):
+    env = LLMMemoryVectorEnv(2, backend=backend, action_mode="select")
+    config = {**hyperparams("ppo"), "n_steps": 8, "features": {"d_model": 32, "n_head": 2},
+              "batch_size": 16, "binary_select": True, "store_prior": -3.0, "keep_prior": 2.0}
+    agent = agents.make("ppo", env, device="cpu", seed=0, **config)
+    m = env.single_observation_space["memory"].shape[0]
+    bias = agent.model.policy.action_net.bias.detach()
+    assert agent.venv.action_space.n == env.single_action_space.shape[0]
+    assert torch.all(bias[-m:] > 1.9) and torch.all(bias[:-m] < -2.9)
+    obs, _ = env.reset(seed=0)
+    action, _ = agent.predict(obs)
+    assert action.shape == (2, *env.single_action_space.shape) and action.dtype == np.float32
+    assert np.all(action[:, -m:] == 1.0) and np.all(action[:, :-m] == -1.0)   # keep all, store none
+    agent.learn(16)
+    assert agent.num_timesteps == 16
+
+
+def test_priors_need_a_selection_policy(backend):
+    env = LLMMemoryVectorEnv(2, backend=backend, action_mode="full")
+    with pytest.raises(ConfigError, match="keep_prior=1.0"):
+        agents.make("ppo", env, device="cpu", seed=0, **{**hyperparams("ppo"), "keep_prior": 1.0})
+    with pytest.raises(ValueError, match="binary_select is for selection envs"):
+        agents.make("ppo", env, device="cpu", seed=0, **{**hyperparams("ppo"), "binary_select": True})
+
+
+def test_candidate_head_scores_every_candidate_alike_and_reloads(backend, tmp_path):
+    from agents.sb3 import CandidateHead
+
+    env = LLMMemoryVectorEnv(2, backend=backend, action_mode="select")
+    config = {**hyperparams("ppo"), "n_steps": 8, "batch_size": 16, "features": {"d_model": 32, "n_head": 2},
+              "binary_select": True, "candidate_head": True, "store_prior": -1.0}
+    agent = agents.make("ppo", env, device="cpu", seed=0, **config)
+    head = agent.model.policy.action_net
+    assert isinstance(head, CandidateHead) and head.n == env.single_action_space.shape[0]
+    with torch.no_grad():
+        head.score.weight.normal_()
+        latent = torch.randn(3, head.n * head.h)
+        perm = torch.randperm(head.n)
+        permuted = latent.view(3, head.n, head.h)[:, perm].reshape(3, -1)
+        shared = head(latent) - head.bias
+        torch.testing.assert_close(head(permuted) - head.bias, shared[:, perm])   # one map for every candidate
+    agent.learn(16)
+    obs, _ = env.reset(seed=1)
+    path = agent.save(tmp_path / "agent.zip")
+    again = agents.make("ppo", env, device="cpu", seed=1, **config).load(path)
+    np.testing.assert_array_equal(again.predict(obs)[0], agent.predict(obs)[0])
+    with pytest.raises(ConfigError, match="candidate_head"):
+        agents.make("sac", env, device="cpu", seed=0, **{**hyperparams("sac"), "candidate_head": True})

@@ -136,3 +136,20 @@ def test_reader_trains_with_the_writer_and_is_restored(study_data, tmp_path):
     for n, p in fresh.model.named_parameters():
         if n in trained:
             assert torch.equal(p.detach(), trained[n]), n
+
+
+def test_writer_trains_and_is_evaluated_on_a_memory_task(tiny_study, tmp_path):
+    """``task``: the writer unrolls through the task's documents and its row has recall by the
+    facts' distance beside the task's LM rows; a bad level is named before anything trains."""
+    from baselines.bptt_memory import evaluate_writer
+
+    with pytest.raises(ConfigError, match="recall-d3"):
+        small_cfg(task="recall-d3").validate()
+    task = tmp_path / "d2.yaml"
+    task.write_text(yaml.safe_dump({"name": "d2", "distance": 2, "n_segments": 6, "n_facts": 1, "n_documents": 15}))
+    cfg = small_cfg(study_dir=str(tiny_study.root), adapters="select", task=str(task), tbptt=5)
+    writer, backend = train_writer(cfg, tmp_path / "run")
+    assert backend.task.distance == 2 and all(d.n_segments == 6 for d in backend.docs("train"))
+    rows = {k: v.summary() for k, v in evaluate_writer(writer, backend, cfg).items()}
+    assert set(rows) == {"lora_baseline", "oracle", "bptt_writer"}
+    assert {k for k in rows["bptt_writer"] if k.startswith("recall_d")} == {"recall_d2"}

@@ -7,6 +7,7 @@ from tests.fixtures import tiny_study_config
 
 D2 = {"distance": 2, "n_segments": 6, "n_facts": 2, "n_documents": 15}          # 4 open facts, 4 slots
 D3 = {"distance": 3, "n_segments": 8, "n_facts": 2, "n_documents": 15}          # 6 open facts, 4 slots
+MIX = {"distance": 1, "max_distance": 3, "n_segments": 8, "n_facts": 1, "n_distractors": 1, "n_documents": 15}
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +42,29 @@ def test_selector_follows_the_slots_it_keeps():
     assert sel.slot_due.tolist().count(3) == 1 and 2 not in sel.slot_due.tolist()   # the fact asked at 2 is dropped
     with pytest.raises(ValueError, match="'lru'"):
         ScriptedSelector("lru", 6, 2)
+
+
+def test_unasked_drops_answered_facts_and_holds_more_than_fifo(study_backend):
+    sel = ScriptedSelector("unasked", segment_len=6, n_slots=3)
+    sel.act(np.array([0, 0, 1, 0, 3, -1]), 0)
+    assert sorted(sel.slot_due.tolist()) == [-1, 1, 3]             # it cannot tell -1 (never asked) from later
+    sel.act(np.zeros(6, dtype=np.int64), 1)                         # the question of the fact due at 1 comes
+    assert sorted(sel.slot_due.tolist()) == [-1, 0, 3]             # ... and it is dropped: a free slot
+    fifo = ScriptedSelector("fifo", segment_len=6, n_slots=3)
+    fifo.act(np.array([0, 0, 1, 0, 3, -1]), 0)
+    fifo.act(np.zeros(6, dtype=np.int64), 1)
+    assert sorted(fifo.slot_due.tolist()) == [-1, 1, 3]            # a queue keeps the answered fact
+    env = LLMMemoryEnv(backend=study_backend, task=MIX, split="test", action_mode="select", reward_mode="full")
+    mixed = {p: scripted_metrics(env, p).summary()["held"] for p in ("fifo", "unasked", "keep")}
+    assert mixed["fifo"] < mixed["unasked"] < mixed["keep"], mixed
+
+
+def test_patient_holds_what_it_has_until_asked_or_the_longest_distance():
+    sel = ScriptedSelector("patient", segment_len=6, n_slots=2, longest=3)
+    sel.act(np.array([0, 0, -1, 0, 9, 0]), 0)
+    assert sorted(sel.slot_due.tolist()) == [-1, 9]
+    a = sel.act(np.array([0, 5, 0, 0, 0, 6]), 1)                   # new facts wait: the memory is full
+    assert set(np.flatnonzero(a > 0.9)) == {6, 7} and sorted(sel.slot_due.tolist()) == [-1, 9]
+    sel.act(np.zeros(6, dtype=np.int64), 2)
+    sel.act(np.array([0, 7, 0, 0, 0, 0]), 3)                       # 3 segments old: out, the new fact in
+    assert 7 in sel.slot_due.tolist()

@@ -15,8 +15,13 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
     cfg = tmp_path / "study.yaml"
     cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
     study = tmp_path / "study"
+    d2, mix = tmp_path / "d2.yaml", tmp_path / "mix.yaml"
+    d2.write_text(yaml.safe_dump({"name": "d2", "distance": 2, "n_segments": 6, "n_facts": 1, "n_documents": 15}))
+    mix.write_text(yaml.safe_dump({"name": "mix", "distance": 1, "max_distance": 2, "n_segments": 6, "n_facts": 1,
+                                   "n_distractors": 1, "n_documents": 15}))
     args = ["--config", str(cfg), "--study-dir", str(study), "--agent-steps", "8", "--mimic-steps", "8",
-            "--select-steps", "8", "--num-envs", "4", "--bptt-steps", "2", "--imitate-steps", "4"]
+            "--select-steps", "8", "--num-envs", "4", "--bptt-steps", "2", "--imitate-steps", "4",
+            "--ladder", str(d2), str(mix), "--ladder-steps", "8", "--ladder-agents", str(d2), str(mix)]
     run_study = load_script("run_study")
     run_study.main(args)
     out = capsys.readouterr().out
@@ -24,6 +29,14 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
                 "agent_reinforce_select", "agent_reinforce_select_cotrained", "bptt_writer"):
         assert f"| {row.strip()} |" in out
     assert "no recall gap" in out                         # an LM trained for 4 steps copies nothing: it says so
+    ladder = out[out.index("### d2"):]                    # the ladder's tables end the report
+    assert "### mix" in ladder
+    for row in ("lora_baseline", "oracle", "store[select]", "fifo[select]", "unasked[select]", "keep[select]",
+                "agent_ladder_d2", "agent_ladder_mix"):
+        assert ladder.count(f"| {row} |") == 2, row
+    chained = yaml.safe_load((study / "agents/ladder_mix/config.yaml").read_text())
+    assert chained["init_from"].endswith("ladder_d2/agent.pt")
+    assert chained["env_kwargs"]["adapters"].endswith("ladder_d2/reader.safetensors")
     for f in ("eval/lm_table.csv", "plots/validation_loss.png", "plots/agent_reward.png", "plots/position_loss.png",
               "lm/model.safetensors", "agents/mimic/agent.pt", "agents/reinforce_pretrained/agent.pt",
               "select_lm.safetensors", "agents/reinforce_select_cotrained/reader.safetensors",
@@ -53,7 +66,7 @@ def test_killed_study_resumes_without_rerunning_finished_work(tmp_path):
     cfg.write_text(yaml.safe_dump(to_dict(study_cfg)))
     study = tmp_path / "study"
     args = ["--config", str(cfg), "--study-dir", str(study), "--agent-steps", "8", "--mimic-steps", "8",
-            "--select-steps", "8", "--num-envs", "4", "--bptt-steps", "2", "--imitate-steps", "4"]
+            "--select-steps", "8", "--num-envs", "4", "--bptt-steps", "2", "--imitate-steps", "4", "--ladder"]
     ckpt = study / "stages" / "pretrain" / "checkpoint.pt"
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_study.py"), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
