@@ -29,7 +29,8 @@ def _save(plt, fig, ax, labels: tuple[str, str, str], path: Path, legend_size: i
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.set_title(labels[2])
-    ax.legend(fontsize=legend_size)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=legend_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -57,6 +58,9 @@ def plot_study(study: StudyDir, tables: dict, episode_returns: dict[str, list[fl
         if log.is_file():
             rows = [json.loads(r) for r in log.read_text().splitlines() if '"eval"' in r]
             ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="o", label=stage_dir.name)
+    if not ax.get_lines():
+        ax.text(0.5, 0.5, "no LM-stage logs in this study:\nits LM stages came with the shipped default\n"
+                "(run-study --from-scratch trains them)", ha="center", va="center", transform=ax.transAxes)
     out.append(_save(plt, fig, ax, ("step", "validation loss (nats / token)", "LM stages: validation loss"),
                      study.plots_dir / "validation_loss.png"))
 

@@ -153,3 +153,9 @@ def test_writer_trains_and_is_evaluated_on_a_memory_task(tiny_study, tmp_path):
     rows = {k: v.summary() for k, v in evaluate_writer(writer, backend, cfg).items()}
     assert set(rows) == {"lora_baseline", "oracle", "bptt_writer"}
     assert {k for k in rows["bptt_writer"] if k.startswith("recall_d")} == {"recall_d2"}
+
+
+def test_the_demos_writer_trains_in_fp32_on_every_cpu():
+    """auto would pick bf16 on a CPU with native bf16, and make demo would print another writer row
+    there than on an AVX2 machine."""
+    assert load_config(BPTTConfig, "bptt-tiny").train.precision == "fp32"
