@@ -7,8 +7,8 @@ Rows of one level (all on the level's test documents, :mod:`ltm_gym.data.tasks`)
   (:func:`~ltm_gym.study.tables.stated_facts`; at a fixed distance d, the segment d back): a
   perfect-memory reference that needs no copying across more than one segment;
 * ``{policy}[{reader}]``: a scripted selection policy (:mod:`baselines.scripted_memory`: ``store``,
-  ``fifo``, ``unasked``, ``keep``) through a reader (the study's ``select`` adapters, or a run's co-trained
-  reader); ``keep`` is that reader's perfect-memory reference;
+  ``fifo``, ``unasked``, ``patient``, ``keep``) through a reader (the study's ``select`` adapters,
+  or a run's co-trained reader); ``keep`` is that reader's perfect-memory reference;
 * one row per agent run evaluated on the level (its own reader when it co-trained one).
 
 Columns: answer CE, exact recall, the share of the answer-CE gap (no memory -> oracle) closed with

@@ -1,7 +1,8 @@
 """The memory-task ladder's table on a study: for each level, no memory, the facts-in-context
 oracle, the scripted selection policies (store, fifo, unasked = fifo without the answered facts,
-keep = perfect store-and-keep) through each reader, and any agent runs, with answer CE, recall, the gap share closed (95 % paired-bootstrap
-interval over the test documents), the facts held in memory when asked, and recall by distance.
+patient = held facts first until asked, keep = perfect store-and-keep) through each reader, and
+any agent runs, with answer CE, recall, the gap share closed (95 % paired-bootstrap interval over
+the test documents), the facts held in memory when asked, and recall by distance.
 Markdown to the terminal, JSON to --out (default STUDY_DIR/eval/ladder).
 
   python scripts/eval_ladder.py                                        # every level, default study

@@ -41,7 +41,8 @@ def test_selection_envs_get_the_binary_ppo_preset(backend):
     finite and small, with no target_kl to stop them."""
     select, full = hyperparams("ppo", "select"), hyperparams("ppo", "full")
     assert select["binary_select"] and select["candidate_head"] and select["target_kl"] is None
-    assert full == hyperparams("ppo") and "binary_select" not in full and hyperparams("a2c", "select") == hyperparams("a2c")
+    assert full == hyperparams("ppo") and "binary_select" not in full and hyperparams("sac", "select") == hyperparams("sac")
+    assert hyperparams("a2c", "select")["candidate_head"] and hyperparams("a2c", "select")["gamma"] > 0
     kls = first_updates(backend, "ppo", "select")
     assert len(kls) == 3 and all(math.isfinite(k) and 0 < k < 0.5 for k in kls), kls
 

@@ -27,7 +27,8 @@ def test_wheel_holds_every_preset(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     presets = [n for n in names if n.startswith("ltm_gym/presets/") and n.endswith(".yaml")]
     assert sorted(p[len("ltm_gym/presets/"):-len(".yaml")] for p in presets) == preset_names()
-    assert {"tiny", "looped-cpu", "bptt-tiny", "agents/ppo", "agents/ppo-select", "agents/reinforce"} <= set(preset_names())
+    assert {"tiny", "looped-cpu", "bptt-tiny", "agents/ppo", "agents/ppo-select", "agents/a2c-select",
+            "agents/reinforce"} <= set(preset_names())
     for package in ("ltm_gym/study/layout.py", "ltm_gym/envs/reward.py", "agents/base.py", "baselines/looped/reference.py"):
         assert package in names
     shipped = {n[len("ltm_gym/default_study/"):] for n in names if n.startswith("ltm_gym/default_study/")}
