@@ -22,13 +22,14 @@ from typing import Callable
 from agents.evaluation import agent_metrics, eval_env
 from agents.training import RunConfig, hyperparams, stored_changes, train_run
 from ltm_gym.core import config_changes, load_config, to_dict
+from ltm_gym.core.config import merge
 from ltm_gym.data.tasks import load_task
 from ltm_gym.study import StudyDir
 from ltm_gym.study.plots import plot_study
 from ltm_gym.study.stages import run_stage, stages_for
 from ltm_gym.study.tables import eval_documents, ladder_summary, ladder_table, report, study_dir_rows, write_ladder
 
-from .bptt_memory import BPTTConfig, evaluate_writer, train_writer
+from .bptt_memory import BPTTConfig, WriterAgent, evaluate_writer, train_writer
 from .ladder import agent_row, ladder_rows
 
 
@@ -69,7 +70,9 @@ class PipelineSettings:
     ladder_steps: int = 0
     """REINFORCE env steps of each of the ladder's agents (0: none): selection agents co-trained with
     their readers (lm_lr 1e-4), one per level of ``ladder_agents``, the first from scratch and each
-    next one from the previous agent and its reader, evaluated on every level of ``ladder``."""
+    next one from the previous agent and its reader; at the first level also one with the frozen
+    ``select`` reader and the differentiable writer (``bptt_steps``, through whole documents). Each
+    is evaluated on every level of ``ladder``."""
     ladder_agents: tuple[str, ...] = ("recall-d4", "recall-mixed")
     num_envs: int = 8
     seed: int = 0
@@ -134,10 +137,7 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
         bptt_over["train"]["lr"] = settings.bptt_lr
     bptt_cfg = load_config(BPTTConfig, "bptt-tiny", bptt_over)
     log(f"[bptt writer] {study.bptt_dir}")
-    if (study.bptt_dir / "config.yaml").is_file():
-        stored = to_dict(load_config(BPTTConfig, study.bptt_dir / "config.yaml"))
-        set_aside(study.bptt_dir, config_changes(stored, to_dict(bptt_cfg)), log)
-    writer, bptt_backend = train_writer(bptt_cfg, study.bptt_dir)
+    writer, bptt_backend = fit_writer(bptt_cfg, study.bptt_dir, log)
 
     rows = study_dir_rows(study, "test")
     n_docs = len(eval_documents(study, "test"))
@@ -153,32 +153,60 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
     plots = plot_study(study, tables, returns)
     text += "\nplots: " + ", ".join(str(p) for p in plots)
     if settings.ladder:
-        text += "\n\n" + run_ladder(study, settings, base, log)
+        text += "\n\n" + run_ladder(study, settings, base, bptt_over, log)
     return text
 
 
-def run_ladder(study: StudyDir, settings: PipelineSettings, base: dict, log: Callable[[str], None]) -> str:
-    """The ladder's tables: each level's references and, with ``ladder_steps``, its agents."""
-    agent_runs: dict[str, Path] = {}
+def fit_writer(cfg: BPTTConfig, run_dir: Path, log: Callable[[str], None]):
+    """Train (or resume, or reuse) the differentiable writer of ``run_dir``; an earlier run of
+    another config is set aside first."""
+    if (run_dir / "config.yaml").is_file():
+        stored = to_dict(load_config(BPTTConfig, run_dir / "config.yaml"))
+        set_aside(run_dir, config_changes(stored, to_dict(cfg)), log)
+    return train_writer(cfg, run_dir)
+
+
+def run_ladder(study: StudyDir, settings: PipelineSettings, base: dict, bptt_over: dict,
+               log: Callable[[str], None]) -> str:
+    """The ladder's tables: each level's references and, with ``ladder_steps``, its agents: the
+    co-trained chain of ``ladder_agents``, and at its first level an agent of the frozen ``select``
+    reader and the differentiable writer (back-propagated through whole documents)."""
+    select = {"study_dir": str(study.root), "action_mode": "select", "reward_mode": "answer"}
+    plan: dict[str, RunConfig] = {}
     previous: Path | None = None
     for level in settings.ladder_agents if settings.ladder_steps else ():
         name = f"ladder_{load_task(level).name}"
-        kwargs = {"study_dir": str(study.root), "action_mode": "select", "reward_mode": "answer", "lm_update": True,
-                  "lm_lr": 1e-4, "task": level,
+        kwargs = {**select, "lm_update": True, "lm_lr": 1e-4, "task": level,
                   "adapters": "select" if previous is None else str(previous / "reader.safetensors")}
-        run_cfg = RunConfig(**base, env_kwargs=kwargs, steps=settings.ladder_steps,
-                            init_from=None if previous is None else str(previous / "agent.pt"))
-        run_dir = study.agent_dir(name)
+        plan[name] = RunConfig(**base, env_kwargs=kwargs, steps=settings.ladder_steps,
+                               init_from=None if previous is None else str(previous / "agent.pt"))
+        previous = study.agent_dir(name)
+    first = load_task(settings.ladder_agents[0]) if plan else None
+    if first is not None:
+        plan[f"ladder_{first.name}_frozen"] = RunConfig(**base, steps=settings.ladder_steps, env_kwargs={
+            **select, "adapters": "select", "task": settings.ladder_agents[0]})
+    agent_runs: dict[str, Path] = {}
+    for name, run_cfg in plan.items():
+        run_dir = agent_runs[name] = study.agent_dir(name)
         log(f"[agent {name}] {run_dir}")
         set_aside(run_dir, stored_changes(run_cfg, run_dir), log)
         train_run(run_cfg, run_dir, save_every=4000)
-        agent_runs[name] = previous = run_dir
+    writer = None
+    if first is not None:
+        cfg = load_config(BPTTConfig, "bptt-tiny", merge(bptt_over, {"task": settings.ladder_agents[0],
+                                                                     "tbptt": first.n_segments}))
+        writer_dir = study.agent_dir(f"ladder_{first.name}_writer")
+        log(f"[bptt writer ladder_{first.name}] {writer_dir}")
+        writer, writer_backend = fit_writer(cfg, writer_dir, log)
     parts = []
     for level in settings.ladder:
         start, task = time.time(), load_task(level)
         rows = ladder_rows(study.root, task)
         for name, run_dir in agent_runs.items():
             rows[f"agent_{name}"] = agent_row(run_dir, task)
+        if writer is not None:
+            env = eval_env({"action_scale": cfg.action_scale, "task": task}, "test", backend=writer_backend)
+            rows[f"writer_ladder_{first.name}"] = agent_metrics(WriterAgent(writer, writer_backend.device), env)
         summaries = ladder_summary(rows)
         path = write_ladder(study.eval_dir / "ladder", task.name, summaries)
         log(f"[ladder {task.name}] {path} ({time.time() - start:.0f} s)")

@@ -31,9 +31,13 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
     assert "no recall gap" in out                         # an LM trained for 4 steps copies nothing: it says so
     ladder = out[out.index("### d2"):]                    # the ladder's tables end the report
     assert "### mix" in ladder
-    for row in ("lora_baseline", "oracle", "store[select]", "fifo[select]", "unasked[select]", "keep[select]",
-                "agent_ladder_d2", "agent_ladder_mix"):
+    for row in ("lora_baseline", "oracle", "store[select]", "fifo[select]", "unasked[select]", "patient[select]",
+                "keep[select]", "agent_ladder_d2", "agent_ladder_mix", "agent_ladder_d2_frozen", "writer_ladder_d2"):
         assert ladder.count(f"| {row} |") == 2, row
+    writer = yaml.safe_load((study / "agents/ladder_d2_writer/config.yaml").read_text())
+    assert writer["tbptt"] == 6 and writer["task"] == str(d2)            # through whole documents
+    frozen = yaml.safe_load((study / "agents/ladder_d2_frozen/config.yaml").read_text())["env_kwargs"]
+    assert frozen["adapters"] == "select" and not frozen.get("lm_update")
     chained = yaml.safe_load((study / "agents/ladder_mix/config.yaml").read_text())
     assert chained["init_from"].endswith("ladder_d2/agent.pt")
     assert chained["env_kwargs"]["adapters"].endswith("ladder_d2/reader.safetensors")
