@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from ltm_gym.core import ArtifactError, atomic_write, check, choose_device, from_dict, load_checkpoint, seed_everything
+from ltm_gym.envs.selection import is_selection
 
 from .base import Callback, EpisodeTracker, RunLogger, env_state, load_reader, save_reader
 from .distributions import (categorical_entropy, gumbel_top_k, leave_one_out, plackett_luce_log_prob,
@@ -232,7 +233,7 @@ class ReinforceAgent:
         n_slots, slot_dim = obs_space["memory"].shape
         if act_shape == (n_slots, slot_dim):
             self.policy: nn.Module = GaussianPolicy(obs_space, self.cfg)
-        elif "tokens" in obs_space.spaces and act_shape == (obs_space["tokens"].shape[0] + n_slots,):
+        elif is_selection(obs_space, env.single_action_space):
             self.policy = SelectionPolicy(obs_space, n_slots, self.cfg)
         else:
             raise ValueError(f"ReinforceAgent writes the whole memory (action_mode='full') or selects "

@@ -24,7 +24,8 @@ from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from ltm_gym.core import ArtifactError, ConfigError, atomic_write, load_checkpoint
-from ltm_gym.envs.sb3_vec import SB3VecEnv, is_selection
+from ltm_gym.envs.sb3_vec import SB3VecEnv
+from ltm_gym.envs.selection import is_selection
 
 from .base import Callback, EpisodeTracker, RunLogger, env_state, load_reader, save_reader
 from .networks import ObservationEncoder, WriterConfig

@@ -62,15 +62,15 @@ class ScriptedSelector:
         stated = fact_due != 0
         if self.policy in ("store", "fifo", "unasked"):
             score[:L][stated] = 1.0
+        # what an agent can see of a slot: it holds a fact, not asked yet (-1: never; it cannot tell)
+        unasked = (self.slot_due != 0) & ((self.slot_due == -1) | (self.slot_due > segment))
         if self.policy == "patient":
             score[:L][stated] = 0.5
             age = self.slot_age + 1                     # segments since the slot's fact was stated
-            held = (self.slot_due != 0) & ((self.slot_due == -1) | (self.slot_due > segment)) & (age < self.longest)
+            held = unasked & (age < self.longest)
             score[L:][held] = 1.0 - 0.01 * np.minimum(age[held], 40)
         if self.policy in ("fifo", "unasked"):
-            held = self.slot_due != 0
-            if self.policy == "unasked":                # asked in this or an earlier segment: done
-                held &= (self.slot_due == -1) | (self.slot_due > segment)
+            held = unasked if self.policy == "unasked" else self.slot_due != 0
             score[L:][held] = 0.5 - 0.01 * np.minimum(self.slot_age[held], 40)
         if self.policy == "keep":
             # a fact asked in segment u must be held in every memory written at steps t .. u - 1

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
                                 continuous_lr=args.continuous_lr, imitate_steps=args.imitate_steps,
                                 mimic_steps=args.mimic_steps, pretrained_lm_lr=args.pretrained_lm_lr,
                                 bptt_steps=args.bptt_steps, bptt_lr=args.bptt_lr, ladder=tuple(args.ladder),
-                                ladder_steps=args.ladder_steps, ladder_agents=tuple(args.ladder_agents), num_envs=args.num_envs, seed=args.seed)
+                                ladder_steps=args.ladder_steps, ladder_agents=tuple(args.ladder_agents),
+                                num_envs=args.num_envs, seed=args.seed)
     print("\n" + run_pipeline(study, settings))
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from .selection import is_selection
 from .vector import LLMMemoryVectorEnv
 
 # a binary selection's scores: what the env stores first when more or fewer than n_slots are chosen
@@ -36,13 +37,6 @@ def binary_selection_scores(choices: np.ndarray, n_slots: int) -> np.ndarray:
     yes = np.where(is_slot, CHOSEN_SLOT, CHOSEN_POSITION)
     no = np.where(is_slot, OTHER_SLOT, OTHER_POSITION)
     return np.where(chosen, yes, no).astype(np.float32)
-
-
-def is_selection(observation_space: spaces.Dict, action_space: spaces.Space) -> bool:
-    """Whether the spaces are a selection env's (``action_mode="select"``)."""
-    n_slots = observation_space["memory"].shape[0]
-    return "tokens" in observation_space.spaces and \
-        tuple(action_space.shape) == (observation_space["tokens"].shape[0] + n_slots,)
 
 
 class SB3VecEnv(VecEnv):

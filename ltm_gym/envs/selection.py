@@ -22,6 +22,14 @@ import torch
 from ltm_gym.lm import LLMLTM, selection_codes
 
 
+def is_selection(observation_space, action_space) -> bool:
+    """Whether an env's spaces are a selection env's: token observations and one score per segment
+    position and per previous slot (what an agent must check before it builds a selection policy)."""
+    n_slots = observation_space["memory"].shape[0]
+    return "tokens" in observation_space.spaces and \
+        tuple(action_space.shape) == (observation_space["tokens"].shape[0] + n_slots,)
+
+
 def top_choices(scores: np.ndarray, n: int) -> np.ndarray:
     """Indices (N, n) of the ``n`` highest scores of each row (ties: the earlier index), sorted."""
     return np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :n], axis=1)
