@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ltm_gym.envs import LLMMemoryEnv
+from ltm_gym.envs.episodes import Episodes
 from ltm_gym.envs.selection import top_choices
 from ltm_gym.metrics import SegmentMetrics
 
@@ -85,28 +86,42 @@ class ScriptedSelector:
         return score
 
 
-def scripted_metrics(env: LLMMemoryEnv, policy: str, n_documents: int | None = None) -> SegmentMetrics:
-    """Step ``env`` (select mode, task documents) through its split with a scripted ``policy``."""
+def scripted_metrics(env: LLMMemoryEnv, policy: str, n_documents: int | None = None,
+                     batch: int = 64) -> SegmentMetrics:
+    """Step ``env``'s split (select mode, task documents) with a scripted ``policy``: ``batch``
+    documents at a time, one batched LM forward per segment (the env's own episodes, so the rows
+    are what stepping each document alone gives, up to float rounding)."""
     env = env.unwrapped
-    if env.episodes.s.action_mode != "select":
-        raise ValueError(f"scripted policies write selections; the env's action_mode is {env.episodes.s.action_mode!r}")
-    n_slots = env.backend.n_slots
-    task = env.backend.task
-    selector = ScriptedSelector(policy, env.backend.segment_len, n_slots, task.longest if task is not None else 1)
+    settings = env.episodes.s
+    if settings.action_mode != "select":
+        raise ValueError(f"scripted policies write selections; the env's action_mode is {settings.action_mode!r}")
+    backend = env.backend
+    task = backend.task
+    n = len(backend.docs(settings.split))
+    documents = list(range(n if n_documents is None else min(n, n_documents)))
+    lengths = [backend.docs(settings.split)[d].n_segments for d in documents]
+    chunks = [[d for d, k in zip(documents, lengths) if k == length][start:start + batch]   # episodes end together
+              for length in sorted(set(lengths)) for start in range(0, lengths.count(length), batch)]
     metrics = SegmentMetrics()
-    n = len(env.backend.docs(env.episodes.s.split))
-    for doc in range(n if n_documents is None else min(n, n_documents)):
-        _, info = env.reset(options={"document": doc})
-        if "fact_due" not in info:
+    rngs = [np.random.default_rng(0) for _ in range(min(batch, len(documents)))]   # unused: no prefix lengths
+    for chunk in chunks:
+        episodes = Episodes(backend, settings, len(chunk))
+        for i, doc in enumerate(chunk):
+            episodes.reset_one(i, rngs[i], doc)
+        dues = [episodes.fact_due(i) for i in range(len(chunk))]
+        if any(due is None for due in dues):
             raise ValueError("scripted policies need task documents (env task=...): the study corpus has no "
                              "fact annotations")
-        selector.reset()
+        selectors = [ScriptedSelector(policy, backend.segment_len, backend.n_slots,
+                                      task.longest if task is not None else 1) for _ in chunk]
         done = False
         while not done:
-            action = selector.act(info["fact_due"], info["segment"])
-            _, _, terminated, truncated, info = env.step(action)
-            metrics.add_info(info, doc)
-            done = terminated or truncated
+            actions = np.stack([sel.act(due, int(t)) for sel, due, t in zip(selectors, dues, episodes.t)])
+            _, terminated, truncated, infos = episodes.step(actions, rngs[:len(chunk)])
+            for doc, info in zip(chunk, infos):
+                metrics.add_info(info, doc)
+            dues = [info.get("fact_due") for info in infos]
+            done = bool((terminated | truncated).all())
     return metrics
 
 

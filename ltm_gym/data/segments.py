@@ -42,12 +42,12 @@ def tokenize_documents(docs: Sequence[dict[str, Any]], tokenizer, segment_len: i
         raise CorpusError("the corpus is empty: no documents to tokenize")
     need = max(min_tokens, 2 * segment_len)
     out: list[Document] = []
+    encoded = tokenizer([doc["text"] for doc in docs], return_offsets_mapping=True, add_special_tokens=False)
     for n, doc in enumerate(docs):
-        enc = tokenizer(doc["text"], return_offsets_mapping=True, add_special_tokens=False)
-        ids = torch.tensor(enc["input_ids"], dtype=torch.long)
+        ids = torch.tensor(encoded["input_ids"][n], dtype=torch.long)
         if len(ids) < need:
             continue
-        offsets = torch.tensor(enc["offset_mapping"])
+        offsets = torch.tensor(encoded["offset_mapping"][n]).view(-1, 2)
 
         def covering(a: int, b: int) -> torch.Tensor:
             return (offsets[:, 0] < b) & (offsets[:, 1] > a)

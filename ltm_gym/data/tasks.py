@@ -24,6 +24,7 @@ from ltm_gym.core import ConfigError, check, from_dict, load_config, to_dict
 
 from .segments import Document, split_documents, tokenize_documents
 from .synthetic import SyntheticConfig, generate_corpus
+from .tokenizer import tokenizer_fingerprint
 
 LEVELS = ("recall-d1", "recall-d2", "recall-d4", "recall-d8", "recall-mixed")
 """The named levels shipped as presets (``tasks/<name>``)."""
@@ -105,19 +106,21 @@ def _preset(name: str) -> TaskConfig:
     return load_config(TaskConfig, f"tasks/{name}")
 
 
-_DOCUMENTS: dict[tuple[str, str, int], dict[str, list[Document]]] = {}
+_DOCUMENTS: dict[tuple[str, str, str], dict[str, list[Document]]] = {}
 
 
 def task_documents(task: TaskConfig, corpus: Any, tokenizer) -> dict[str, list[Document]]:
     """The task's ``train``/``validation``/``test`` documents, in the vocabulary of a study whose
     corpus config is ``corpus`` (a :class:`~ltm_gym.data.corpus.CorpusConfig` of the synthetic
-    corpus), tokenized with its ``tokenizer``. Built once per process and task."""
+    corpus), tokenized with its ``tokenizer``. Built once per process, task and tokenizer (by its
+    fingerprint: a study loaded twice shares them)."""
     if corpus is None or corpus.source != "synthetic":
         source = "unknown" if corpus is None else repr(corpus.source)
         raise ConfigError(f"task={task.name!r} draws synthetic documents in the study corpus's vocabulary; "
                           f"this study's corpus is {source}, not 'synthetic'")
     syn = task.synthetic(corpus.synthetic)
-    key = (json.dumps(to_dict(task), sort_keys=True), json.dumps(to_dict(syn), sort_keys=True), id(tokenizer))
+    key = (json.dumps(to_dict(task), sort_keys=True), json.dumps(to_dict(syn), sort_keys=True),
+           tokenizer_fingerprint(tokenizer))
     if key not in _DOCUMENTS:
         if len(_DOCUMENTS) >= 8:
             _DOCUMENTS.pop(next(iter(_DOCUMENTS)))

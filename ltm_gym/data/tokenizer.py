@@ -80,6 +80,18 @@ def synthetic_tokenizer(cfg: SyntheticConfig, cache_dir: str | Path, vocab_size:
     return PreTrainedTokenizerFast.from_pretrained(str(path))
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A digest of what a tokenizer does (its full serialization when it is a fast tokenizer, else
+    its vocabulary and special tokens): two tokenizer objects with the same fingerprint tokenize
+    every text alike, so what they produced may be shared."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        text = backend.to_str()
+    else:
+        text = json.dumps([sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens])
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def load_pretrained_tokenizer(name_or_path: str | Path):
     """An HF tokenizer from a local directory, a GGUF file (or a packaged one such as
     ``smollm2-135m``, :mod:`ltm_gym.core.sources`), or by name from the local cache only (never

@@ -68,3 +68,16 @@ def test_patient_holds_what_it_has_until_asked_or_the_longest_distance():
     sel.act(np.zeros(6, dtype=np.int64), 2)
     sel.act(np.array([0, 7, 0, 0, 0, 0]), 3)                       # 3 segments old: out, the new fact in
     assert 7 in sel.slot_due.tolist()
+
+
+def test_batched_documents_give_the_rows_of_one_document_at_a_time(study_backend):
+    env = LLMMemoryEnv(backend=study_backend, task=MIX, split="test", action_mode="select", reward_mode="full")
+    one = scripted_metrics(env, "patient", batch=1)
+    many = scripted_metrics(env, "patient", batch=4)               # 4 + 4 + ... documents per forward
+    a, b = one.summary(), many.summary()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+    assert one.doc_answers.keys() == many.doc_answers.keys()
+    for doc, (s, n) in one.doc_answers.items():
+        assert many.doc_answers[doc][1] == n and many.doc_answers[doc][0] == pytest.approx(s, rel=1e-5)

@@ -8,9 +8,13 @@ from ltm_gym.data.segments import Document
 
 
 class WordTokenizer:
-    """Whitespace tokenizer with offsets: enough to test segmentation."""
+    """Whitespace tokenizer with offsets, of one text or a batch as an HF tokenizer: enough to test
+    segmentation."""
 
     def __call__(self, text, return_offsets_mapping=False, add_special_tokens=False):
+        if isinstance(text, list):
+            each = [self(t) for t in text]
+            return {"input_ids": [e["input_ids"] for e in each], "offset_mapping": [e["offset_mapping"] for e in each]}
         ids, offs, pos = [], [], 0
         for w in text.split(" "):
             if w:

@@ -81,6 +81,10 @@ def test_task_documents_in_the_study_vocabulary(study_data):
         for a, b in zip(splits[split], study_data.splits[split]):
             assert torch.equal(a.ids, b.ids) and torch.equal(a.answer_mask, b.answer_mask)
     assert task_documents(same, corpus, study_data.tokenizer) is splits            # built once
+    from transformers import PreTrainedTokenizerFast
+
+    twin = PreTrainedTokenizerFast(tokenizer_object=study_data.tokenizer.backend_tokenizer, bos_token="<|endoftext|>")
+    assert task_documents(same, corpus, twin) is splits            # ... per tokenizer, not per tokenizer object
     d2 = task_documents(TaskConfig(distance=2, n_segments=6, n_facts=2, n_documents=12), corpus, study_data.tokenizer)
     doc = d2["train"][0]
     assert doc.ids.shape == (6, corpus.segment_len)
