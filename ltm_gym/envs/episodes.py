@@ -159,8 +159,9 @@ class Episodes:
 
     def score_actions(self, actions: Any, rngs: list[np.random.Generator]) -> np.ndarray:
         """Rewards (K, n) of K candidate actions (K, n, *action_shape) for the current states, from
-        ONE batched reward call, without advancing the episodes: what ``step`` would return for
-        each (prefix lengths drawn from copies of ``rngs``, so the next step draws the same)."""
+        ONE batched reward call (:meth:`Reward.candidates`: the memory-free trunk once for all K),
+        without advancing the episodes: what ``step`` would return for each (prefix lengths drawn
+        from copies of ``rngs``, so the next step draws the same)."""
         if not isinstance(actions, (np.ndarray, torch.Tensor)):
             actions = np.asarray(actions)
         if actions.ndim < 1 or len(actions) < 1:
@@ -169,11 +170,10 @@ class Episodes:
         if self.s.action_mode == "select":  # the codes of the current segments, once for all K
             candidates = candidate_slots(self.backend.model, self.memory, self.current_segments(), self.s.action_scale)
         memories = np.stack([self.written_memory(self.check_actions(a), candidates) for a in actions])  # (K, n, m, d)
-        K = len(memories)
-        seg = self.next_segments(self.reward.draw_lengths([copy.deepcopy(r) for r in rngs])).repeat(K)
+        seg = self.next_segments(self.reward.draw_lengths([copy.deepcopy(r) for r in rngs]))
         with torch.no_grad():
-            terms = self.reward(torch.from_numpy(memories.reshape(K * self.n, *memories.shape[2:])), seg)
-        return terms["reward"].double().cpu().numpy().reshape(K, self.n)
+            rewards = self.reward.candidates(torch.from_numpy(memories), seg)
+        return rewards.double().cpu().numpy()
 
     # ------------------------------------------------------------------ reset / observation
     def reset_one(self, i: int, rng: np.random.Generator, document: int | None) -> None:

@@ -78,6 +78,9 @@ class Reward:
         A = fixed_projection(model.mem_cfg.slot_dim, model.hidden, model.mem_cfg.projection_seed)
         self._A = A.to(backend.device)
         self._no_memory_ce: dict[tuple[int, int, str], float] = {}
+        self.shared_trunk = True
+        """K candidates share the memory-free blocks in :meth:`candidates` when the LM allows it
+        (off: one plain forward per candidate, the reference of ``scripts/bench_env.py``)."""
 
     @property
     def mode(self) -> str:
@@ -118,25 +121,55 @@ class Reward:
             out["reward"] = seg.prev_distance.to(out["distance"]) - out["distance"]
             if not want_hidden:
                 return out
+        if mode == "prefix" and seg.lengths is None:
+            raise ValueError("reward mode 'prefix' needs the prefix lengths (N, k)")
         ids = seg.ids.to(b.device)
         with torch.set_grad_enabled(grad or b.lm_update):
             forward = b.model(ids, memory, return_hidden=want_hidden)
         out["logits"], out["losses"] = forward[0], forward[1]
         if want_hidden:
             out["hidden"] = forward[2].detach()
-        losses = out["losses"]
-        if mode == "prefix":
-            if seg.lengths is None:
-                raise ValueError("reward mode 'prefix' needs the prefix lengths (N, k)")
-            out["reward"] = -prefix_losses(losses, seg.lengths.to(b.device)).mean(1)
-        elif mode == "full":
-            out["reward"] = -losses.mean(1)
-        elif mode == "answer":
-            m = seg.answer_mask.to(b.device).float()
-            out["reward"] = -(losses * m).sum(1) / m.sum(1).clamp(min=1)
-        elif mode == "delta":
-            out["reward"] = self.no_memory_ce(ids, seg.keys).to(b.device) - losses.mean(1)
+        out["reward"] = self.from_losses(out["losses"], seg)
         return out
+
+    def from_losses(self, losses: torch.Tensor, seg: Segments) -> torch.Tensor:
+        """The reward (N,) of the token losses (N, L) of ``seg``'s rows (LM modes)."""
+        b, mode = self.backend, self.cfg.mode
+        if mode == "prefix":
+            return -prefix_losses(losses, seg.lengths.to(b.device)).mean(1)
+        if mode == "answer":
+            m = seg.answer_mask.to(b.device).float()
+            return -(losses * m).sum(1) / m.sum(1).clamp(min=1)
+        if mode == "delta":
+            return self.no_memory_ce(seg.ids, seg.keys).to(b.device) - losses.mean(1)
+        return -losses.mean(1)
+
+    def needed_positions(self, seg: Segments) -> torch.Tensor | None:
+        """(N, L) bool: the tokens whose loss the reward reads (None: all of them)."""
+        if self.cfg.mode == "answer":
+            return seg.answer_mask
+        if self.cfg.mode == "prefix":
+            return torch.arange(seg.ids.shape[1])[None] < seg.lengths.max(1, keepdim=True).values
+        return None
+
+    def candidates(self, memories: torch.Tensor, seg: Segments) -> torch.Tensor:
+        """Rewards (K, N) of K candidate memories (K, N, m, d) for ``seg``'s N rows, without a
+        graph: the rewards of :meth:`__call__` on each candidate (up to float rounding). With a
+        cross-attention reader on a family whose forward is cut (:attr:`LLMLTM.shares_trunk`) and
+        :attr:`shared_trunk` on, the blocks below the memory read run once for the N segments
+        and the output layer only where the reward reads a loss."""
+        K, N = memories.shape[:2]
+        b = self.backend
+        if not (self.uses_lm and self.shared_trunk and b.model.shares_trunk):
+            flat = memories.reshape(K * N, *memories.shape[2:])
+            return self(flat, seg.repeat(K))["reward"].view(K, N)
+        if self.cfg.mode == "prefix" and seg.lengths is None:
+            raise ValueError("reward mode 'prefix' needs the prefix lengths (N, k)")
+        positions = self.needed_positions(seg)
+        with torch.no_grad():
+            losses = b.model.candidate_losses(seg.ids.to(b.device), memories.to(b.device),
+                                              None if positions is None else positions.to(b.device))
+        return self.from_losses(losses.reshape(K * N, -1), seg.repeat(K)).view(K, N)
 
     def no_memory_ce(self, ids: torch.Tensor, keys: list[tuple[int, int, str]]) -> torch.Tensor:
         """CE of segments without memory, cached per key while the LM is frozen."""

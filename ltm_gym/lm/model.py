@@ -20,6 +20,10 @@ from torch import nn
 from ltm_gym.core import check
 
 from .memory import MemoryCrossAttention, fixed_projection
+from .trunk import FAMILIES, base_lm, final_norm, model_type, run_blocks, run_trunk
+
+LOGIT_BYTES = 1 << 26
+"""The output layer's logits of at most this many bytes (fp32) exist at once in :meth:`LLMLTM.candidate_losses`."""
 
 
 @dataclass
@@ -156,6 +160,51 @@ class LLMLTM(nn.Module):
         if return_hidden:
             return logits, losses, out.hidden_states[-1][:, -L:]
         return logits, losses
+
+    @property
+    def shares_trunk(self) -> bool:
+        """Whether K memories of one segment can share the blocks below the memory read
+        (cross-attention read path on a family whose forward is cut, :mod:`ltm_gym.lm.trunk`)."""
+        return self.mem_cfg.read_path == "cross_attention" and model_type(self.lm) in FAMILIES
+
+    def candidate_losses(self, input_ids: torch.Tensor, memories: torch.Tensor,
+                         positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Token losses (K, B, L) of segments ``input_ids`` (B, L) under each of K memories
+        ``memories`` (K, B, m, d): what :meth:`forward` gives for each candidate (up to float
+        rounding), cheaper. The blocks below the memory read run once for the B segments; the
+        memory blocks and the final norm run per candidate; the output layer runs only at
+        ``positions`` (B, L) bool (every position when None), in chunks, without a (K B, L, V)
+        logits tensor. Losses are 0 where not computed. Needs :attr:`shares_trunk`."""
+        if not self.shares_trunk:
+            raise ValueError(f"candidate memories share no trunk with read_path={self.mem_cfg.read_path!r} on a "
+                             f"{model_type(self.lm)!r} LM; use forward() per candidate")
+        K, B, L = memories.shape[0], *input_ids.shape
+        flat = memories.reshape(K * B, *memories.shape[2:])
+        self._check_memory(flat, K * B)
+        ids = torch.cat([input_ids.new_full((B, 1), self.bos_token_id), input_ids], dim=1)
+        blocks = list(find_blocks(self.lm))
+        cut = len(blocks) - len(self.readers)
+        trunk = run_trunk(self.lm, blocks[cut], ids).repeated(K)
+        self._memory = self.memory_proj(flat.to(self.memory_proj.weight.dtype))
+        try:
+            hidden = run_blocks(blocks[cut:], trunk)
+        finally:
+            self._memory = None
+        hidden = final_norm(self.lm)(hidden)[:, :L]                       # position p predicts input_ids[:, p]
+        want = (torch.ones_like(input_ids, dtype=torch.bool) if positions is None
+                else positions.to(input_ids.device, torch.bool)).repeat(K, 1)
+        picked, targets = hidden[want], input_ids.repeat(K, 1)[want]
+        head = base_lm(self.lm).get_output_embeddings()
+        rows = max(1, LOGIT_BYTES // (4 * self.vocab_size))
+        ce = []
+        for i in range(0, len(picked), rows):
+            logits = head(picked[i:i + rows])
+            ce.append(F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)),
+                                      targets[i:i + rows], reduction="none"))
+        losses = torch.zeros(K * B, L, device=hidden.device, dtype=ce[0].dtype if ce else torch.float32)
+        if ce:
+            losses[want] = torch.cat(ce)
+        return losses.view(K, B, L)
 
     def hidden_bound(self) -> float:
         """A finite bound of the final hidden states: the last LayerNorm maps every vector to norm

@@ -7,6 +7,8 @@ from ltm_gym.lm import MemorySettings
 class MemorySumLM(nn.Module):
     """A stand-in LLM-LTM whose every token loss is 2 + the mean of the memory: a known dependence."""
 
+    shares_trunk = False          # K candidates: one forward each
+
     def __init__(self, vocab=50, slots=4, dim=8, hidden=6):
         super().__init__()
         self.mem_cfg = MemorySettings(n_slots=slots, slot_dim=dim)

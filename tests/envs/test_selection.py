@@ -49,7 +49,7 @@ def test_select_code_depends_on_the_token_and_its_predecessor(backend):
     assert not torch.allclose(c[0, 1], c[0, 3])                # (5, 6) vs (7, 6)
 
 
-@pytest.mark.parametrize("mode", ["prefix", "answer"])
+@pytest.mark.parametrize("mode", ["prefix", "answer", "full", "delta"])
 @pytest.mark.parametrize("action_mode", ["full", "select"])
 def test_score_actions_equals_step_for_each_candidate(backend, mode, action_mode):
     env = LLMMemoryEnv(backend=backend, action_mode=action_mode, reward_mode=mode)
@@ -67,6 +67,23 @@ def test_score_actions_equals_step_for_each_candidate(backend, mode, action_mode
         assert r == pytest.approx(scores[i], abs=1e-5)
     _, r, *_ = env.step(cands[2])                              # the env still steps as before
     assert r == pytest.approx(scores[2], abs=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["prefix", "answer"])
+def test_score_actions_shares_the_trunk_and_equals_one_forward_per_candidate(backend, mode, monkeypatch):
+    model_type = type(backend.model)
+    shared = []
+    original = model_type.candidate_losses
+    monkeypatch.setattr(model_type, "candidate_losses", lambda self, *a, **kw: shared.append(1) or original(self, *a, **kw))
+    venv = LLMMemoryVectorEnv(num_envs=3, backend=backend, action_mode="select", reward_mode=mode)
+    venv.reset(seed=5)
+    cands = np.random.default_rng(3).uniform(-1, 1, (4, 3, 36)).astype(np.float32)
+    ours = venv.score_actions(cands)
+    venv.episodes.reward.shared_trunk = False
+    plain = venv.score_actions(cands)
+    assert shared == [1]                                       # one shared call for the 4 x 3 candidates
+    np.testing.assert_allclose(ours, plain, atol=1e-5, rtol=1e-5)
+    assert np.ptp(plain, axis=0).max() > 1e-3                  # the candidates' rewards differ
 
 
 def test_vector_score_actions(backend):
