@@ -2,7 +2,8 @@
 every long-running entry point ends bit-identical to an uninterrupted run of the same seed
 (weights, metrics and, for agents, episode returns). SIGINT and SIGTERM end a run with one line
 and exit code 130 after writing the checkpoint it resumes from. Each case runs its script once
-uninterrupted, then interrupted and resumed once per signal, in subprocesses."""
+uninterrupted, then interrupted and resumed once per signal, in subprocesses, two at a time (one
+thread each: the machine's two cores)."""
 
 import io
 import json
@@ -13,7 +14,9 @@ import subprocess
 import sys
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -36,6 +39,15 @@ def run(cmd: list[str]) -> None:
 
 
 SIGNALS = (signal.SIGKILL, signal.SIGINT, signal.SIGTERM)
+
+
+def two_at_a_time(reference: Callable[[], None], interrupted: Callable[[int], None]) -> None:
+    """The uninterrupted run and one interrupted-then-resumed run per signal, two processes at a
+    time; the first failure is raised."""
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(reference)] + [pool.submit(interrupted, sig) for sig in SIGNALS]
+        for job in jobs:
+            job.result()
 
 
 def kill_after_checkpoint(cmd: list[str], checkpoint: Path, seed: int, sig: int = signal.SIGKILL) -> None:
@@ -93,13 +105,17 @@ def test_lm_stage(study_files):
     d, cfg = study_files
     args = ["--config", str(cfg), "--stage", "pretrain", "--set", "pretrain.train.steps=300",
             "--set", "pretrain.train.ckpt_every=25", "--set", "pretrain.train.eval_every=100"]
-    run(script("pretrain_lm", *args, "--study-dir", str(d / "a")))
-    for sig in SIGNALS:
+
+    def interrupted(sig: int) -> None:
         b = d / f"b{sig}"
         kill_after_checkpoint(script("pretrain_lm", *args, "--study-dir", str(b)), b / "stages/pretrain/checkpoint.pt",
                               1, sig)
         assert not (b / "lm").exists()
         run(script("pretrain_lm", *args, "--study-dir", str(b)))
+
+    two_at_a_time(lambda: run(script("pretrain_lm", *args, "--study-dir", str(d / "a"))), interrupted)
+    for sig in SIGNALS:
+        b = d / f"b{sig}"
         assert_same(tensors(d / "a/lm/model.safetensors"), tensors(b / "lm/model.safetensors"))
         assert metrics(d / "a/stages/pretrain/metrics.jsonl") == metrics(b / "stages/pretrain/metrics.jsonl")
 
@@ -116,11 +132,15 @@ def test_agent_training(tiny_study, tmp_path, algo, extra):
     args = ["--algo", algo, "--steps", steps, "--num-envs", "2", "--seed", "4", "--device", "cpu",
             "--save-every", "32", *extra, "--env-kwargs", f"study_dir={tiny_study.root}", "device=cpu"]
     name = "agent.pt" if algo == "reinforce" else "agent.zip"
-    run(script("train_agent", *args, "--run-dir", str(tmp_path / "a")))
-    for sig in SIGNALS:
+
+    def interrupted(sig: int) -> None:
         b = f"b{sig}"
         kill_after_checkpoint(script("train_agent", *args, "--run-dir", str(tmp_path / b)), tmp_path / b / name, 2, sig)
         run(script("train_agent", "--run-dir", str(tmp_path / b), "--resume"))
+
+    two_at_a_time(lambda: run(script("train_agent", *args, "--run-dir", str(tmp_path / "a"))), interrupted)
+    for sig in SIGNALS:
+        b = f"b{sig}"
         assert_same(tensors(tmp_path / "a" / name), tensors(tmp_path / b / name))
         if algo == "reinforce":
             ra, rb = (torch.load(tmp_path / r / name, weights_only=False)["episodes"]["returns"] for r in ("a", b))
@@ -147,10 +167,14 @@ def test_looped_training(tiny_cfg, tmp_path):
 def interrupt_each_way(tmp_path: Path, name: str, args: list[str], seed: int) -> None:
     """A trainer-based run (checkpoint.pt, metrics.jsonl): uninterrupted, then once per signal
     interrupted and resumed; every one ends the same."""
-    run(script(name, *args, "--run-dir", str(tmp_path / "a")))
-    for sig in SIGNALS:
+
+    def interrupted(sig: int) -> None:
         b = tmp_path / f"b{sig}"
         kill_after_checkpoint(script(name, *args, "--run-dir", str(b)), b / "checkpoint.pt", seed, sig)
         run(script(name, "--run-dir", str(b), "--resume", "--no-eval"))
+
+    two_at_a_time(lambda: run(script(name, *args, "--run-dir", str(tmp_path / "a"))), interrupted)
+    for sig in SIGNALS:
+        b = tmp_path / f"b{sig}"
         assert_same(tensors(tmp_path / "a/checkpoint.pt"), tensors(b / "checkpoint.pt"))
         assert metrics(tmp_path / "a/metrics.jsonl") == metrics(b / "metrics.jsonl")
