@@ -129,7 +129,8 @@ class Reward:
         out["logits"], out["losses"] = forward[0], forward[1]
         if want_hidden:
             out["hidden"] = forward[2].detach()
-        out["reward"] = self.from_losses(out["losses"], seg)
+        if mode != "mimic":                      # mimic's reward is the distance's, computed above
+            out["reward"] = self.from_losses(out["losses"], seg)
         return out
 
     def from_losses(self, losses: torch.Tensor, seg: Segments) -> torch.Tensor:
@@ -142,7 +143,9 @@ class Reward:
             return -(losses * m).sum(1) / m.sum(1).clamp(min=1)
         if mode == "delta":
             return self.no_memory_ce(seg.ids, seg.keys).to(b.device) - losses.mean(1)
-        return -losses.mean(1)
+        if mode == "full":
+            return -losses.mean(1)
+        raise ValueError(f"reward mode {mode!r} is not a function of the LM's token losses")
 
     def needed_positions(self, seg: Segments) -> torch.Tensor | None:
         """(N, L) bool: the tokens whose loss the reward reads (None: all of them)."""

@@ -317,3 +317,13 @@ def test_a_directory_without_a_study_is_an_error_naming_it(tmp_path):
     cfg.write_text(yaml.safe_dump(to_dict(tiny_study_config())))
     with pytest.raises(StudyNotFoundError, match="lm is missing"):
         gym.make("ltm_gym/LLMMemory-v0", study_dir=tmp_path / "study")
+
+
+def test_mimic_reward_with_hidden_observations_is_the_distance_change(backend):
+    env = LLMMemoryEnv(backend=backend, reward_mode="mimic", obs_mode="hidden")
+    env.reset(seed=0)
+    env.action_space.seed(1)
+    before = float(env.unwrapped.episodes.distance[0])
+    obs, reward, *_, info = env.step(env.action_space.sample())
+    assert reward == pytest.approx(before - info["mimic_distance"], abs=1e-5)   # not the LM's loss
+    assert "ce" in info and obs["hidden"].shape == env.observation_space["hidden"].shape

@@ -2,13 +2,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from ltm_gym.cli import bench_env
 
 
 def test_worker_times_one_method_and_reports_its_rewards():
-    ours = bench_env.worker("tiny", "ours", n=2, k=3, length=16, reward="answer", repeats=1, threads=1)
-    plain = bench_env.worker("tiny", "plain", n=2, k=3, length=16, reward="answer", repeats=1, threads=1)
+    threads = torch.get_num_threads()                              # the worker sets them: keep the suite's
+    ours = bench_env.worker("tiny", "ours", n=2, k=3, length=16, reward="answer", repeats=1, threads=threads)
+    plain = bench_env.worker("tiny", "plain", n=2, k=3, length=16, reward="answer", repeats=1, threads=threads)
     assert len(ours["rewards"]) == 3 and len(ours["rewards"][0]) == 2
     np.testing.assert_allclose(ours["rewards"], plain["rewards"], atol=1e-5)
     assert ours["score_s"] > 0 and ours["step_s"] > 0 and ours["peak_gb"] > 0
