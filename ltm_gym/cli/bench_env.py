@@ -28,7 +28,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
@@ -99,9 +98,7 @@ def worker(name: str, method: str, n: int, k: int, length: int, reward: str, rep
     from ltm_gym.envs import LLMMemoryVectorEnv, MemoryLMBackend
 
     torch.set_num_threads(threads)
-    t0 = time.perf_counter()
     model = build_model(name)
-    load_s = time.perf_counter() - t0
     backend = MemoryLMBackend(model, {"train": documents(model.vocab_size, n, 64, length)}, device="cpu")
     env = LLMMemoryVectorEnv(num_envs=n, backend=backend, reward_mode=reward, k=4, action_mode="select")
     env.episodes.reward.shared_trunk = method == "ours"
@@ -121,7 +118,7 @@ def worker(name: str, method: str, n: int, k: int, length: int, reward: str, rep
     with torch.no_grad():
         t_score = median_time(score, repeats)
         t_step = median_time(reinforce_step, repeats)
-    return {"load_s": load_s, "score_s": t_score, "step_s": t_step, "rewards": scores.tolist(),
+    return {"score_s": t_score, "step_s": t_step, "rewards": scores.tolist(),
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "layers": model.lm.config.num_hidden_layers,
             "hidden": model.hidden, "vocab": model.vocab_size}
 

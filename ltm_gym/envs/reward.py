@@ -121,8 +121,6 @@ class Reward:
             out["reward"] = seg.prev_distance.to(out["distance"]) - out["distance"]
             if not want_hidden:
                 return out
-        if mode == "prefix" and seg.lengths is None:
-            raise ValueError("reward mode 'prefix' needs the prefix lengths (N, k)")
         ids = seg.ids.to(b.device)
         with torch.set_grad_enabled(grad or b.lm_update):
             forward = b.model(ids, memory, return_hidden=want_hidden)
@@ -137,6 +135,8 @@ class Reward:
         """The reward (N,) of the token losses (N, L) of ``seg``'s rows (LM modes)."""
         b, mode = self.backend, self.cfg.mode
         if mode == "prefix":
+            if seg.lengths is None:
+                raise ValueError("reward mode 'prefix' needs the prefix lengths (N, k)")
             return -prefix_losses(losses, seg.lengths.to(b.device)).mean(1)
         if mode == "answer":
             m = seg.answer_mask.to(b.device).float()
@@ -151,7 +151,7 @@ class Reward:
         """(N, L) bool: the tokens whose loss the reward reads (None: all of them)."""
         if self.cfg.mode == "answer":
             return seg.answer_mask
-        if self.cfg.mode == "prefix":
+        if self.cfg.mode == "prefix" and seg.lengths is not None:
             return torch.arange(seg.ids.shape[1])[None] < seg.lengths.max(1, keepdim=True).values
         return None
 
@@ -166,8 +166,6 @@ class Reward:
         if not (self.uses_lm and self.shared_trunk and b.model.shares_trunk):
             flat = memories.reshape(K * N, *memories.shape[2:])
             return self(flat, seg.repeat(K))["reward"].view(K, N)
-        if self.cfg.mode == "prefix" and seg.lengths is None:
-            raise ValueError("reward mode 'prefix' needs the prefix lengths (N, k)")
         positions = self.needed_positions(seg)
         with torch.no_grad():
             losses = b.model.candidate_losses(seg.ids.to(b.device), memories.to(b.device),
