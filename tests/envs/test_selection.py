@@ -96,3 +96,15 @@ def test_vector_score_actions(backend):
     np.testing.assert_allclose(r, scores[3], atol=1e-5)
     with pytest.raises(ValueError, match="action shape"):
         venv.score_actions(cands[:, :2])
+
+
+def test_prefix_reward_without_its_lengths_is_refused(backend):
+    from ltm_gym.envs.reward import Reward, RewardConfig, Segments
+
+    reward = Reward(backend, RewardConfig(mode="prefix"))
+    doc = backend.docs("train")[0]
+    seg = Segments(ids=doc.ids[:1], answer_mask=doc.answer_mask[:1], keys=[(0, 0, "train")])
+    with pytest.raises(ValueError, match="prefix lengths"):
+        reward(torch.zeros(1, backend.n_slots, backend.slot_dim), seg)
+    with pytest.raises(ValueError, match="prefix lengths"):
+        reward.candidates(torch.zeros(2, 1, backend.n_slots, backend.slot_dim), seg)
