@@ -187,10 +187,17 @@ class Trainer:
         with open(self.run_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"step": self.step, "split": prefix, **metrics}) + "\n")
 
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """What of the model a checkpoint holds: every entry but the frozen parameters (a real LM's
+        frozen base is rebuilt from its source; a checkpoint of SmolLM2 with its adapters would
+        otherwise carry 540 MB of it at every save)."""
+        frozen = {name for name, p in self.model.named_parameters() if not p.requires_grad}
+        return {k: v for k, v in self.model.state_dict().items() if k not in frozen}
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "model": self.model.state_dict(),
+            "model": self.model_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": get_rng_state(),
@@ -209,7 +216,11 @@ class Trainer:
         """Restore everything a checkpoint holds; training continues at its step, bit for bit."""
         path = Path(path) if path is not None else self.checkpoint_path
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
+        frozen = {name for name, p in self.model.named_parameters() if not p.requires_grad}
+        if unexpected or set(missing) - frozen:
+            raise ValueError(f"checkpoint {path} does not fit this model: missing {sorted(set(missing) - frozen)[:3]}, "
+                             f"unexpected {sorted(unexpected)[:3]}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])

@@ -109,3 +109,27 @@ def test_prefetch_trains_the_same_batches_and_resumes_exactly(tmp_path):
     resumed = make_trainer(steps=10, run_dir=tmp_path / "b", prefetch=True)
     resumed.fit()
     assert resumed.step == 10 and torch.equal(params(plain), params(resumed))
+
+
+def test_checkpoints_leave_out_frozen_parameters_and_resume_exactly(tmp_path):
+    from ltm_gym.core import Trainer, load_checkpoint
+    from tests.core import toy
+
+    def frozen_first(run_dir):
+        t = make_trainer(steps=8, run_dir=run_dir)
+        t.model[0].requires_grad_(False)
+        return Trainer(t.model, t.cfg, toy.loss_fn, toy.batch_fn, run_dir=run_dir)
+
+    straight = frozen_first(tmp_path / "a")
+    straight.fit()
+    interrupted = frozen_first(tmp_path / "b")
+    interrupted.callbacks.append(StopAt(3))
+    interrupted.fit()
+    saved = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"]
+    assert set(saved) == {"3.weight", "3.bias"}                   # the frozen first layer is rebuilt, not stored
+    resumed = frozen_first(tmp_path / "b")
+    resumed.fit()
+    assert resumed.step == 8 and torch.equal(params(straight), params(resumed))
+    other = make_trainer(steps=8, run_dir=tmp_path / "b")           # every parameter trainable: "0.*" missing
+    with pytest.raises(ValueError, match=r"does not fit this model: missing \['0.bias'"):
+        other.load()
