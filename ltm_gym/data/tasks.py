@@ -10,8 +10,8 @@ and what they ask. Tasks are levels of one ladder (presets ``ltm_gym/presets/tas
 * ``recall-mixed``: each fact draws its distance from 1..8, plus facts stated but never asked:
   more facts are open at once than the memory holds, so an agent must choose what to keep.
 
-Task documents are synthetic documents in the study corpus's vocabulary (so the study's tokenizer
-keeps every word one token), generated from the task's own seed and split by document.
+Task documents are synthetic documents in the study corpus's vocabulary, laid out in the study
+tokenizer's tokens (a word may be several), generated from the task's own seed and split by document.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ltm_gym.core import ConfigError, check, from_dict, load_config, to_dict
 
 from .segments import Document, split_documents, tokenize_documents
 from .synthetic import SyntheticConfig, generate_corpus
-from .tokenizer import tokenizer_fingerprint
+from .tokenizer import tokenizer_fingerprint, word_costs
 
 LEVELS = ("recall-d1", "recall-d2", "recall-d4", "recall-d8", "recall-mixed")
 """The named levels shipped as presets (``tasks/<name>``)."""
@@ -124,11 +124,11 @@ def task_documents(task: TaskConfig, corpus: Any, tokenizer) -> dict[str, list[D
     if key not in _DOCUMENTS:
         if len(_DOCUMENTS) >= 8:
             _DOCUMENTS.pop(next(iter(_DOCUMENTS)))
-        records = [d.record(i) for i, d in enumerate(generate_corpus(syn))]
+        records = [d.record(i) for i, d in enumerate(generate_corpus(syn, word_costs(syn, tokenizer)))]
         docs = tokenize_documents(records, tokenizer, syn.segment_len, 0, None)
         short = [d.doc_id for d in docs if d.n_segments != syn.n_segments]
         if short or len(docs) != len(records):
-            raise ConfigError(f"task {task.name!r}: the tokenizer does not keep the corpus words whole "
+            raise ConfigError(f"task {task.name!r}: the tokenizer does not tokenize the corpus word by word "
                               f"(documents {short[:3]} are not {syn.n_segments} segments of {syn.segment_len} tokens)")
         _DOCUMENTS[key] = split_documents(docs, task.split_seed)
     return _DOCUMENTS[key]

@@ -80,6 +80,15 @@ def synthetic_tokenizer(cfg: SyntheticConfig, cache_dir: str | Path, vocab_size:
     return PreTrainedTokenizerFast.from_pretrained(str(path))
 
 
+def word_costs(cfg: SyntheticConfig, tokenizer) -> dict[str, int]:
+    """The tokens each word of the synthetic corpus ``cfg`` takes in ``tokenizer`` (as " word", the
+    way documents join words): what lays a document out in that tokenizer's segments
+    (:func:`~ltm_gym.data.synthetic.generate_document`). All 1 for the corpus's own tokenizer."""
+    words = Vocabulary(cfg).all_words()
+    encoded = tokenizer([" " + w for w in words], add_special_tokens=False)["input_ids"]
+    return {w: len(ids) for w, ids in zip(words, encoded)}
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """A digest of what a tokenizer does (its full serialization when it is a fast tokenizer, else
     its vocabulary and special tokens): two tokenizer objects with the same fingerprint tokenize

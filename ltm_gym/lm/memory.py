@@ -25,13 +25,18 @@ def fixed_projection(slot_dim: int, hidden: int, seed: int = 0) -> torch.Tensor:
 
 
 class MemoryCrossAttention(nn.Module):
-    """h + W_o softmax(q(LN h) k(M)^T / sqrt(d)) v(M), with W_o = 0 at init."""
+    """h + s W_o softmax(q(LN h) k(M)^T / sqrt(d)) v(M), with W_o = 0 at init and a fixed scale s.
 
-    def __init__(self, hidden: int, n_head: int) -> None:
+    ``scale`` s sets how fast the read can grow against the residual stream it is added to: a
+    real LM's last blocks carry states of RMS ~30-50 (SmolLM2-135M) where a tiny one's are ~1, and
+    an optimizer moves W_o by about its learning rate a step whatever the stream's size."""
+
+    def __init__(self, hidden: int, n_head: int, scale: float = 1.0) -> None:
         super().__init__()
         if hidden % n_head:
             raise ValueError(f"hidden size {hidden} is not a multiple of n_head={n_head}")
         self.n_head = n_head
+        self.scale = scale
         self.ln = nn.LayerNorm(hidden)
         self.q = nn.Linear(hidden, hidden)
         self.kv = nn.Linear(hidden, 2 * hidden)
@@ -48,7 +53,8 @@ class MemoryCrossAttention(nn.Module):
         k = k.view(B, -1, nh, hs).transpose(1, 2)                               # (B, nh, m, hs)
         v = v.view(B, -1, nh, hs).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v)
-        return h + self.o(y.transpose(1, 2).reshape(B, L, H))
+        out = self.o(y.transpose(1, 2).reshape(B, L, H))
+        return h + (out if self.scale == 1.0 else self.scale * out)
 
 
 def embedding_memory(embeddings: torch.Tensor, n_slots: int, A: torch.Tensor) -> torch.Tensor:
@@ -74,20 +80,28 @@ def previous_segment_memory(model: nn.Module, prev_ids: torch.Tensor) -> torch.T
 SELECTION_SEED = 20_011
 
 
-def selection_projection(slot_dim: int, hidden: int, seed: int = SELECTION_SEED) -> torch.Tensor:
-    """P: (slot_dim, 2 * hidden), entries N(0, 1 / 2H), a pure function of the seed."""
+def selection_projection(slot_dim: int, hidden: int, seed: int = SELECTION_SEED, context: int = 1) -> torch.Tensor:
+    """P: (slot_dim, (context + 1) * hidden), entries N(0, 1 / ((context + 1) H)), a pure function
+    of the seed and the shape."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(slot_dim, 2 * hidden, generator=g) / math.sqrt(2 * hidden)
+    width = (context + 1) * hidden
+    return torch.randn(slot_dim, width, generator=g) / math.sqrt(width)
 
 
 @torch.no_grad()
 def selection_codes(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """The selection-memory code of every position of segments ``ids`` (B, L) for an LLM-LTM
-    ``model``: v / max|v|, v = P [E(s_p); E(s_{p-1})] (E the LM's input embedding, s_{-1} = BOS):
-    (B, L, slot_dim) in [-1, 1]. A slot that holds it tells the reader the token and its predecessor."""
+    ``model``: v / max|v|, v = P [E(s_p); E(s_{p-1}); ...; E(s_{p-c})] (E the LM's input embedding,
+    c = ``memory.code_context``, BOS before the segment): (B, L, slot_dim) in [-1, 1]. A slot that
+    holds it tells the reader the token and the c before it: with c = 1 and one token per word,
+    "KEY VALUE"; a tokenizer that cuts a key and a number into several tokens needs c to reach
+    from the number's digits back over the key."""
     emb = model.lm.get_input_embeddings().weight.detach().float()
-    P = selection_projection(model.mem_cfg.slot_dim, model.hidden).to(emb.device)
+    c = model.mem_cfg.code_context
+    P = selection_projection(model.mem_cfg.slot_dim, model.hidden, context=c).to(emb.device)
     ids = ids.to(emb.device)
-    prev = torch.cat([ids.new_full((ids.shape[0], 1), model.bos_token_id), ids[:, :-1]], dim=1)
-    v = torch.cat([emb[ids], emb[prev]], dim=-1) @ P.T                           # (B, L, d)
+    padded = torch.cat([ids.new_full((ids.shape[0], c), model.bos_token_id), ids], dim=1)
+    L = ids.shape[1]
+    parts = [emb[padded[:, c - j : c - j + L]] for j in range(c + 1)]             # s_p, s_{p-1}, ...
+    v = torch.cat(parts, dim=-1) @ P.T                                           # (B, L, d)
     return v / v.abs().amax(-1, keepdim=True).clamp_min(1e-12)

@@ -20,7 +20,7 @@ from torch import nn
 from ltm_gym.core import check
 
 from .memory import MemoryCrossAttention, fixed_projection
-from .trunk import FAMILIES, base_lm, final_norm, model_type, run_blocks, run_trunk
+from .trunk import FAMILIES, Trunk, TrunkCache, base_lm, final_norm, model_type, run_blocks, run_trunk
 
 LOGIT_BYTES = 1 << 26
 """The output layer's logits of at most this many bytes (fp32) exist at once in :meth:`LLMLTM.candidate_losses`."""
@@ -33,11 +33,16 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["c_attn"])
+    layers: Literal["all", "memory"] = "all"
+    """``all`` blocks, or only the ``memory`` blocks (those that read the memory): then every block
+    below them stays the frozen base LM, whose states are computed once per segment and cached
+    (:class:`~ltm_gym.lm.trunk.TrunkCache`)."""
 
     def validate(self) -> None:
         check(self.r >= 1, "lora.r", self.r, ">= 1")
         check(0 <= self.dropout < 1, "lora.dropout", self.dropout, "in [0, 1)")
         check(bool(self.target_modules), "lora.target_modules", self.target_modules, "a non-empty list")
+        check(self.layers in ("all", "memory"), "lora.layers", self.layers, "all, memory")
 
 
 @dataclass
@@ -51,11 +56,19 @@ class MemorySettings:
     """Heads of the memory cross-attention; 0 = the LM's."""
     projection_seed: int = 0
     """Seed of the fixed matrix A (hypotheses 1 and 2); the memory projection starts at A."""
+    read_scale: float = 1.0
+    """The fixed scale of the cross-attention read's output (:class:`~ltm_gym.lm.memory.MemoryCrossAttention`):
+    about the RMS of the LM's hidden states at the memory blocks, for the read to matter as soon on a
+    real LM as on the tiny one."""
+    code_context: int = 1
+    """Tokens before a position that its selection code carries (:func:`~ltm_gym.lm.selection_codes`)."""
 
     def validate(self) -> None:
         check(self.n_slots >= 1, "memory.n_slots", self.n_slots, ">= 1")
         check(self.slot_dim >= 1, "memory.slot_dim", self.slot_dim, ">= 1")
         check(self.n_memory_layers >= 1, "memory.n_memory_layers", self.n_memory_layers, ">= 1")
+        check(self.code_context >= 1, "memory.code_context", self.code_context, ">= 1")
+        check(self.read_scale > 0, "memory.read_scale", self.read_scale, "> 0")
 
 
 def find_blocks(lm: nn.Module) -> nn.ModuleList:
@@ -89,11 +102,17 @@ class LLMLTM(nn.Module):
 
             from peft import LoraConfig, get_peft_model
 
+            n_blocks = len(find_blocks(lm))
+            layers = None
+            if self.lora_cfg.layers == "memory":
+                if self.mem_cfg.read_path != "cross_attention":
+                    raise ValueError("lora.layers='memory' needs read_path='cross_attention' (a prefix is read by every block)")
+                layers = list(range(n_blocks - min(self.mem_cfg.n_memory_layers, n_blocks), n_blocks))
             with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 lm = get_peft_model(lm, LoraConfig(
                     r=self.lora_cfg.r, lora_alpha=self.lora_cfg.alpha, lora_dropout=self.lora_cfg.dropout,
-                    target_modules=list(self.lora_cfg.target_modules),
+                    target_modules=list(self.lora_cfg.target_modules), layers_to_transform=layers,
                     fan_in_fan_out=type(lm).__name__.startswith("GPT2")))
         self.lm = lm
         m = self.mem_cfg
@@ -102,11 +121,13 @@ class LLMLTM(nn.Module):
             self.memory_proj.weight.copy_(fixed_projection(m.slot_dim, self.hidden, m.projection_seed))
         self.readers = nn.ModuleList()
         self._memory: torch.Tensor | None = None
+        self.trunk_cache: TrunkCache | None = TrunkCache()
+        """Trunk states per segment while the trunk is frozen (:meth:`cached_trunk`); None: never cached."""
         if m.read_path == "cross_attention":
             heads = m.n_head or getattr(cfg, "num_attention_heads", None) or cfg.n_head
             blocks = find_blocks(self.lm)
             for block in list(blocks)[-m.n_memory_layers:]:
-                reader = MemoryCrossAttention(self.hidden, heads)
+                reader = MemoryCrossAttention(self.hidden, heads, m.read_scale)
                 self.readers.append(reader)
                 block.register_forward_hook(self._read_hook(reader))
 
@@ -143,6 +164,8 @@ class LLMLTM(nn.Module):
         start = ids.shape[1] - L - 1          # position whose output predicts input_ids[:, 0]
         if memory is not None:
             self._check_memory(memory, B)
+        if context_ids is None and self.trunk_cacheable():
+            return self._forward_cached(input_ids, memory, return_hidden)
         if memory is not None and self.mem_cfg.read_path == "prefix":
             prefix = self.memory_proj(memory.to(self.memory_proj.weight.dtype))
             embeds = torch.cat([prefix, self.token_embeddings(ids)], dim=1)
@@ -160,6 +183,54 @@ class LLMLTM(nn.Module):
         if return_hidden:
             return logits, losses, out.hidden_states[-1][:, -L:]
         return logits, losses
+
+    def _forward_cached(self, input_ids: torch.Tensor, memory: torch.Tensor | None, return_hidden: bool):
+        """:meth:`forward` from the cached trunk: the memory blocks, the final norm, the output layer."""
+        B, L = input_ids.shape
+        ids = torch.cat([input_ids.new_full((B, 1), self.bos_token_id), input_ids], dim=1)
+        blocks = list(find_blocks(self.lm))
+        trunk = self.cached_trunk(ids)
+        self._memory = self.memory_proj(memory.to(self.memory_proj.weight.dtype)) if memory is not None else None
+        try:
+            hidden = final_norm(self.lm)(run_blocks(blocks[len(blocks) - len(self.readers):], trunk))
+        finally:
+            self._memory = None
+        logits = base_lm(self.lm).get_output_embeddings()(hidden[:, :L])
+        wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        losses = F.cross_entropy(wide.reshape(-1, logits.shape[-1]), input_ids.reshape(-1), reduction="none").view(B, L)
+        if return_hidden:
+            return logits, losses, hidden[:, -L:]
+        return logits, losses
+
+    def _trunk_parameters(self) -> list[nn.Parameter]:
+        blocks = list(find_blocks(self.lm))
+        above = {id(p) for b in blocks[len(blocks) - len(self.readers):] for p in b.parameters()}
+        above |= {id(p) for p in final_norm(self.lm).parameters()}
+        return [p for p in self.lm.parameters() if id(p) not in above]
+
+    def trunk_cacheable(self) -> bool:
+        """Whether a segment's trunk states depend on its tokens alone, so that :attr:`trunk_cache`
+        may serve them: a shared trunk with at least one block below the memory read, none of whose
+        parameters trains, and no dropout running there."""
+        if self.trunk_cache is None or not self.shares_trunk or not self.readers:
+            return False
+        blocks = list(find_blocks(self.lm))
+        if len(blocks) <= len(self.readers) or any(p.requires_grad for p in self._trunk_parameters()):
+            return False
+        return not (self.lm.training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.lm.modules()))
+
+    def cached_trunk(self, ids: torch.Tensor) -> Trunk:
+        """What the first memory block receives for ``ids`` (B, T) ([BOS, segment]): from
+        :attr:`trunk_cache` when :meth:`trunk_cacheable`, else computed."""
+        blocks = list(find_blocks(self.lm))
+        cut = blocks[len(blocks) - len(self.readers)]
+        if not self.trunk_cacheable():
+            return run_trunk(self.lm, cut, ids)
+        params = self._trunk_parameters()
+        device = ids.device.type
+        state = (str(ids.device), str(params[0].dtype), torch.is_autocast_enabled(device),
+                 str(torch.get_autocast_dtype(device)), tuple((p.data_ptr(), p._version) for p in params))
+        return self.trunk_cache.trunk(self.lm, cut, ids, state)
 
     @property
     def shares_trunk(self) -> bool:
@@ -184,7 +255,7 @@ class LLMLTM(nn.Module):
         ids = torch.cat([input_ids.new_full((B, 1), self.bos_token_id), input_ids], dim=1)
         blocks = list(find_blocks(self.lm))
         cut = len(blocks) - len(self.readers)
-        trunk = run_trunk(self.lm, blocks[cut], ids).repeated(K)
+        trunk = self.cached_trunk(ids).repeated(K)
         self._memory = self.memory_proj(flat.to(self.memory_proj.weight.dtype))
         try:
             hidden = run_blocks(blocks[cut:], trunk)

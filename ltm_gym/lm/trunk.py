@@ -113,3 +113,62 @@ def run_blocks(blocks: Sequence[nn.Module], trunk: Trunk) -> torch.Tensor:
         out = block(h, *trunk.args, **trunk.kwargs)
         h = out[0] if isinstance(out, tuple) else out
     return h
+
+
+class TrunkCache:
+    """The trunk's hidden states of segments, by their token ids, while the trunk does not change.
+
+    When no parameter below the cut trains (the memory blocks carry the only adapters) and no
+    dropout runs there, a segment's trunk states are a function of its tokens alone: an env that
+    visits a segment again, a reader trained for many epochs on a fixed corpus, or the K candidates
+    of a state read them from here instead of running the blocks again. Entries are dropped, oldest
+    first, beyond ``max_bytes``; all of them whenever a trunk parameter is replaced or changed in
+    place (its storage or its version counter), or the dtype, device or autocast changes."""
+
+    def __init__(self, max_bytes: int = 1 << 31) -> None:
+        self.max_bytes = max_bytes
+        self.rows: dict[bytes, torch.Tensor] = {}
+        self.templates: dict[int, tuple[tuple, dict[str, Any]]] = {}
+        self.state: tuple | None = None
+        self.bytes = 0
+        self.hits = self.misses = 0
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.templates.clear()
+        self.bytes = 0
+
+    def trunk(self, lm: nn.Module, block: nn.Module, ids: torch.Tensor, state: tuple) -> Trunk:
+        """What ``block`` receives for ``ids`` (B, T), from the cache where it can be."""
+        if state != self.state:
+            self.clear()
+            self.state = state
+        keys = [row.tobytes() for row in ids.cpu().numpy()]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.rows))
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        T = ids.shape[1]
+        found = {k: self.rows[k] for k in keys if k in self.rows}
+        if missing:
+            index = {k: i for i, k in enumerate(keys)}
+            fresh = run_trunk(lm, block, ids[[index[k] for k in missing]])
+            for k, h in zip(missing, fresh.hidden.detach()):
+                found[k] = h
+                self._store(k, h.clone())
+            if missing == keys:
+                return fresh
+        if T not in self.templates:         # the other arguments for any batch: a batch of one broadcasts
+            one = run_trunk(lm, block, ids[:1])
+            self.templates[T] = (one.args, one.kwargs)
+        hidden = torch.stack([found[k] for k in keys])
+        args, kwargs = self.templates[T]
+        return Trunk(hidden, args, kwargs)
+
+    def _store(self, key: bytes, hidden: torch.Tensor) -> None:
+        size = hidden.numel() * hidden.element_size()
+        while self.rows and self.bytes + size > self.max_bytes:
+            old = self.rows.pop(next(iter(self.rows)))
+            self.bytes -= old.numel() * old.element_size()
+        if size <= self.max_bytes:
+            self.rows[key] = hidden
+            self.bytes += size

@@ -32,6 +32,14 @@ class StageConfig:
     the same document, and of random earlier positions, in random slot order (synthetic corpus:
     a question's VALUE has its statement's code). Teaches the reader to pick one fact among many
     held from several segments back, as the long-memory tasks need."""
+    fresh_documents: bool = True
+    """Synthetic corpus: every batch from documents generated for it, outside every split (a small
+    LM pre-trained on them learns to copy instead of memorizing); false: from the train split, so
+    that a frozen trunk is computed once per segment and then cached (a real LM's readers)."""
+    answer_loss: bool = False
+    """Select only: train on the answer tokens' loss alone, the output layer run only there
+    (:meth:`~ltm_gym.lm.LLMLTM.candidate_losses`). On a real LM's 49k-token vocabulary the output
+    layer over every position costs more than the memory blocks; the recall reader needs the answers."""
     uninformative: float = 0.0
     """Memory only: share of rows whose memory says nothing about the text (all zeros, Gaussian
     noise at the memory's scale, or another document's memory, in equal parts), for the reader to

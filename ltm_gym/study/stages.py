@@ -241,13 +241,16 @@ class SelectStage(Stage):
     def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
         m = study.config.lm.memory.n_slots
         if sc.fact_memories > 0 and float(torch.rand((), generator=g)) < sc.fact_memories:
-            return fact_memory_batch(docs, sc.batch_size, m, g)
-        batch = pair_batch(docs, sc.batch_size, g, self.depth(study))
-        B, n = len(batch["ids"]), batch["prev"][0].numel()
-        k = m
-        if float(torch.rand((), generator=g)) < sc.all_positions:
-            k = int(torch.randint(m, n + 1, (), generator=g))
-        batch["select"] = torch.rand(B, n, generator=g).argsort(1)[:, :k].sort(1).values
+            batch = fact_memory_batch(docs, sc.batch_size, m, g)
+        else:
+            batch = pair_batch(docs, sc.batch_size, g, self.depth(study))
+            B, n = len(batch["ids"]), batch["prev"][0].numel()
+            k = m
+            if float(torch.rand((), generator=g)) < sc.all_positions:
+                k = int(torch.randint(m, n + 1, (), generator=g))
+            batch["select"] = torch.rand(B, n, generator=g).argsort(1)[:, :k].sort(1).values
+        if sc.answer_loss:
+            batch["answer_only"] = torch.ones(len(batch["ids"]))
         return batch
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -255,6 +258,11 @@ class SelectStage(Stage):
         codes = selection_codes(_unwrap(model), prev.reshape(-1, prev.shape[-1]))
         codes = codes.reshape(len(prev), -1, codes.shape[-1])                         # (B, depth * L, d)
         mem = codes.gather(1, batch["select"][:, :, None].expand(-1, -1, codes.shape[-1]))
+        if "answer_only" in batch:
+            mask = batch["answer_mask"]
+            losses = _unwrap(model).candidate_losses(batch["ids"], mem[None], mask)[0]
+            answer_ce = losses[mask].mean()
+            return answer_ce, {"answer_ce": float(answer_ce.detach())}
         _, losses = model(batch["ids"], mem)
         return losses.mean(), _answer_stats(losses, batch)
 
@@ -283,18 +291,19 @@ def run_stage(name: str, study: StudyDir, resume: bool = True) -> Path:
     splits = study.data.splits
     train_docs, val_docs = splits["train"], splits["validation"] or splits["train"]
     seed = sc.train.seed
-    synthetic = cfg.corpus.source == "synthetic"
+    fresh = cfg.corpus.source == "synthetic" and sc.fresh_documents
 
     def batch_fn(step: int) -> dict:
         g = step_generator(seed, step)
         docs = train_docs
-        if synthetic:  # a fresh stream of documents outside every split
+        if fresh:  # a fresh stream of documents outside every split
             first = cfg.corpus.synthetic.n_documents + step * sc.batch_size
             docs = fresh_synthetic_documents(cfg.corpus, study.tokenizer, list(range(first, first + sc.batch_size)))
         return stage.batch(study, docs, sc, step, g)
 
     g_val = torch.Generator().manual_seed(seed + 99)
-    val = stage.batch(study, val_docs, StageConfig(sc.train, 64, sc.context_segments, all_positions=sc.all_positions),
+    val = stage.batch(study, val_docs, StageConfig(sc.train, 64, sc.context_segments, all_positions=sc.all_positions,
+                                                   fact_memories=sc.fact_memories, answer_loss=sc.answer_loss),
                       1 << 30, g_val)
 
     def eval_fn(m: torch.nn.Module) -> dict[str, float]:

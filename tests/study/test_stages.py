@@ -187,3 +187,41 @@ def test_select_fact_memories_hold_the_asked_facts_among_others(study_data, tmp_
     assert 0.6 * FACT_KEPT < found / asked <= 1.0
     loss, _ = STAGES["select"].loss(model, b)
     assert torch.isfinite(loss)
+
+
+def test_select_answer_loss_is_the_answers_mean_ce(study_data, tmp_path):
+    from ltm_gym.lm import selection_codes
+    from ltm_gym.study.stages import STAGES
+
+    cfg = tiny_study_config(select={"answer_loss": True, "fact_memories": 0.0})
+    study = StudyDir(tmp_path / "s", cfg)
+    b = STAGES["select"].batch(study, study_data.splits["train"], cfg.select, 0, torch.Generator().manual_seed(0))
+    assert "answer_only" in b and b["answer_mask"].any()
+    model = study.load_lm("none", untrained=True)
+    with torch.no_grad():
+        for r in model.readers:
+            r.o.weight.normal_(0, 0.1)
+    loss, stats = STAGES["select"].loss(model, b)
+    codes = selection_codes(model, b["prev"])
+    mem = codes.gather(1, b["select"][:, :, None].expand(-1, -1, codes.shape[-1]))
+    want = model(b["ids"], mem)[1][b["answer_mask"]].mean()
+    torch.testing.assert_close(loss, want, atol=1e-5, rtol=1e-5)
+    assert stats["answer_ce"] == pytest.approx(float(want.detach()), abs=1e-5)
+    loss.backward()
+    assert model.readers[0].o.weight.grad.abs().sum() > 0
+
+
+def test_stages_draw_the_train_split_without_fresh_documents(study_data, tmp_path, monkeypatch):
+    from ltm_gym.study import stages
+
+    cfg = tiny_study_config(lora={"fresh_documents": False, "train": {"steps": 2}})
+    study = StudyDir(tmp_path / "s", cfg)
+    run_stage("pretrain", study)
+    drawn = []
+    real = stages.pair_batch
+    monkeypatch.setattr(stages, "pair_batch", lambda docs, *a, **k: drawn.append(docs) or real(docs, *a, **k))
+    monkeypatch.setattr(stages, "fresh_synthetic_documents", lambda *a: pytest.fail("drew fresh documents"))
+    run_stage("lora", study)
+    splits = {k: {id(d) for d in v} for k, v in study.data.splits.items()}
+    kinds = [next(k for k, ids in splits.items() if all(id(d) in ids for d in docs)) for docs in drawn]
+    assert kinds == ["validation", "train", "train"]          # the evaluation batch, then one per step
