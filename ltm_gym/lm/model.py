@@ -212,21 +212,29 @@ class LLMLTM(nn.Module):
         """Whether a segment's trunk states depend on its tokens alone, so that :attr:`trunk_cache`
         may serve them: a shared trunk with at least one block below the memory read, none of whose
         parameters trains, and no dropout running there."""
+        return self._cacheable_trunk() is not None
+
+    def _cacheable_trunk(self) -> list[nn.Parameter] | None:
+        """The trunk's parameters when :meth:`trunk_cacheable` (what keys the cache), else None."""
         if self.trunk_cache is None or not self.shares_trunk or not self.readers:
-            return False
-        blocks = list(find_blocks(self.lm))
-        if len(blocks) <= len(self.readers) or any(p.requires_grad for p in self._trunk_parameters()):
-            return False
-        return not (self.lm.training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.lm.modules()))
+            return None
+        if len(find_blocks(self.lm)) <= len(self.readers):
+            return None
+        params = self._trunk_parameters()
+        if any(p.requires_grad for p in params):
+            return None
+        if self.lm.training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.lm.modules()):
+            return None
+        return params
 
     def cached_trunk(self, ids: torch.Tensor) -> Trunk:
         """What the first memory block receives for ``ids`` (B, T) ([BOS, segment]): from
         :attr:`trunk_cache` when :meth:`trunk_cacheable`, else computed."""
         blocks = list(find_blocks(self.lm))
         cut = blocks[len(blocks) - len(self.readers)]
-        if not self.trunk_cacheable():
+        params = self._cacheable_trunk()
+        if params is None:
             return run_trunk(self.lm, cut, ids)
-        params = self._trunk_parameters()
         device = ids.device.type
         state = (str(ids.device), str(params[0].dtype), torch.is_autocast_enabled(device),
                  str(torch.get_autocast_dtype(device)), tuple((p.data_ptr(), p._version) for p in params))
