@@ -5,6 +5,11 @@
   lora      the study's baseline: LoRA fine-tuning without memory -> lora_baseline.safetensors
   memory    hypothesis 2: LoRA + memory read path trained with the previous segment's embeddings
             as memory -> memory_lm.safetensors
+  select    the reader of selection memory (action_mode=select) -> select_lm.safetensors
+
+A study directory keeps its config; the only change it takes is the step count of a stage not done
+yet (--set select.train.steps=N): stopped (Ctrl-C) and given fewer steps, or more, the stage
+resumes from its checkpoint and ends at N.
 
 The default study starts as a copy of the one shipped in the package, whose stages are all done;
 --from-scratch builds it instead (in a default study directory that holds no study yet).

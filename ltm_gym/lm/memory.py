@@ -29,9 +29,14 @@ class MemoryCrossAttention(nn.Module):
 
     ``scale`` s sets how fast the read can grow against the residual stream it is added to: a
     real LM's last blocks carry states of RMS ~30-50 (SmolLM2-135M) where a tiny one's are ~1, and
-    an optimizer moves W_o by about its learning rate a step whatever the stream's size."""
+    an optimizer moves W_o by about its learning rate a step whatever the stream's size.
 
-    def __init__(self, hidden: int, n_head: int, scale: float = 1.0) -> None:
+    ``code_dim`` > 0 adds a second term to the query, W_c c_p, from each position's own selection
+    code c_p (:func:`selection_codes`): the same fixed code a selection memory's slots hold, so the
+    reader can match "the tokens before me" to a slot directly, not only through what the LM's
+    blocks mixed into h."""
+
+    def __init__(self, hidden: int, n_head: int, scale: float = 1.0, code_dim: int = 0) -> None:
         super().__init__()
         if hidden % n_head:
             raise ValueError(f"hidden size {hidden} is not a multiple of n_head={n_head}")
@@ -40,15 +45,23 @@ class MemoryCrossAttention(nn.Module):
         self.ln = nn.LayerNorm(hidden)
         self.q = nn.Linear(hidden, hidden)
         self.kv = nn.Linear(hidden, 2 * hidden)
+        self.code_q = nn.Linear(code_dim, hidden, bias=False) if code_dim else None
         self.o = nn.Linear(hidden, hidden)
         nn.init.zeros_(self.o.weight)
         nn.init.zeros_(self.o.bias)
 
-    def forward(self, h: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
-        """h: (B, L, H) hidden states; mem: (B, m, H) projected memory."""
+    def forward(self, h: torch.Tensor, mem: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """h: (B, L, H) hidden states; mem: (B, m, H) projected memory; codes: (B, L, code_dim),
+        the positions' own selection codes (needed exactly when ``code_dim`` > 0)."""
         B, L, H = h.shape
         nh, hs = self.n_head, H // self.n_head
-        q = self.q(self.ln(h)).view(B, L, nh, hs).transpose(1, 2)               # (B, nh, L, hs)
+        q = self.q(self.ln(h))
+        if self.code_q is not None:
+            if codes is None or codes.shape[:2] != (B, L):
+                raise ValueError(f"a reader with query codes needs codes of shape ({B}, {L}, d), got "
+                                 f"{None if codes is None else tuple(codes.shape)}")
+            q = q + self.code_q(codes.to(q.dtype))
+        q = q.view(B, L, nh, hs).transpose(1, 2)                                  # (B, nh, L, hs)
         k, v = self.kv(mem.to(h.dtype)).split(H, dim=-1)
         k = k.view(B, -1, nh, hs).transpose(1, 2)                               # (B, nh, m, hs)
         v = v.view(B, -1, nh, hs).transpose(1, 2)

@@ -9,6 +9,7 @@ per-token losses of one pass; the loss of every prefix is a cumulative mean of t
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,7 +20,7 @@ from torch import nn
 
 from ltm_gym.core import check
 
-from .memory import MemoryCrossAttention, fixed_projection
+from .memory import MemoryCrossAttention, fixed_projection, selection_codes
 from .trunk import FAMILIES, Trunk, TrunkCache, base_lm, final_norm, model_type, run_blocks, run_trunk
 
 LOGIT_BYTES = 1 << 26
@@ -62,6 +63,11 @@ class MemorySettings:
     real LM as on the tiny one."""
     code_context: int = 1
     """Tokens before a position that its selection code carries (:func:`~ltm_gym.lm.selection_codes`)."""
+    query_code: bool = False
+    """Whether the cross-attention's query also reads each position's own selection code (the code
+    a selection memory would hold for it): a reader can then match the key before a question to
+    the slot that holds it without going through the LM's states (needed on a real LM, whose
+    frozen trunk hides the key in the state of the space before a number)."""
 
     def validate(self) -> None:
         check(self.n_slots >= 1, "memory.n_slots", self.n_slots, ">= 1")
@@ -69,6 +75,8 @@ class MemorySettings:
         check(self.n_memory_layers >= 1, "memory.n_memory_layers", self.n_memory_layers, ">= 1")
         check(self.code_context >= 1, "memory.code_context", self.code_context, ">= 1")
         check(self.read_scale > 0, "memory.read_scale", self.read_scale, "> 0")
+        check(not self.query_code or self.read_path == "cross_attention", "memory.query_code", self.query_code,
+              "false with read_path prefix (a prefix has no query)")
 
 
 def find_blocks(lm: nn.Module) -> nn.ModuleList:
@@ -121,13 +129,14 @@ class LLMLTM(nn.Module):
             self.memory_proj.weight.copy_(fixed_projection(m.slot_dim, self.hidden, m.projection_seed))
         self.readers = nn.ModuleList()
         self._memory: torch.Tensor | None = None
+        self._codes: torch.Tensor | None = None
         self.trunk_cache: TrunkCache | None = TrunkCache()
         """Trunk states per segment while the trunk is frozen (:meth:`cached_trunk`); None: never cached."""
         if m.read_path == "cross_attention":
             heads = m.n_head or getattr(cfg, "num_attention_heads", None) or cfg.n_head
             blocks = find_blocks(self.lm)
             for block in list(blocks)[-m.n_memory_layers:]:
-                reader = MemoryCrossAttention(self.hidden, heads, m.read_scale)
+                reader = MemoryCrossAttention(self.hidden, heads, m.read_scale, m.slot_dim if m.query_code else 0)
                 self.readers.append(reader)
                 block.register_forward_hook(self._read_hook(reader))
 
@@ -136,10 +145,22 @@ class LLMLTM(nn.Module):
             if self._memory is None:
                 return output
             if isinstance(output, tuple):
-                return (reader(output[0], self._memory),) + tuple(output[1:])
-            return reader(output, self._memory)
+                return (reader(output[0], self._memory, self._codes),) + tuple(output[1:])
+            return reader(output, self._memory, self._codes)
 
         return hook
+
+    @contextmanager
+    def _reading(self, memory: torch.Tensor | None, ids: torch.Tensor, copies: int = 1):
+        """The memory (B', m, d) that the read hooks see while inside, and, with query codes, the
+        codes of ``ids`` (B, T) repeated ``copies`` times (B' = copies B)."""
+        self._memory = self.memory_proj(memory.to(self.memory_proj.weight.dtype)) if memory is not None else None
+        if memory is not None and self.mem_cfg.query_code:
+            self._codes = selection_codes(self, ids).repeat(copies, 1, 1)
+        try:
+            yield
+        finally:
+            self._memory = self._codes = None
 
     @property
     def vocab_size(self) -> int:
@@ -172,11 +193,8 @@ class LLMLTM(nn.Module):
             out = self.lm(inputs_embeds=embeds, output_hidden_states=return_hidden)
             start += prefix.shape[1]
         else:
-            self._memory = self.memory_proj(memory.to(self.memory_proj.weight.dtype)) if memory is not None else None
-            try:
+            with self._reading(memory, ids):
                 out = self.lm(input_ids=ids, output_hidden_states=return_hidden)
-            finally:
-                self._memory = None
         logits = out.logits[:, start:-1]
         wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32, fp64 stays
         losses = F.cross_entropy(wide.reshape(-1, logits.shape[-1]), input_ids.reshape(-1), reduction="none").view(B, L)
@@ -190,11 +208,8 @@ class LLMLTM(nn.Module):
         ids = torch.cat([input_ids.new_full((B, 1), self.bos_token_id), input_ids], dim=1)
         blocks = list(find_blocks(self.lm))
         trunk = self.cached_trunk(ids)
-        self._memory = self.memory_proj(memory.to(self.memory_proj.weight.dtype)) if memory is not None else None
-        try:
+        with self._reading(memory, ids):
             hidden = final_norm(self.lm)(run_blocks(blocks[len(blocks) - len(self.readers):], trunk))
-        finally:
-            self._memory = None
         logits = base_lm(self.lm).get_output_embeddings()(hidden[:, :L])
         wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
         losses = F.cross_entropy(wide.reshape(-1, logits.shape[-1]), input_ids.reshape(-1), reduction="none").view(B, L)
@@ -264,11 +279,8 @@ class LLMLTM(nn.Module):
         blocks = list(find_blocks(self.lm))
         cut = len(blocks) - len(self.readers)
         trunk = self.cached_trunk(ids).repeated(K)
-        self._memory = self.memory_proj(flat.to(self.memory_proj.weight.dtype))
-        try:
+        with self._reading(flat, ids, K):
             hidden = run_blocks(blocks[cut:], trunk)
-        finally:
-            self._memory = None
         hidden = final_norm(self.lm)(hidden)[:, :L]                       # position p predicts input_ids[:, p]
         want = (torch.ones_like(input_ids, dtype=torch.bool) if positions is None
                 else positions.to(input_ids.device, torch.bool)).repeat(K, 1)

@@ -229,12 +229,17 @@ class StudyDir:
         return load_config(StudyConfig, source, self._overrides)
 
     def create(self) -> "StudyDir":
-        """Make the directory and write the config; an existing study with another config is refused."""
+        """Make the directory and write the config; an existing study with another config is refused,
+        unless all that changed is the ``train.steps`` of stages not done yet (a stage stopped early,
+        or continued for longer: it resumes from its checkpoint and ends at the new count)."""
         cfg = self.config
         if self.exists():
             stored = load_config(StudyConfig, self.config_file)
             if to_dict(stored) != to_dict(cfg):
                 changed = config_changes(to_dict(stored), to_dict(cfg))
+                if all(self._unfinished_steps(c) for c in changed):
+                    save_config(cfg, self.config_file)
+                    return self
                 shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
                 raise ConfigError(f"{self.root} holds a study with another config ({shown}); its artifacts were "
                                   "built with the stored one: choose another --study-dir for the new config")
@@ -242,6 +247,15 @@ class StudyDir:
         self.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.config_file)
         return self
+
+    def _unfinished_steps(self, change: str) -> bool:
+        """Whether a config change (``key: old -> new``) is the step count of a stage not done yet."""
+        stage, _, rest = change.split(":", 1)[0].partition(".")
+        if rest != "train.steps":
+            return False
+        if stage == "pretrain":
+            return not self.lm_dir.exists()
+        return stage in ADAPTER_FILES and not self.adapter_file(stage).is_file()
 
     @cached_property
     def data(self) -> StudyData:

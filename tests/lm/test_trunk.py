@@ -168,3 +168,55 @@ def test_a_small_cache_drops_its_oldest_rows_and_stays_exact():
     for g in got:
         torch.testing.assert_close(g, want, atol=1e-5, rtol=1e-5)
     assert len(model.trunk_cache.rows) == 2 and model.trunk_cache.bytes <= model.trunk_cache.max_bytes
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_query_codes_are_the_positions_own_selection_codes_on_every_path(family):
+    from ltm_gym.lm import selection_codes
+
+    model = ltm(family, lora_layers="memory", query_code=True, code_context=2)
+    readers = list(model.readers)
+    assert all(r.code_q is not None and r.code_q.weight.shape == (32, 8) for r in readers)
+    ids, memories = inputs(5)
+    seen = []
+    hook = readers[0].register_forward_hook(lambda m, args, out: seen.append(args[2]))
+    with torch.no_grad():
+        want = uncached(model, ids, memories[0])[1]
+        got = model(ids, memories[0])[1]                                  # from the trunk cache
+        shared = model.candidate_losses(ids, memories)
+        cache, model.trunk_cache = model.trunk_cache, None
+        want_shared = plain(model, ids, memories)
+        model.trunk_cache = cache
+    hook.remove()
+    full = torch.cat([torch.zeros(B, 1, dtype=ids.dtype), ids], 1)        # [BOS, segment]
+    torch.testing.assert_close(seen[0], selection_codes(model, full))
+    torch.testing.assert_close(seen[2], selection_codes(model, full).repeat(K, 1, 1))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared, want_shared, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():                                                 # the codes change the read
+        for r in readers:
+            r.code_q.weight.zero_()
+        without = model(ids, memories[0])[1]
+    assert not torch.allclose(without, got, atol=1e-4)
+
+
+def test_query_codes_get_gradients_and_start_as_the_base_lm():
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                      bos_token_id=0))
+    base = LLMLTM(lm, MemorySettings(n_slots=5, slot_dim=8), LoraSettings(enabled=False), bos_token_id=0).eval()
+    ids, memories = inputs(6)
+    with torch.no_grad():
+        without = base(ids)[1]
+    model = LLMLTM(lm, MemorySettings(n_slots=5, slot_dim=8, query_code=True), LoraSettings(enabled=False),
+                   bos_token_id=0).eval()
+    losses = model(ids, memories[0])[1]
+    torch.testing.assert_close(losses, without)                           # W_o = 0: nothing read yet
+    with torch.no_grad():
+        model.readers[-1].o.weight.normal_()
+    model(ids, memories[0])[1].mean().backward()
+    assert model.readers[-1].code_q.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="memory.query_code"):
+        from ltm_gym.core import from_dict
+        from_dict(MemorySettings, {"query_code": True, "read_path": "prefix"})

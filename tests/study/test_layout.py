@@ -35,6 +35,20 @@ def test_a_study_with_another_config_is_refused_before_anything_is_written(tmp_p
     assert StudyDir(tmp_path / "s").config.seed == 0
 
 
+def test_the_steps_of_an_unfinished_stage_may_change(tmp_path):
+    StudyDir(tmp_path / "s", tiny_study_config()).create()
+    steps = StudyDir(tmp_path / "s").config.select.train.steps
+    StudyDir(tmp_path / "s", tiny_study_config(select={"train": {"steps": steps + 7}})).create()
+    assert StudyDir(tmp_path / "s").config.select.train.steps == steps + 7
+    (tmp_path / "s" / "select_lm.safetensors").write_bytes(b"")          # the stage is done: no longer
+    with pytest.raises(ConfigError, match="select.train.steps"):
+        StudyDir(tmp_path / "s", tiny_study_config(select={"train": {"steps": 3}})).create()
+    with pytest.raises(ConfigError, match="lora.train.lr"):              # nothing but the steps
+        StudyDir(tmp_path / "s", tiny_study_config(select={"train": {"steps": steps + 7}},
+                                                   lora={"train": {"steps": 5, "lr": 1.0}})).create()
+    assert StudyDir(tmp_path / "s").config.select.train.steps == steps + 7
+
+
 def test_loading_a_study_lm_is_quiet(tiny_study, capfd):
     import warnings
 
