@@ -13,9 +13,17 @@ import math
 import torch
 
 
-def gumbel_top_k(logits: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """An ordered sample (..., k) of k distinct candidates from Plackett-Luce(logits (..., C))."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device if generator is None else "cpu")
+def gumbel_top_k(logits: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                 rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """An ordered sample (..., k) of k distinct candidates from Plackett-Luce(logits (..., B, C)).
+
+    ``rows`` (offset, total): these B rows are rows offset .. offset + B of a batch of ``total``
+    (one rank's slice): the noise is drawn for all ``total`` rows and sliced, so each row gets
+    what it would get in one process stepping the whole batch."""
+    shape = logits.shape if rows is None else (*logits.shape[:-2], rows[1], logits.shape[-1])
+    u = torch.rand(shape, generator=generator, device=logits.device if generator is None else "cpu")
+    if rows is not None:
+        u = u[..., rows[0]:rows[0] + logits.shape[-2], :]
     gumbel = -torch.log((-torch.log(u.to(logits.device).clamp(1e-20, 1.0))).clamp_min(1e-20))
     return (logits + gumbel).topk(k, dim=-1).indices
 

@@ -28,7 +28,11 @@ What makes it learn (measured on the tiny default, see the README):
     reaches it: storing a fact that is asked d segments later and keeping it until then;
 * advantage normalization, an entropy bonus, gradient clipping, AdamW.
 
-It steps the natively batched VectorEnv (one LM forward per step for all N documents).
+It steps the natively batched VectorEnv (one LM forward per step for all N documents). Under
+torchrun each rank steps its own slice of the N envs (rows rank * N / R ..) with the generators a
+single process would give them, draws its sampling noise as a single process would for its rows,
+and the policy's gradients are averaged over ranks (advantages normalized over all ranks): R ranks
+train the policy one process stepping all N envs would (same documents, same samples).
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ import torch
 from torch import nn
 
 from ltm_gym.core import ArtifactError, atomic_write, check, choose_device, from_dict, load_checkpoint, seed_everything
+from ltm_gym.core import distributed
+from ltm_gym.core.distributed import (DistInfo, agree_max, all_reduce_grads, all_reduce_sum, broadcast_parameters,
+                                      gather_objects, global_mean, global_std)
 from ltm_gym.envs.selection import is_selection
 
 from .base import Callback, EpisodeTracker, RunLogger, env_state, load_reader, save_reader
@@ -110,23 +117,26 @@ def returns_to_go(rewards: torch.Tensor, dones: torch.Tensor, gamma: float,
     return out
 
 
-def group_advantages(rewards: torch.Tensor, executed_future: torch.Tensor, normalize: bool) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, executed_future: torch.Tensor, normalize: bool,
+                     dist: DistInfo = DistInfo()) -> torch.Tensor:
     """Advantages (K, B) of K sampled actions per state: the leave-one-out advantage of each
     immediate reward (batch mean for K = 1), plus, for the executed sample 0, its discounted
-    future return minus the batch mean of those."""
-    adv = leave_one_out(rewards) if rewards.shape[0] > 1 else rewards - rewards.mean()
-    adv[0] += executed_future - executed_future.mean()
-    if normalize and adv.numel() > 1:
-        adv = adv / (adv.std() + 1e-8)
+    future return minus the batch mean of those. Batch means and the normalizing std are over
+    every rank's states (``dist``)."""
+    adv = leave_one_out(rewards) if rewards.shape[0] > 1 else rewards - global_mean(rewards, dist)
+    adv[0] += executed_future - global_mean(executed_future, dist)
+    if normalize and adv.numel() * dist.world_size > 1:
+        adv = adv / (global_std(adv, dist) + 1e-8)
     return adv
 
 
 def episode_advantages(rewards: torch.Tensor, active: torch.Tensor, group_size: int, gamma: float,
-                       normalize: bool) -> torch.Tensor:
+                       normalize: bool, dist: DistInfo = DistInfo()) -> torch.Tensor:
     """Advantages (T, N) of whole-episode group rollouts: rewards/active (T, N), envs in groups of
     ``group_size`` consecutive columns that roll out the same document. Each action's discounted
     reward-to-go minus the mean reward-to-go of the other episodes of its group still running at
-    that step (the batch mean of the step when the group has no other); 0 where not ``active``."""
+    that step (the batch mean of the step when the group has no other); 0 where not ``active``.
+    Step means and normalization are over every rank's envs (``dist``; T the same on all)."""
     T, N = rewards.shape
     act = active.float()
     togo = returns_to_go(rewards * act, ~active, gamma)                           # stops at the episode's end
@@ -134,12 +144,13 @@ def episode_advantages(rewards: torch.Tensor, active: torch.Tensor, group_size: 
     g_ret, g_act = togo.view(T, N // K, K), act.view(T, N // K, K)
     others = (g_act.sum(-1, keepdim=True) - g_act).clamp(min=0)
     loo = ((g_ret * g_act).sum(-1, keepdim=True) - g_ret * g_act) / others.clamp(min=1)
-    step_mean = (togo * act).sum(1, keepdim=True) / act.sum(1, keepdim=True).clamp(min=1)
+    step_sum = all_reduce_sum(torch.cat([(togo * act).sum(1, keepdim=True), act.sum(1, keepdim=True)], 1), dist)
+    step_mean = step_sum[:, :1] / step_sum[:, 1:].clamp(min=1)
     base = torch.where(others > 0, loo, step_mean.view(T, 1, 1).expand_as(loo))
     adv = (g_ret - base).view(T, N) * act
-    if normalize and int(act.sum()) > 1:
+    if normalize and int(all_reduce_sum(act.sum(), dist)) > 1:
         on = adv[active]
-        adv = (adv - on.mean() * act) / (on.std() + 1e-8)
+        adv = (adv - global_mean(on, dist) * act) / (global_std(on, dist) + 1e-8)
     return adv
 
 
@@ -165,9 +176,12 @@ class SelectionPolicy(nn.Module):
         with torch.no_grad():
             self.net.keep_prior.fill_(cfg.keep_prior)
 
-    def sample(self, obs: dict[str, torch.Tensor], K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, obs: dict[str, torch.Tensor], K: int,
+               rows: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """K samples for each of the B states; ``rows`` (offset, total): noise as for these rows of a
+        batch of ``total`` (:func:`~agents.distributions.gumbel_top_k`)."""
         logits = self.net(obs)
-        order = gumbel_top_k(logits.expand(K, *logits.shape), self.n_slots)
+        order = gumbel_top_k(logits.expand(K, *logits.shape), self.n_slots, rows=rows)
         return selection_scores(order, logits.shape[-1]), order
 
     def log_prob_entropy(self, obs: dict[str, torch.Tensor], samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,9 +205,15 @@ class GaussianPolicy(nn.Module):
             self.net.log_std.weight.mul_(0.01)
             self.net.log_std.bias.fill_(math.log(max(frac, 1e-4) / max(1 - frac, 1e-4)))
 
-    def sample(self, obs: dict[str, torch.Tensor], K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, obs: dict[str, torch.Tensor], K: int,
+               rows: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """K samples for each of the B states; ``rows`` as in :meth:`SelectionPolicy.sample`."""
         mean, log_std, _ = self.net(obs)
-        u = mean + log_std.exp() * torch.randn(K, *mean.shape, device=mean.device)
+        B = mean.shape[0]
+        noise = torch.randn(K, B if rows is None else rows[1], *mean.shape[1:], device=mean.device)
+        if rows is not None:
+            noise = noise[:, rows[0]:rows[0] + B]
+        u = mean + log_std.exp() * noise
         return torch.tanh(u), u
 
     def log_prob_entropy(self, obs: dict[str, torch.Tensor], samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,10 +266,16 @@ class ReinforceAgent:
             raise ValueError(f"imitate_steps={self.cfg.imitate_steps}: behaviour cloning reads token "
                              "observations (obs_mode='tokens')")
         self.policy.to(self.device)
+        self.dist = distributed.current()
+        """Under torchrun: this rank steps envs ``rows[0] ..`` of ``rows[1]`` (its env's num_envs each)."""
+        n = env.num_envs
+        self.rows = (self.dist.rank * n, self.dist.world_size * n) if self.dist.enabled else None
+        self.total_envs = n * self.dist.world_size
+        broadcast_parameters(list(self.policy.parameters()), self.dist)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.num_timesteps = 0
         self.updates = 0
-        self.logger = RunLogger(run_dir)
+        self.logger = RunLogger(run_dir if self.dist.is_main else None)
         self._obs = None
         self.episodes = EpisodeTracker(env.num_envs)
         self.doc_rng = np.random.default_rng(self.cfg.seed)
@@ -284,11 +310,11 @@ class ReinforceAgent:
         the first one executed."""
         env, K = self.env, self.cfg.group_size
         if self._obs is None:
-            self._obs, _ = env.reset(seed=self.cfg.seed)
+            self._obs, _ = env.reset(seed=self.cfg.seed + self._offset)
         obs_buf, sample_buf, score_buf, rew_buf, done_buf = [], [], [], [], []
         for _ in range(self.cfg.n_steps):
             with torch.no_grad():
-                actions, samples = self.policy.sample(to_tensors(self._obs, self.device), K)
+                actions, samples = self.policy.sample(to_tensors(self._obs, self.device), K, self.rows)
             actions = actions.cpu().numpy().astype(np.float32)
             scores = env.score_actions(actions) if K > 1 else None
             next_obs, reward, term, trunc, _ = env.step(actions[0])
@@ -300,7 +326,7 @@ class ReinforceAgent:
             done_buf.append(torch.as_tensor(term | trunc))
             self.episodes.add(reward, term | trunc)
             self._obs = next_obs
-            self.num_timesteps += env.num_envs
+            self.num_timesteps += self.total_envs
         obs = {k: torch.as_tensor(np.stack([o[k] for o in obs_buf])) for k in obs_buf[0]}   # (T, N, ...)
         return {"obs": obs, "samples": torch.stack(sample_buf, 1), "scores": torch.stack(score_buf, 1),
                 "rewards": torch.stack(rew_buf), "dones": torch.stack(done_buf)}
@@ -314,35 +340,44 @@ class ReinforceAgent:
         future = torch.zeros(T, N)
         if self.cfg.gamma > 0:
             future = returns_to_go(batch["rewards"], batch["dones"], self.cfg.gamma) - batch["rewards"]
-        adv = group_advantages(batch["scores"].reshape(K, T * N), future.reshape(-1), self.cfg.normalize_advantage)
+        adv = group_advantages(batch["scores"].reshape(K, T * N), future.reshape(-1), self.cfg.normalize_advantage,
+                               self.dist)
         loss, stats = reinforce_loss(log_prob, adv.to(self.device), entropy, self.cfg.ent_coef)
         self._optimize(loss, stats)
-        stats["reward_mean"] = float(batch["rewards"].mean())
-        stats["group_reward_mean"] = float(batch["scores"].mean())
+        stats["reward_mean"] = float(global_mean(batch["rewards"], self.dist))
+        stats["group_reward_mean"] = float(global_mean(batch["scores"], self.dist))
         return stats
+
+    @property
+    def _offset(self) -> int:
+        """This rank's first env in the whole batch (0 in one process)."""
+        return self.rows[0] if self.rows is not None else 0
 
     def collect_episodes(self) -> dict[str, Any]:
         """K whole episodes of each of num_envs / K documents, side by side: every env steps until
         its episode has ended once (an env that ends early steps on, masked out)."""
         env, K = self.env, self.cfg.group_size
         self._check_episode_groups()
-        docs = self.doc_rng.integers(env.n_documents, size=env.num_envs // K).repeat(K).tolist()
+        docs = self.doc_rng.integers(env.n_documents, size=self.total_envs // K).repeat(K).tolist()
+        docs = docs[self._offset:self._offset + env.num_envs]                  # this rank's groups
         first = self.num_timesteps == 0 and self.updates == 0
-        self._obs, _ = env.reset(seed=self.cfg.seed if first else None, options={"documents": docs})
+        self._obs, _ = env.reset(seed=self.cfg.seed + self._offset if first else None, options={"documents": docs})
         obs_buf, sample_buf, rew_buf, act_buf = [], [], [], []
         running = np.ones(env.num_envs, dtype=bool)
-        while running.any():
+        steps = 0
+        while agree_max(int(running.any()), self.dist):        # every rank steps as long as any runs
             with torch.no_grad():
-                actions, samples = self.policy.sample(to_tensors(self._obs, self.device), 1)
+                actions, samples = self.policy.sample(to_tensors(self._obs, self.device), 1, self.rows)
             next_obs, reward, term, trunc, _ = env.step(actions[0].cpu().numpy().astype(np.float32))
             obs_buf.append({k: v.copy() for k, v in self._obs.items()})
             sample_buf.append(samples[0].cpu())
             rew_buf.append(torch.as_tensor(reward, dtype=torch.float32))
             act_buf.append(torch.as_tensor(running.copy()))
             self.episodes.add(np.where(running, reward, 0.0), (term | trunc) & running)
-            self.num_timesteps += int(running.sum())
+            steps += int(running.sum())
             running &= ~(term | trunc)
             self._obs = next_obs
+        self.num_timesteps += int(all_reduce_sum(torch.tensor(steps), self.dist))
         self._obs = None                                   # the next rollout starts from new documents
         obs = {k: torch.as_tensor(np.stack([o[k] for o in obs_buf])) for k in obs_buf[0]}   # (T, N, ...)
         return {"obs": obs, "samples": torch.stack(sample_buf), "rewards": torch.stack(rew_buf),
@@ -351,8 +386,9 @@ class ReinforceAgent:
     def _check_episode_groups(self) -> None:
         """Whole-episode rollouts need num_envs a multiple of K and an env that takes the documents."""
         if self.env.num_envs % self.cfg.group_size:
+            each = " on each rank" if self.dist.enabled else ""
             raise ValueError(f"rollout 'episode' runs group_size={self.cfg.group_size} episodes per document: "
-                             f"num_envs={self.env.num_envs} must be a multiple of it")
+                             f"num_envs={self.env.num_envs}{each} must be a multiple of it")
         if not hasattr(self.env, "n_documents"):
             raise ValueError("rollout 'episode' picks the documents of its episodes: it needs an env with "
                              "n_documents and reset(options={'documents': ...}) (LLMMemoryVectorEnv)")
@@ -361,6 +397,7 @@ class ReinforceAgent:
         """One clipped AdamW step on ``loss`` (both rollouts)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        all_reduce_grads(list(self.policy.parameters()), self.dist)
         stats["grad_norm"] = float(nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm))
         self.optimizer.step()
         self.updates += 1
@@ -368,15 +405,18 @@ class ReinforceAgent:
     def update_episodes(self, batch: dict[str, Any]) -> dict[str, float]:
         active = batch["active"]
         adv = episode_advantages(batch["rewards"], active, self.cfg.group_size, self.cfg.gamma,
-                                 self.cfg.normalize_advantage)
+                                 self.cfg.normalize_advantage, self.dist)
         flat_obs = {k: v[active].to(self.device) for k, v in batch["obs"].items()}
         samples = batch["samples"][active][None].to(self.device)                 # (1, B, ...)
         log_prob, entropy = self.policy.log_prob_entropy(flat_obs, samples)
         loss, stats = reinforce_loss(log_prob[0], adv[active].to(self.device), entropy, self.cfg.ent_coef)
+        if self.dist.enabled:   # ranks ran different numbers of actions: each weighs its share of the mean
+            n = float(active.sum())
+            loss = loss * (n * self.dist.world_size / float(all_reduce_sum(torch.tensor(n), self.dist)))
         self._optimize(loss, stats)
         rewards = batch["rewards"][active]
-        stats["reward_mean"] = float(rewards.mean())
-        stats["group_reward_mean"] = float((batch["rewards"] * active).sum(0).mean())
+        stats["reward_mean"] = float(global_mean(rewards, self.dist))
+        stats["group_reward_mean"] = float(global_mean((batch["rewards"] * active).sum(0), self.dist))
         return stats
 
     def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "ReinforceAgent":
@@ -386,15 +426,16 @@ class ReinforceAgent:
 
         if self.cfg.imitate_steps and self.updates == 0:
             self.imitate(progress)
-        bar = progress_bar(total=total_steps, initial=min(self.num_timesteps, total_steps), disable=not progress,
-                   desc="reinforce", dynamic_ncols=True)
+        bar = progress_bar(total=total_steps, initial=min(self.num_timesteps, total_steps),
+                           disable=not (progress and self.dist.is_main), desc="reinforce", dynamic_ncols=True)
         start = time.time()
         while self.num_timesteps < total_steps:
             before = self.num_timesteps
             stats = self.update(self.collect())
             bar.update(self.num_timesteps - before)
-            if self.episodes.recent() is not None:
-                stats["episodic_return"] = self.episodes.recent()
+            recent = self._recent_return()
+            if recent is not None:
+                stats["episodic_return"] = recent
             losses = ("policy_loss", "entropy", "grad_norm")
             self.logger.scalars({f"losses/{k}": v for k, v in stats.items() if k in losses}, self.num_timesteps)
             self.logger.scalars({f"charts/{k}": v for k, v in stats.items() if k not in losses}, self.num_timesteps)
@@ -406,6 +447,14 @@ class ReinforceAgent:
         bar.close()
         self.logger.flush()
         return self
+
+    def _recent_return(self) -> float | None:
+        """The recent episodes' mean return, over every rank's envs."""
+        recent = self.episodes.recent()
+        if not self.dist.enabled:
+            return recent
+        s = all_reduce_sum(torch.tensor([recent or 0.0, float(recent is not None)], dtype=torch.float64), self.dist)
+        return float(s[0] / s[1]) if s[1] > 0 else None
 
     def imitate(self, progress: bool = False) -> tuple[float, float]:
         """Behaviour cloning of the hypothesis-2 memory (``imitate_steps``), before the first update;
@@ -425,11 +474,16 @@ class ReinforceAgent:
         """The policy, optimizer, counters, RNG and the env's state (episodes, generators, current
         observation: a resumed run continues exactly); with a co-trained LLM-LTM (``lm_update``)
         also its read path as ``reader.safetensors`` beside ``path``."""
+        own = {"episodes": self.episodes.state_dict(), "rng": torch.get_rng_state(), "env": env_state(self.env),
+               "obs": self._obs}
         state = {"policy": self.policy.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "num_timesteps": self.num_timesteps, "updates": self.updates,
-                 "episodes": self.episodes.state_dict(),
-                 "rng": torch.get_rng_state(), "env": env_state(self.env), "obs": self._obs,
-                 "doc_rng": self.doc_rng.bit_generator.state}
+                 "doc_rng": self.doc_rng.bit_generator.state, **own}
+        if self.dist.enabled:                      # rank 0 writes every rank's envs, episodes and RNG
+            ranks = gather_objects(own, self.dist)
+            if not self.dist.is_main:
+                return Path(path)
+            state.update(world_size=self.dist.world_size, ranks=ranks)
         save_reader(self.env, Path(path))
         return atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
@@ -449,20 +503,26 @@ class ReinforceAgent:
         """The agent of ``path``; ``restore_env`` (resuming its run) also puts the env back where the
         run was, so the rest of the run is what it would have been without the interruption."""
         state = self._policy_state(path)
+        saved_by = state.get("world_size", 1)
+        if restore_env and saved_by != self.dist.world_size:
+            how = f"torchrun --nproc_per_node={saved_by}" if saved_by > 1 else "one process (without torchrun)"
+            raise ValueError(f"{path} is a run of {saved_by} process(es) and this is {self.dist.world_size}: "
+                             f"resume it as it ran, with {how} and the same --num-envs")
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_timesteps, self.updates = state["num_timesteps"], state["updates"]
-        if "episodes" in state:
-            self.episodes.load_state_dict(state["episodes"])
+        own = state["ranks"][self.dist.rank] if restore_env and "ranks" in state else state
+        if "episodes" in own:
+            self.episodes.load_state_dict(own["episodes"])
         else:                                                         # files of earlier versions
-            self.episodes.returns = list(state["episode_returns"])
-        torch.set_rng_state(state["rng"])
+            self.episodes.returns = list(own["episode_returns"])
+        torch.set_rng_state(own["rng"])
         if "doc_rng" in state:
             self.doc_rng.bit_generator.state = state["doc_rng"]
         load_reader(self.env, Path(path))
-        if restore_env and state.get("env") is not None and (state.get("obs") is not None
-                                                             or self.cfg.rollout == "episode"):
-            self.env.set_state(state["env"])
-            self._obs = state["obs"]
+        if restore_env and own.get("env") is not None and (own.get("obs") is not None
+                                                           or self.cfg.rollout == "episode"):
+            self.env.set_state(own["env"])
+            self._obs = own["obs"]
         return self
 
     def init_from(self, path: str | Path) -> None:

@@ -4,6 +4,11 @@ A run config (``RUN_DIR/config.yaml``) is :class:`RunConfig`: ``algo``, ``env_id
 ``env_kwargs``, ``num_envs``, ``steps``, ``seed``, ``device``, ``hyperparams``, ``init_from``.
 It is written once the env and the agent are built (so a config the agent refuses leaves no run
 behind), and a run resumed before its first checkpoint still starts from ``init_from``.
+
+Under torchrun (``WORLD_SIZE`` > 1) the ranks join one process group; each builds an env of
+``num_envs / R`` documents (``num_envs`` is the total) and REINFORCE trains data-parallel
+(:mod:`agents.reinforce`); rank 0 alone writes the run directory, logs and checkpoints. The SB3
+algorithms step one process's env and are refused there.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import gymnasium as gym
 import yaml
 
 import ltm_gym  # noqa: F401  (registers the env ids)
-from ltm_gym.core import (ConfigError, announce, atomic_write, config_changes, from_dict, load_config, lock_run_dir,
-                          unlock_run_dir)
+from ltm_gym.core import (ConfigError, announce, atomic_write, choose_device, config_changes, from_dict, load_config,
+                          lock_run_dir, unlock_run_dir)
+from ltm_gym.core.distributed import DistInfo, agree_max, broadcast_object, current, from_environment, init_distributed
 from ltm_gym.core.interrupt import Interrupted, stop_requested, stop_signals
 
 from .base import Agent
@@ -82,10 +88,29 @@ def hyperparams(algo: str, action_mode: str | None = None) -> dict[str, Any]:
     return load_preset_dict(f"agents/{algo}")
 
 
+DATA_PARALLEL = ("reinforce",)
+"""The algorithms that train under torchrun."""
+
+
+def join(cfg: RunConfig) -> DistInfo:
+    """The process group of a torchrun launch (a single process otherwise), after checking that
+    the run can be split: a data-parallel algorithm, and ``num_envs`` a multiple of the ranks."""
+    world = from_environment().world_size
+    if world > 1 and cfg.algo not in DATA_PARALLEL:
+        raise ConfigError(f"--algo {cfg.algo} under torchrun ({world} processes): the Stable-Baselines3 algorithms "
+                          f"step one process's env; launch it without torchrun ({', '.join(DATA_PARALLEL)} trains "
+                          "data-parallel)")
+    if cfg.num_envs % world:
+        raise ConfigError(f"--num-envs {cfg.num_envs} under torchrun ({world} processes): the total number of envs "
+                          f"must be a multiple of the processes")
+    return init_distributed(choose_device(cfg.device))
+
+
 def build(cfg: RunConfig, run_dir: Path | None, num_envs: int | None = None) -> tuple[Any, Agent]:
-    """The vector env and the agent of a run config."""
-    env = gym.make_vec(cfg.env_id, num_envs=num_envs or cfg.num_envs, vectorization_mode="vector_entry_point",
-                       **cfg.env_kwargs)
+    """The vector env and the agent of a run config (this rank's share of the envs under torchrun)."""
+    info = join(cfg) if num_envs is None else DistInfo()
+    env = gym.make_vec(cfg.env_id, num_envs=num_envs or cfg.num_envs // info.world_size,
+                       vectorization_mode="vector_entry_point", **cfg.env_kwargs)
     agent = make(cfg.algo, env, run_dir=run_dir, seed=cfg.seed, device=cfg.device, **cfg.hyperparams)
     return env, agent
 
@@ -97,7 +122,7 @@ def train_run(cfg: RunConfig | dict, run_dir: Path, save_every: int = 5000, prog
     if isinstance(cfg, dict):
         cfg = from_dict(RunConfig, cfg)
     run_dir = Path(run_dir)
-    took = lock_run_dir(run_dir)
+    took = lock_run_dir(run_dir) if from_environment().is_main else False   # under torchrun rank 0 holds it
     try:
         changes = stored_changes(cfg, run_dir)
         if changes:
@@ -117,22 +142,27 @@ def _train_locked(cfg: RunConfig, run_dir: Path, save_every: int, progress: bool
     if cfg.study is None:
         cfg.study = getattr(getattr(env, "backend", None), "study", None)
     ckpt = run_dir / agent.file_name
-    if ckpt.is_file():
+    info = from_environment()
+    if broadcast_object(ckpt.is_file(), current()):     # rank 0 decides for all
         agent.load(ckpt, restore_env=True)
-        print(f"resumed at {agent.num_timesteps} env steps")
+        if info.is_main:
+            print(f"resumed at {agent.num_timesteps} env steps")
     elif cfg.init_from is not None:
         agent.init_from(cfg.init_from)
-    cfg.save(run_dir)
-    announce(run_dir)
+    if info.is_main:
+        cfg.save(run_dir)
+        announce(run_dir)
     next_save = [agent.num_timesteps + save_every]
     stopped: list[tuple[int, int]] = []   # (signal, env steps of the checkpoint written for it)
 
     def checkpoint(a: Agent, stats: dict) -> bool:
-        """After every update (REINFORCE) or rollout (SB3): a point the run resumes from exactly."""
-        signum = stop_requested()
+        """After every update (REINFORCE) or rollout (SB3): a point the run resumes from exactly.
+        Under torchrun every rank stops at the same update when any of them received a signal."""
+        signum = agree_max(stop_requested() or 0, current()) or None
         if a.num_timesteps >= next_save[0] or signum is not None:
             a.save(ckpt)
-            print(f"checkpoint: {ckpt} ({a.num_timesteps} env steps)", flush=True)
+            if info.is_main:
+                print(f"checkpoint: {ckpt} ({a.num_timesteps} env steps)", flush=True)
             next_save[0] = a.num_timesteps + save_every
         if signum is not None:
             stopped.append((signum, a.num_timesteps))

@@ -33,6 +33,7 @@ import torch
 
 from agents.networks import MemoryWriter, WriterConfig
 from ltm_gym.core import TrainConfig, Trainer, atomic_write, check, load_checkpoint, save_config, step_generator
+from ltm_gym.core.distributed import from_environment
 from ltm_gym.data.tasks import load_task
 from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend, Reward, RewardConfig, Segments
 from ltm_gym.metrics import SegmentMetrics
@@ -195,7 +196,8 @@ def train_writer(cfg: BPTTConfig, run_dir: str | Path, backend: MemoryLMBackend 
     cfg.validate()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    if from_environment().is_main:             # under torchrun rank 0 writes the run directory
+        save_config(cfg, run_dir / "config.yaml")
     backend = backend or load_backend(cfg)
     backend.model.eval()
     torch.manual_seed(cfg.train.seed)
@@ -227,9 +229,10 @@ def train_writer(cfg: BPTTConfig, run_dir: str | Path, backend: MemoryLMBackend 
         trainer.fit(resume=resume)
     trainer.close()
     backend.model.eval()
-    save_writer(writer, cfg, run_dir / WRITER_FILE)
-    if cfg.train_reader:
-        backend.model.save_adapters(run_dir / READER_FILE)
+    if trainer.dist.is_main:                     # every rank holds the same writer and reader
+        save_writer(writer, cfg, run_dir / WRITER_FILE)
+        if cfg.train_reader:
+            backend.model.save_adapters(run_dir / READER_FILE)
     return writer, backend
 
 

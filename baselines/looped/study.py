@@ -10,6 +10,7 @@ import torch
 
 from ltm_gym.core import (TrainConfig, Trainer, check, choose_device, save_config, seed_everything,
                           step_generator)
+from ltm_gym.core.distributed import from_environment
 from ltm_gym.core.run import write_json
 
 from . import evaluate as ev
@@ -113,7 +114,8 @@ def make_eval_fn(cfg: LoopedConfig):
 def train(cfg: LoopedConfig, run_dir: Path, resume: bool = True) -> RegressionTransformer:
     """Train (resuming from ``run_dir/checkpoint.pt`` when present) and return the model."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    if from_environment().is_main:             # under torchrun rank 0 writes the run directory
+        save_config(cfg, run_dir / "config.yaml")
     seed_everything(cfg.train.seed)
     model = RegressionTransformer(cfg.model)
     trainer = Trainer(model, cfg.train, make_loss_fn(cfg), make_batch_fn(cfg), run_dir=run_dir,

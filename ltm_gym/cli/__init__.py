@@ -26,6 +26,7 @@ COMMANDS = {
     "bench-env": ("bench_env", "benchmark: env steps per second"),
     "bench-reward": ("bench_reward", "benchmark: the reward's forward"),
     "bench-looped": ("bench_looped", "benchmark: a looped training step against the reference code"),
+    "bench-ddp": ("bench_ddp", "benchmark: REINFORCE under torchrun against one process"),
 }
 
 

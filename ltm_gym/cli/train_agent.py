@@ -8,6 +8,12 @@ Examples:
   python scripts/train_agent.py --algo reinforce --init-from runs/<mimic-run>/agent.pt          # then fine-tune
   python scripts/train_agent.py --run-dir runs/<run> --resume
 
+Data-parallel (REINFORCE): torchrun --nproc_per_node=R scripts/train_agent.py --num-envs N ...
+steps N / R envs on each rank, rank r the envs r N/R .. (r+1) N/R - 1 of one process's N, with
+their generators and sampling noise; gradients are averaged, so R ranks train what one process
+stepping N envs trains. Rank 0 writes the run directory; resume with the same R. The SB3
+algorithms are refused under torchrun.
+
 The run directory holds config.yaml (everything resolved), tb/ (charts/reward_mean,
 charts/episodic_return for every algorithm, plus each algorithm's losses/...), the agent
 (agent.pt or agent.zip), and eval/agent_table.{csv,json} with --eval.
@@ -24,6 +30,7 @@ import agents
 from agents.training import RunConfig, hyperparams, train_run
 from ltm_gym.core import lock_run_dir, new_run_dir, refuse_existing_run, run_config_source
 from ltm_gym.core.config import load_preset_dict, merge, parse_overrides
+from ltm_gym.core.distributed import from_environment
 from ltm_gym.core.errors import run_main
 from ltm_gym.envs import LLMMemoryVectorEnv
 
@@ -52,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    rank = from_environment()
 
     if args.resume:
         run_config_source(args)
@@ -65,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg.steps = max(cfg.steps, args.steps)
         run_dir = args.run_dir
     else:
-        if args.run_dir is not None:
+        if args.run_dir is not None and rank.is_main:
             refuse_existing_run(args.run_dir)
         if args.init_from is not None and not args.init_from.is_file():
             raise FileNotFoundError(f"--init-from {args.init_from}: no such file")
@@ -83,15 +91,18 @@ def main(argv: list[str] | None = None) -> None:
         env_name = cfg.env_id.split("/")[-1]
         run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed, create=False)
     existed = run_dir.exists()
-    lock_run_dir(run_dir)                       # another run in it is refused before anything is written
+    if rank.is_main:
+        lock_run_dir(run_dir)                   # another run in it is refused before anything is written
     try:
-        if not args.resume:
+        if not args.resume and rank.is_main:
             refuse_existing_run(run_dir)        # again, holding the lock: a run that started meanwhile
         agent = train_run(cfg, run_dir, save_every=args.save_every)
     except BaseException:
-        if not existed and not (run_dir / "config.yaml").exists():   # refused before it started: leave nothing
+        if rank.is_main and not existed and not (run_dir / "config.yaml").exists():   # refused before it started
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    if not rank.is_main:                        # under torchrun rank 0 reports and evaluates
+        return
     print(f"agent: {run_dir / agent.file_name} ({agent.num_timesteps} env steps)")
     if args.eval:
         from agents.evaluation import evaluate_run

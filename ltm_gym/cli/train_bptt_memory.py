@@ -13,6 +13,10 @@ Examples:
   python scripts/train_bptt_memory.py --run-dir runs/bptt-tiny__0__... --resume
   python scripts/train_agent.py --algo reinforce --init-from RUN_DIR/writer.pt   # warm-start RL
 
+Under torchrun (``torchrun --nproc_per_node=R scripts/train_bptt_memory.py ...``) each rank unrolls
+its slice of every batch and the gradients are averaged: R ranks equal one process on the whole
+batch; rank 0 saves the writer and evaluates.
+
 The run directory holds config.yaml, TensorBoard logs, checkpoint.pt (resume), writer.pt,
 reader.safetensors and eval/bptt_table.{csv,json}.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 import argparse
 
 from baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer
-from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir, run_config_source
+from ltm_gym.core import add_run_args, announce, distributed, load_config, prepare_run_dir, run_config_source
 from ltm_gym.core.errors import run_main
 from ltm_gym.study.tables import report
 
@@ -39,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = prepare_run_dir(args, "bptt-memory", cfg.train.seed)
     announce(run_dir)
     writer, backend = train_writer(cfg, run_dir, resume=True)
+    if not distributed.current().is_main:           # under torchrun rank 0 saves and evaluates
+        return
     print(f"writer: {run_dir / 'writer.pt'}")
     if args.no_eval:
         return

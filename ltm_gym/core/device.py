@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -57,6 +58,18 @@ def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
     return [f for f in CPU_BF16_FLAGS if f in flags]
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its native bf16 features (what a benchmark's table names)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.processor() or "unknown CPU")
+    flags = cpu_bf16_flags(info) if info else []
+    return f"{name}, {os.cpu_count()} cores, " + (f"native bf16 ({' '.join(flags)})" if flags else "no native bf16")
 
 
 def bf16_support(device: torch.device) -> tuple[bool, str]:

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from .distributed import from_environment
+
 RUNS_ROOT = Path("runs")
 _STARTED = time.time()
 RESUME_KEYS = ("train.steps",)
@@ -144,6 +146,9 @@ def prepare_run_dir(args: argparse.Namespace, name: str, seed: int | None) -> Pa
         _lock_on_rank0(args.run_dir)
         return Path(args.run_dir)
     if args.run_dir is not None:
+        if from_environment().rank > 0:   # rank 0 checks; its config.yaml may already be there for the others
+            _lock_on_rank0(args.run_dir)
+            return Path(args.run_dir)
         refuse_existing_run(Path(args.run_dir))
         _lock_on_rank0(args.run_dir)
         refuse_existing_run(Path(args.run_dir))   # again, holding the lock: a run that started meanwhile
@@ -155,7 +160,7 @@ def prepare_run_dir(args: argparse.Namespace, name: str, seed: int | None) -> Pa
 
 def _lock_on_rank0(run_dir: str | Path) -> None:
     """Under torchrun rank 0 holds the lock for all ranks (the others write nothing of their own)."""
-    if int(os.environ.get("RANK", 0)) == 0:
+    if from_environment().is_main:
         lock_run_dir(run_dir)
     else:
         Path(run_dir).mkdir(parents=True, exist_ok=True)

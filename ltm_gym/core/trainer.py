@@ -14,7 +14,6 @@ gradient clipping, logs to TensorBoard and ``metrics.jsonl``, shows a progress b
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,8 @@ from torch import nn
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import check
 from .device import autocast, bf16_support, choose_device, resolve_precision, to_device
-from .distributed import DistInfo, all_reduce_mean, init_distributed, shard, split_batch
+from .distributed import (DistInfo, agree_max, all_reduce_grads, all_reduce_mean, broadcast_parameters,
+                          init_distributed, shard, split_batch)
 from .interrupt import Interrupted, stop_requested, stop_signals
 from .progress import progress_bar
 from .seeding import get_rng_state, seed_everything, set_rng_state
@@ -145,10 +145,12 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=cfg.betas,
                                            weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        broadcast_parameters(list(self.model.parameters()) + list(self.model.buffers()), self.dist)
         self.wrapped: nn.Module = self.model
-        if self.dist.enabled:
-            ids = [self.dist.local_rank] if self.device.type == "cuda" else None
-            self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        """What the loss sees: the model, compiled with ``compile``. Under torchrun the gradients are
+        averaged after the backward pass (:func:`~ltm_gym.core.distributed.all_reduce_grads`), not
+        by a DDP wrapper, whose hooks a loss that calls a sub-module (or a method other than
+        ``forward``) would bypass silently."""
         if cfg.compile:
             self.wrapped = torch.compile(self.wrapped)  # type: ignore[assignment]
         self.loss_fn, self.batch_fn, self.eval_fn = loss_fn, batch_fn, eval_fn
@@ -256,18 +258,16 @@ class Trainer:
         totals: dict[str, float] = {}
         for i, mb in enumerate(micro):
             mb = to_device(mb, self.device)
-            sync = i == len(micro) - 1
-            ctx = self.wrapped.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()
-            with ctx:
-                with autocast(self.device, self.precision):
-                    out = self.loss_fn(self.wrapped, mb)
-                loss, extra = (out if isinstance(out, tuple) else (out, {}))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
-                (loss / len(micro)).backward()
+            with autocast(self.device, self.precision):
+                out = self.loss_fn(self.wrapped, mb)
+            loss, extra = (out if isinstance(out, tuple) else (out, {}))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
+            (loss / len(micro)).backward()
             totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) / len(micro)
             for k, v in extra.items():
                 totals[k] = totals.get(k, 0.0) + float(v) / len(micro)
+        all_reduce_grads(self.params, self.dist)
         if self.cfg.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         else:
@@ -324,12 +324,7 @@ class Trainer:
     def _agreed_stop(self) -> int | None:
         """The stop signal this process received; under torch.distributed every rank stops at the
         same step when any of them received one."""
-        signum = stop_requested()
-        if not self.dist.enabled:
-            return signum
-        flag = torch.tensor([float(signum or 0)], device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return int(flag.item()) or None
+        return agree_max(stop_requested() or 0, self.dist) or None
 
     def fit(self, resume: bool = True) -> dict[str, float]:
         """Train up to ``cfg.steps`` (continuing from the checkpoint when ``resume``)."""

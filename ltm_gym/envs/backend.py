@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ltm_gym.core import choose_device
+from ltm_gym.core import choose_device, distributed
+from ltm_gym.core.distributed import all_reduce_grads
 from ltm_gym.data.segments import Document
 from ltm_gym.data.tasks import TaskConfig, load_task, task_documents
 from ltm_gym.lm import LLMLTM
@@ -106,12 +107,15 @@ class MemoryLMBackend:
         return self.documents[split]
 
     def update_lm(self, losses: torch.Tensor) -> float:
-        """One optimizer step on the LM loss of the reward's forward (memory is data: detached)."""
+        """One optimizer step on the LM loss of the reward's forward (memory is data: detached).
+        Under torchrun each rank's envs give their loss and the gradients are averaged, so every
+        rank's reader stays the one a single process stepping all the envs would train."""
         assert self.optimizer is not None
         self.model.train()
         loss = losses.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        all_reduce_grads([p for group in self.optimizer.param_groups for p in group["params"]], distributed.current())
         self.optimizer.step()
         self.model.eval()
         return float(loss.detach())
