@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -93,9 +94,11 @@ def previous_segment_memory(model: nn.Module, prev_ids: torch.Tensor) -> torch.T
 SELECTION_SEED = 20_011
 
 
+@functools.lru_cache(maxsize=8)
 def selection_projection(slot_dim: int, hidden: int, seed: int = SELECTION_SEED, context: int = 1) -> torch.Tensor:
     """P: (slot_dim, (context + 1) * hidden), entries N(0, 1 / ((context + 1) H)), a pure function
-    of the seed and the shape."""
+    of the seed and the shape: drawn once per shape (every forward with ``query_code`` needs it),
+    read-only."""
     g = torch.Generator().manual_seed(seed)
     width = (context + 1) * hidden
     return torch.randn(slot_dim, width, generator=g) / math.sqrt(width)
