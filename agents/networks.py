@@ -167,10 +167,16 @@ def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
     return (log_std + 0.5 * math.log(2 * math.pi * math.e)).flatten(1).sum(1)
 
 
+EMPTY_SLOT_LOGIT = -1.0e4
+"""The logit of keeping an empty slot (the env never keeps one while anything else is left): finite,
+so that softmax entropies and Plackett-Luce log-probabilities stay finite."""
+
+
 class SelectionScorer(nn.Module):
     """Per-candidate logits for ``action_mode="select"``: the encoder's features of every segment
     position and of every previous slot (in the action's order) -> one logit each (B, L + m), plus
-    a learned prior per token (which tokens are worth storing) and one for keeping a slot.
+    a learned prior per token (which tokens are worth storing) and one for keeping a slot (an empty
+    slot's keep logit is :data:`EMPTY_SLOT_LOGIT`: the env does not keep one).
     Never pooled: the logit of position p is computed from position p's own features.
 
     Starts near uniform, but not at exactly zero weights: a zero output layer would pass no
@@ -193,6 +199,7 @@ class SelectionScorer(nn.Module):
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         context, _ = self.encoder(obs)                                            # (B, L + m, d)
         logits = self.logit(context).squeeze(-1)
-        prior = torch.cat([self.token_prior(obs["tokens"].long()).squeeze(-1),
-                           self.keep_prior.expand(*obs["memory"].shape[:2])], dim=1)
-        return logits + prior
+        empty = (obs["memory"] == 0).all(-1)                                     # never written: nothing to keep
+        keep = torch.where(empty, torch.full_like(empty, EMPTY_SLOT_LOGIT, dtype=logits.dtype),
+                           self.keep_prior.to(logits.dtype).expand(*empty.shape))
+        return logits + torch.cat([self.token_prior(obs["tokens"].long()).squeeze(-1).to(logits.dtype), keep], dim=1)

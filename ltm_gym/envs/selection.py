@@ -11,7 +11,9 @@ with E the LM's input embedding (s_{-1} = BOS) and P a fixed slot_dim x 2H matri
 seeded N(0, 1 / 2H): the token at p and its predecessor, so a slot that holds "KEY VALUE" tells the
 reader both which key and which value. Every entry lies in [-1, 1]; the memory is
 ``action_scale * code``. A kept slot is copied unchanged from the previous memory, which is how a
-fact can survive more than one segment. The study's ``select`` LM stage trains a reader for it.
+fact can survive more than one segment. A slot never written (all zeros, as every slot is after a
+reset) cannot be kept: keeping it stores nothing, and a policy that prefers keeping would otherwise
+write nothing at all from an empty memory. The study's ``select`` LM stage trains a reader for it.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ def candidate_slots(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale:
 
 
 def write_selection(candidates: np.ndarray, scores: np.ndarray, n_slots: int) -> np.ndarray:
-    """New memories (N, n_slots, d): the ``candidates`` (N, L + m, d) with the top ``scores`` (N, L + m)."""
+    """New memories (N, n_slots, d): the ``candidates`` (N, L + m, d) with the top ``scores`` (N, L + m)
+    among those that hold something (an empty slot, all zeros, is chosen only when nothing else is left)."""
+    scores = np.where(candidates.any(-1), scores, -np.inf)
     return np.take_along_axis(candidates, top_choices(scores, n_slots)[:, :, None], axis=1).astype(np.float32)
 
 

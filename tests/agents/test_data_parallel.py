@@ -55,17 +55,20 @@ def common(study, steps: int, *extra: str) -> list[str]:
 
 
 def policy_outputs(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The run's policy's log-probabilities over the candidates of fixed observations, and the
+    """The run's policy's log-probabilities over the segment positions of fixed observations (the
+    reset memory's empty slots have a fixed -1e4 logit, whose float32 rounding is ~1e-3), and the
     same for its untrained start."""
     from agents.reinforce import to_tensors
     from agents.training import RunConfig, build
 
     _, agent = build(RunConfig.load(run_dir), None, num_envs=6)
     obs, _ = agent.env.reset(seed=11)
+    L = obs["tokens"].shape[-1]
+    assert not obs["memory"].any()
     with torch.no_grad():
-        start = torch.log_softmax(agent.policy.net(to_tensors(obs, agent.device)), -1)
+        start = torch.log_softmax(agent.policy.net(to_tensors(obs, agent.device)), -1)[:, :L]
         agent.load(run_dir / "agent.pt")
-        trained = torch.log_softmax(agent.policy.net(to_tensors(obs, agent.device)), -1)
+        trained = torch.log_softmax(agent.policy.net(to_tensors(obs, agent.device)), -1)[:, :L]
     return trained, start
 
 

@@ -61,3 +61,23 @@ def test_selection_scorer_starts_as_without_codes_and_can_learn_from_them():
     first[:, 12 + 2].sum().backward()                  # the kept slot's logit
     assert with_codes.encoder.slot_match.weight.grad.abs().sum() > 0
     assert with_codes.encoder.slot_order.grad[2].abs().sum() > 0
+
+def test_selection_scorer_never_keeps_an_empty_slot():
+    """A slot of zeros (after a reset) gets EMPTY_SLOT_LOGIT however strong the keep prior: a policy
+    that prefers keeping still writes from an empty memory; written slots get the prior."""
+    from agents.distributions import categorical_entropy, gumbel_top_k, plackett_luce_log_prob
+    from agents.networks import EMPTY_SLOT_LOGIT
+
+    torch.manual_seed(0)
+    scorer = SelectionScorer(obs_space(), WriterConfig(d_model=16, n_head=2))
+    with torch.no_grad():
+        scorer.keep_prior.fill_(5.0)
+    obs = {"tokens": torch.randint(0, 50, (2, 12)), "memory": torch.zeros(2, 4, 8)}
+    obs["memory"][1, 1] = torch.rand(8) + 0.1
+    logits = scorer(obs)
+    assert (logits[0, 12:] < EMPTY_SLOT_LOGIT / 2).all() and (logits[0, :12].abs() < 10).all()
+    assert logits[1, 12 + 1] > logits[1, :12].max() and (logits[1, [12, 14, 15]] < EMPTY_SLOT_LOGIT / 2).all()
+    chosen = gumbel_top_k(logits, 4, torch.Generator().manual_seed(0))
+    assert (chosen[0] < 12).all() and 12 + 1 in chosen[1].tolist() and (chosen[1][chosen[1] >= 12] == 13).all()
+    assert torch.isfinite(plackett_luce_log_prob(logits, chosen)).all()
+    assert torch.isfinite(categorical_entropy(logits)).all()

@@ -172,14 +172,18 @@ def test_episode_rollouts_resume_exactly(backend, tmp_path):
 
 def test_keep_prior_starts_by_keeping_part_of_the_memory(backend):
     """keep_prior is the initial logit of every previous slot: with it, sampled selections keep
-    old slots far more often than the uniform start does (10 of L + m candidates)."""
+    old slots far more often than the uniform start does (10 of L + m candidates); the empty slots
+    of a reset memory are never kept, however strong the prior."""
     env = LLMMemoryVectorEnv(num_envs=2, backend=backend, action_mode="select", reward_mode="full")
     L = env.single_observation_space["tokens"].shape[0]
 
-    def kept_share(prior: float) -> float:
+    def kept_share(prior: float, written: bool) -> float:
         agent = ReinforceAgent(env, ReinforceConfig(keep_prior=prior, device="cpu", seed=0,
                                                     writer=WriterConfig(d_model=16, n_head=2)))
         obs, _ = env.reset(seed=0)
+        if written:
+            obs, *_ = env.step(np.tile(np.linspace(1, -1, env.single_action_space.shape[0], dtype=np.float32), (2, 1)))
+            assert obs["memory"].any(-1).all()
         with torch.no_grad():
             _, order = agent.policy.sample(agent_obs(obs), 64)
         return float((order >= L).float().mean())
@@ -187,5 +191,6 @@ def test_keep_prior_starts_by_keeping_part_of_the_memory(backend):
     def agent_obs(obs):
         return {k: torch.as_tensor(v) for k, v in obs.items()}
 
-    uniform, kept = kept_share(0.0), kept_share(4.0)
+    uniform, kept = kept_share(0.0, True), kept_share(4.0, True)
     assert uniform < 0.25 and kept > 0.6, (uniform, kept)
+    assert kept_share(4.0, False) == 0.0

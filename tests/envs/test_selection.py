@@ -26,6 +26,23 @@ def test_select_stores_the_codes_of_the_best_positions_and_keeps_old_slots(backe
     np.testing.assert_allclose(obs["memory"], np.stack([new_codes[0], new_codes[5], written[1], written[2]]), atol=1e-6)
 
 
+def test_an_empty_slot_is_never_kept_while_anything_else_is_left(backend):
+    env = LLMMemoryEnv(backend=backend, action_mode="select", reward_mode="full")
+    obs, _ = env.reset(seed=0, options={"document": 1})
+    L, m = 32, 4
+    assert not obs["memory"].any()
+    codes = selection_codes(backend.model, torch.as_tensor(obs["tokens"])[None])[0].numpy()
+    keep_all = np.full(L + m, -1.0, np.float32)
+    keep_all[L:] = 1.0                         # keep every (empty) slot, write 2 positions
+    keep_all[[9, 4]] = [0.5, 0.0]
+    obs, *_ = env.step(keep_all)
+    # the 2 best positions, then the earliest of the rest (ties): not the empty slots
+    np.testing.assert_allclose(obs["memory"], codes[[0, 1, 4, 9]], atol=1e-6)
+    written = obs["memory"].copy()
+    obs, *_ = env.step(keep_all)               # written slots are kept as before
+    np.testing.assert_allclose(obs["memory"], written, atol=1e-6)
+
+
 def test_select_observation_carries_the_codes_a_selection_stores(backend):
     env = LLMMemoryEnv(backend=backend, action_mode="select", reward_mode="full", action_scale=0.5)
     obs, _ = env.reset(seed=0, options={"document": 2})
