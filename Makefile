@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: demo test test-bf16 install clean
+.PHONY: demo test test-bf16 install clean natural-corpus
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,18 @@ test: $(STAMP)
 # any machine can check that the results the tests pin do not depend on the CPU kind.
 test-bf16: $(STAMP)
 	LTM_GYM_CPU_BF16=1 $(PY) -m pytest -q $(TEST_ARGS)
+
+# Optional, never needed by `make test`: natural text for the smollm2-gimp-help preset, the GIMP
+# manual's linked HTML pages from Debian's mirror (a package registry; nothing is installed system-wide:
+# the .deb is unpacked under data/debian), turned into linked-context records data/$(NATURAL_PKG).jsonl.
+# Another manual: make natural-corpus NATURAL_PKG=debian-faq-ru NATURAL_HTML=usr/share/doc/debian/FAQ/ru
+NATURAL_PKG ?= gimp-help-en
+NATURAL_HTML ?= usr/share/gimp/2.0/help/en
+natural-corpus: $(STAMP)
+	mkdir -p data/debian
+	cd data/debian && (ls $(NATURAL_PKG)_*.deb >/dev/null 2>&1 || apt-get download $(NATURAL_PKG))
+	dpkg -x data/debian/$(NATURAL_PKG)_*.deb data/debian/$(NATURAL_PKG)
+	$(PY) scripts/build_linked_corpus.py data/debian/$(NATURAL_PKG)/$(NATURAL_HTML) data/$(NATURAL_PKG).jsonl
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -74,6 +74,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = 
         rows[f"agent_{cfg.algo}"] = agent_metrics(agent, env)
         table = report(rows, run_dir / "eval", "agent_table")
         return table + "\n\n" + ladder_table(task.name, ladder_summary(rows))
-    rows = study_dir_rows(study, split) if with_lm_rows else {}
+    select = cfg.env_kwargs.get("action_mode") == "select"
+    rows = study_dir_rows(study, split, select_reader=select) if with_lm_rows else {}
     rows[f"agent_{cfg.algo}"] = agent_metrics(agent, env, len(eval_documents(study, split)))
     return report(rows, run_dir / "eval", "agent_table")

@@ -23,10 +23,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--study-dir", type=Path, default=None,
                         help="study directory (default: $LTM_GYM_STUDY_DIR or ~/.cache/ltm_gym/study-tiny)")
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    parser.add_argument("--select-reader", action="store_true",
+                        help="add the select reader with n_slots random positions of the previous segment "
+                             "(a selection agent's reference)")
     args = parser.parse_args(argv)
 
     study = StudyDir(args.study_dir)
-    rows = study_dir_rows(study, args.split)
+    rows = study_dir_rows(study, args.split, select_reader=args.select_reader)
     if not rows:
         raise StudyNotFoundError(f"{study.adapter_file('lora')} is missing: run scripts/pretrain_lm.py --study-dir "
                                  f"{study.root} first")

@@ -9,7 +9,7 @@ from pathlib import Path
 from ltm_gym.core import check
 
 from .loaders import load_documents
-from .segments import Document, split_documents, tokenize_documents
+from .segments import ANSWER_TOKENS, Document, split_documents, tokenize_documents
 from .synthetic import SyntheticConfig, generate_corpus
 from .tokenizer import load_pretrained_tokenizer, synthetic_tokenizer, word_costs
 
@@ -29,12 +29,26 @@ class CorpusConfig:
     max_segments: int | None = None
     split_seed: int = 0
     text_field: str = "text"
+    max_links: int | None = None
+    """Linked-context records: a section is preceded by its first ``max_links`` linked articles (null: all)."""
+    link_chars: int | None = None
+    """Linked-context records: each linked article's text cut to this many characters (null: whole)."""
+    answer_tokens: str = "spans"
+    """``spans``: the documents' own answer spans (the synthetic corpus's values); ``carried``: on
+    natural text, the tokens whose bigram the previous segment holds and the segment has not shown
+    yet (:func:`~ltm_gym.data.segments.carried_tokens`): the answer CE and recall columns, and the
+    ``answer`` reward, are then about what only a memory of the previous segment can tell."""
 
     def validate(self) -> None:
         check(self.segment_len >= 2, "segment_len", self.segment_len, ">= 2")
         check(self.min_tokens >= 0, "min_tokens", self.min_tokens, ">= 0")
         check(self.synthetic_tokenizer in ("bpe", "word"), "synthetic_tokenizer", self.synthetic_tokenizer, "bpe, word")
         check(self.max_segments is None or self.max_segments >= 2, "max_segments", self.max_segments, ">= 2 or null")
+        check(self.max_links is None or self.max_links >= 0, "max_links", self.max_links, ">= 0 or null")
+        check(self.link_chars is None or self.link_chars >= 1, "link_chars", self.link_chars, ">= 1 or null")
+        check(self.answer_tokens in ANSWER_TOKENS, "answer_tokens", self.answer_tokens, ", ".join(ANSWER_TOKENS))
+        check(not (self.source == "synthetic" and self.answer_tokens == "carried"), "answer_tokens",
+              self.answer_tokens, "spans for the synthetic corpus (its answers are its values)")
         if self.source == "synthetic":
             s = self.synthetic
             check(self.segment_len == s.segment_len, "segment_len", self.segment_len,
@@ -66,6 +80,7 @@ def build_corpus(cfg: CorpusConfig, tokenizer) -> dict[str, list[Document]]:
     if cfg.source == "synthetic":
         docs = [d.record(i) for i, d in enumerate(generate_corpus(cfg.synthetic, word_costs(cfg.synthetic, tokenizer)))]
     else:
-        docs = load_documents(cfg.source, cfg.text_field)
-    segmented = tokenize_documents(docs, tokenizer, cfg.segment_len, cfg.min_tokens, cfg.max_segments)
+        docs = load_documents(cfg.source, cfg.text_field, max_links=cfg.max_links, link_chars=cfg.link_chars)
+    segmented = tokenize_documents(docs, tokenizer, cfg.segment_len, cfg.min_tokens, cfg.max_segments,
+                                   cfg.answer_tokens)
     return split_documents(segmented, cfg.split_seed)

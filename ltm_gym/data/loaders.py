@@ -3,7 +3,9 @@ format of the study, or a HuggingFace ``datasets`` name available locally.
 
 Linked-context records are ``{"id", "title", "sections": [str, ...], "links": [[id, ...], ...]}``:
 as the study built its data, every section is preceded by the text of the articles it links to
-(their own sections, without their context); unknown link ids are skipped.
+(their own sections, without their context); unknown link ids are skipped. ``max_links`` keeps a
+section's first links only and ``link_chars`` cuts each linked article's text, so that a section of
+a page that links to many long ones is still reached within a document's first segments.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def build_linked_context(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One document per article: each section preceded by the text of the articles it links to."""
+def build_linked_context(records: Iterable[dict[str, Any]], max_links: int | None = None,
+                         link_chars: int | None = None) -> list[dict[str, Any]]:
+    """One document per article: each section preceded by the text of the articles it links to
+    (its first ``max_links``, each cut to ``link_chars`` characters at a word boundary; None: all)."""
     records = list(records)
     body = {}
     for r in records:
@@ -45,14 +49,25 @@ def build_linked_context(records: Iterable[dict[str, Any]]) -> list[dict[str, An
             raise CorpusError(f"record {r['id']!r}: {len(links)} link lists for {len(r['sections'])} sections")
         parts = []
         for section, ids in zip(r["sections"], links):
-            parts.extend(body[i] for i in ids if i in body and i != r["id"])
+            linked = [i for i in ids if i in body and i != r["id"]][:max_links]
+            parts.extend(_cut(body[i], link_chars) for i in linked)
             parts.append(section)
         docs.append({"id": r["id"], "title": r.get("title", ""), "text": "\n".join(parts)})
     return docs
 
 
-def load_documents(source: str | Path, text_field: str = "text", split: str = "train") -> list[dict[str, Any]]:
-    """Documents as ``{"id", "text"}`` dicts from a directory, a .jsonl, or a local HF dataset name."""
+def _cut(text: str, chars: int | None) -> str:
+    """``text`` up to ``chars`` characters, ending at a whole word when there is one."""
+    if chars is None or len(text) <= chars:
+        return text
+    head = text[:chars]
+    return head.rsplit(None, 1)[0] if " " in head.strip() else head
+
+
+def load_documents(source: str | Path, text_field: str = "text", split: str = "train", max_links: int | None = None,
+                   link_chars: int | None = None) -> list[dict[str, Any]]:
+    """Documents as ``{"id", "text"}`` dicts from a directory, a .jsonl, or a local HF dataset name
+    (``max_links``, ``link_chars``: see :func:`build_linked_context`)."""
     path = Path(source)
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
@@ -64,7 +79,7 @@ def load_documents(source: str | Path, text_field: str = "text", split: str = "t
             raise CorpusError(f"corpus file {path} does not exist")
         rows = read_jsonl(path)
         if rows and "sections" in rows[0]:
-            return build_linked_context(rows)
+            return build_linked_context(rows, max_links, link_chars)
         for n, r in enumerate(rows):
             if text_field not in r:
                 raise CorpusError(f"{path}: record {n} has no {text_field!r} field (keys: {sorted(r)})")

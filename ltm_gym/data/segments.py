@@ -28,14 +28,41 @@ class Document:
         return self.ids.shape[0]
 
 
+def carried_tokens(ids: torch.Tensor) -> torch.Tensor:
+    """The answer tokens of natural text, (S, L) bool for a document's segments ``ids`` (S, L):
+    token t of segment s (t >= 1, s >= 1) whose bigram (token t - 1, token t) occurs in segment
+    s - 1 and not earlier in segment s. A reader that copies from its context cannot predict them
+    from the segment itself; a memory of the previous segment can."""
+    S, L = ids.shape
+    mask = torch.zeros(S, L, dtype=torch.bool)
+    rows = ids.tolist()
+    for s in range(1, S):
+        before = set(zip(rows[s - 1][:-1], rows[s - 1][1:]))
+        seen: set[tuple[int, int]] = set()
+        for t in range(1, L):
+            pair = (rows[s][t - 1], rows[s][t])
+            mask[s, t] = pair in before and pair not in seen
+            seen.add(pair)
+    return mask
+
+
+ANSWER_TOKENS = ("spans", "carried")
+"""Where a corpus's answer tokens come from: the documents' ``answer_spans`` (the synthetic corpus),
+or :func:`carried_tokens` (natural text)."""
+
+
 def tokenize_documents(docs: Sequence[dict[str, Any]], tokenizer, segment_len: int = 256,
-                       min_tokens: int = 1024, max_segments: int | None = None) -> list[Document]:
+                       min_tokens: int = 1024, max_segments: int | None = None,
+                       answer_tokens: str = "spans") -> list[Document]:
     """Cut every document into whole segments; drop the ragged tail and documents that are shorter
     than ``max(min_tokens, 2 * segment_len)`` tokens (an episode needs a next segment).
 
     ``docs`` are dicts with ``text`` and optionally ``answer_spans`` (character spans of answer
     tokens, from the synthetic corpus), ``answer_distances`` (one per answer span), ``fact_spans``
-    and ``fact_dues`` (see :class:`~ltm_gym.data.synthetic.SyntheticDocument`)."""
+    and ``fact_dues`` (see :class:`~ltm_gym.data.synthetic.SyntheticDocument`). ``answer_tokens``
+    ``carried``: the answer mask is :func:`carried_tokens` of the segments instead."""
+    if answer_tokens not in ANSWER_TOKENS:
+        raise CorpusError(f"answer_tokens={answer_tokens!r} is not one of {', '.join(ANSWER_TOKENS)}")
     if segment_len < 2:
         raise CorpusError(f"segment_len={segment_len} must be >= 2")
     if not docs:
@@ -72,8 +99,9 @@ def tokenize_documents(docs: Sequence[dict[str, Any]], tokenizer, segment_len: i
         def shaped(x: torch.Tensor | None) -> torch.Tensor | None:
             return None if x is None else x[:cut].view(n_seg, segment_len)
 
-        out.append(Document(ids[:cut].view(n_seg, segment_len), mask[:cut].view(n_seg, segment_len),
-                            doc.get("id", n), shaped(distance), shaped(due)))
+        seg_ids = ids[:cut].view(n_seg, segment_len)
+        seg_mask = carried_tokens(seg_ids) if answer_tokens == "carried" else mask[:cut].view(n_seg, segment_len)
+        out.append(Document(seg_ids, seg_mask, doc.get("id", n), shaped(distance), shaped(due)))
     if not out:
         raise CorpusError(f"none of the {len(docs)} documents has >= {need} tokens "
                           f"(min_tokens={min_tokens}, two segments of {segment_len}); nothing to train on")

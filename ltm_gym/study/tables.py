@@ -8,7 +8,10 @@ Every condition is scored on the same test segments (every segment that has a pr
 * ``shuffled_memory``      ... the previous-segment memory of *another* document;
 * ``prev_segment_memory``  ... the previous segment's embeddings (hypothesis 2);
 * ``oracle``               the baseline LM with the previous segments in its context (as many as
-                           it was trained to read: ``StudyConfig.oracle_segments``).
+                           it was trained to read: ``StudyConfig.oracle_segments``);
+* ``select_random_positions`` (asked for: a selection agent's reference) the ``select`` reader
+                           with the codes of ``n_slots`` random positions of the previous segment,
+                           the memory a policy that learned nothing writes.
 
 Agent rows (``agents.evaluation``) come from stepping the env; they land in the same
 :class:`~ltm_gym.metrics.SegmentMetrics` and so in the same table. This module also writes the
@@ -28,7 +31,7 @@ import torch
 from ltm_gym.core import choose_device
 from ltm_gym.data.segments import Document
 from ltm_gym.data.tasks import TaskConfig, task_documents
-from ltm_gym.lm import LLMLTM, previous_segment_memory
+from ltm_gym.lm import LLMLTM, previous_segment_memory, selection_codes
 from ltm_gym.metrics import TOP_K, SegmentMetrics, target_ranks
 
 from .layout import StudyDir
@@ -96,6 +99,18 @@ def prev_segment_memory(model: LLMLTM, prev: torch.Tensor, ids: torch.Tensor, do
     return previous_segment_memory(model, prev)
 
 
+def random_positions(seed: int = 0) -> MemoryFn:
+    """Selection memory of ``n_slots`` random positions of the previous segment (seeded)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def fn(model: LLMLTM, prev: torch.Tensor, ids: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+        codes = selection_codes(model, prev)                                       # (B, L, d)
+        chosen = torch.rand(prev.shape, generator=g).argsort(1)[:, : model.mem_cfg.n_slots].sort(1).values
+        return codes.gather(1, chosen[:, :, None].to(codes.device).expand(-1, -1, codes.shape[-1]))
+
+    return fn
+
+
 def study_rows(baseline: LLMLTM, memory_lm: LLMLTM | None, docs: list[Document], batch: int,
                oracle_segments: int = 0, device: str = "auto") -> dict[str, SegmentMetrics]:
     """The LM rows of the study's tables (see the module docstring); the oracle sees
@@ -110,15 +125,22 @@ def study_rows(baseline: LLMLTM, memory_lm: LLMLTM | None, docs: list[Document],
     return rows
 
 
-def study_dir_rows(study: StudyDir, split: str = "test", device: str = "auto") -> dict[str, SegmentMetrics]:
+def study_dir_rows(study: StudyDir, split: str = "test", device: str = "auto",
+                   select_reader: bool = False) -> dict[str, SegmentMetrics]:
     """:func:`study_rows` of the adapters a study holds on its ``split`` (``eval_documents`` of
-    them); none when the LoRA baseline is not trained yet (there is nothing to compare with)."""
+    them), and with ``select_reader`` the ``select_random_positions`` row (when the study has that
+    reader); none when the LoRA baseline is not trained yet (there is nothing to compare with)."""
     if not study.adapter_file("lora").is_file():
         return {}
     cfg = study.config
+    docs = eval_documents(study, split)
     baseline = study.load_lm("lora")
     memory_lm = study.load_lm("memory") if study.adapter_file("memory").is_file() else None
-    return study_rows(baseline, memory_lm, eval_documents(study, split), cfg.eval_batch, cfg.oracle_segments, device)
+    rows = study_rows(baseline, memory_lm, docs, cfg.eval_batch, cfg.oracle_segments, device)
+    if select_reader and study.adapter_file("select").is_file():
+        rows["select_random_positions"] = score(study.load_lm("select"), docs, cfg.eval_batch, random_positions(),
+                                                device=device)
+    return rows
 
 
 STATEMENT = (3, 2)
@@ -230,6 +252,42 @@ def answer_gap_interval(rows: dict[str, SegmentMetrics], row: str, n_boot: int =
     return float(lo), float(hi)
 
 
+def ce_difference_interval(rows: dict[str, SegmentMetrics], row: str, base: str = "lora_baseline", n_boot: int = 1000,
+                           seed: int = 0, q: tuple[float, float] = (0.025, 0.975)) -> tuple[float, float, float] | None:
+    """``row``'s overall CE minus ``base``'s on the documents both were scored on, with its percentile
+    interval from a paired bootstrap over those documents (None with fewer than 2): the seed study's
+    question, does a memory row beat the LoRA baseline, with how sure the test split makes it."""
+    if base not in rows or row not in rows:
+        return None
+    a, b = rows[base].doc_losses, rows[row].doc_losses
+    docs = [d for d in a if d in b and len(a[d]) == len(b[d])]
+    if len(docs) < 2:
+        return None
+    table = np.array([[sum(a[d]), sum(b[d]), len(a[d])] for d in docs])          # (D, [base sum, row sum, segments])
+    diff = (table[:, 1].sum() - table[:, 0].sum()) / table[:, 2].sum()
+    draws = np.random.default_rng(seed).integers(0, len(docs), size=(n_boot, len(docs)))
+    totals = table[draws].sum(1)
+    lo, hi = np.quantile((totals[:, 1] - totals[:, 0]) / totals[:, 2], q)
+    return float(diff), float(lo), float(hi)
+
+
+def ce_report(rows: dict[str, SegmentMetrics]) -> str:
+    """Lines 'ce - lora_baseline' for every row with memory (not the baseline, not the oracle), and
+    the previous segment's memory against another document's (the memory's content, not its presence)."""
+    lines = []
+    for name in rows:
+        if name in ("lora_baseline", "oracle"):
+            continue
+        d = ce_difference_interval(rows, name)
+        if d is not None:
+            lines.append(f"ce - lora_baseline, {name:>28}: {d[0]:+.4f}  (95% CI {d[1]:+.4f} .. {d[2]:+.4f})")
+    d = ce_difference_interval(rows, "prev_segment_memory", base="shuffled_memory")
+    if d is not None:       # the same reader and kind of memory; only whose segment it holds differs
+        lines.append(f"ce, prev_segment_memory - shuffled_memory (what the segment's own memory adds): {d[0]:+.4f}  "
+                     f"(95% CI {d[1]:+.4f} .. {d[2]:+.4f})")
+    return "\n".join(lines)
+
+
 def gap_report(summaries: dict[str, dict[str, float]], key: str = "answer_ce",
                rows: dict[str, SegmentMetrics] | None = None) -> str:
     """Lines 'gap closed by ROW' for every row (with its 95 % paired-bootstrap interval when the
@@ -273,9 +331,9 @@ def report(rows: dict[str, SegmentMetrics], out_dir: Path, stem: str = "lm_table
     summaries = write_tables(out_dir, rows, stem)
     parts = [markdown_table(summaries)]
     if "lora_baseline" in summaries:
-        gaps = gap_report(summaries, rows=rows)
-        if gaps:
-            parts.append(gaps)
+        for text in (gap_report(summaries, rows=rows), ce_report(rows)):
+            if text:
+                parts.append(text)
     parts.append(f"tables: {out_dir}/{stem}.{{csv,json}}")
     return "\n\n".join(parts)
 

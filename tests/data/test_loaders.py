@@ -86,3 +86,61 @@ def test_split_is_seeded_disjoint_and_80_10_10():
     assert ids == {k: [d.doc_id for d in v] for k, v in b.items()}
     assert [len(v) for v in ids.values()] == [40, 5, 5]
     assert set(ids["train"]).isdisjoint(ids["test"]) and len(set(sum(ids.values(), []))) == 50
+
+
+def test_linked_context_keeps_first_links_and_cuts_them_at_a_word():
+    records = [
+        {"id": "a", "sections": ["A section"], "links": [["b", "c", "d"]]},
+        {"id": "b", "sections": ["bee one two three"]},
+        {"id": "c", "sections": ["sea"]},
+        {"id": "d", "sections": ["dee"]},
+    ]
+    assert build_linked_context(records)[0]["text"] == "bee one two three\nsea\ndee\nA section"
+    assert build_linked_context(records, max_links=2)[0]["text"] == "bee one two three\nsea\nA section"
+    assert build_linked_context(records, max_links=0)[0]["text"] == "A section"
+    # cut to 10 characters ("bee one tw"), back to the last whole word
+    assert build_linked_context(records, max_links=1, link_chars=10)[0]["text"] == "bee one\nA section"
+
+
+def test_carried_tokens_are_bigrams_of_the_previous_segment_not_yet_seen():
+    from ltm_gym.data.segments import carried_tokens
+
+    ids = torch.tensor([[1, 2, 3, 4],
+                        [9, 2, 3, 2],     # (2, 3) was in segment 0; (3, 2) was not
+                        [2, 3, 2, 3]])    # (2, 3) and (3, 2) were in segment 1; the second (2, 3) was seen already
+    assert carried_tokens(ids).tolist() == [[False] * 4,
+                                            [False, False, True, False],
+                                            [False, True, True, False]]
+
+
+def test_tokenize_documents_with_carried_answer_tokens():
+    text = "a b c d x b c y"                    # two segments of 4: (b, c) carried into the second
+    out = tokenize_documents([{"text": text, "answer_spans": [(0, 1)]}], CharTokenizer(), 4, 0, None, "carried")
+    assert out[0].answer_mask.tolist() == [[False] * 4, [False, False, True, False]]
+    spans = tokenize_documents([{"text": text, "answer_spans": [(0, 1)]}], CharTokenizer(), 4, 0, None)
+    assert spans[0].answer_mask[0, 0] and spans[0].answer_mask.sum() == 1
+    with pytest.raises(CorpusError, match="answer_tokens='both' is not one of spans, carried"):
+        tokenize_documents([{"text": text}], CharTokenizer(), 4, 0, None, "both")
+
+
+def test_corpus_config_refuses_carried_tokens_on_the_synthetic_corpus():
+    from ltm_gym.core.config import ConfigError, load_config
+    from ltm_gym.data.corpus import CorpusConfig
+
+    with pytest.raises(ConfigError, match="answer_tokens"):
+        load_config(CorpusConfig, {"answer_tokens": "carried"})
+    with pytest.raises(ConfigError, match="link_chars"):
+        load_config(CorpusConfig, {"source": "x.jsonl", "link_chars": 0})
+    assert load_config(CorpusConfig, {"source": "x.jsonl", "answer_tokens": "carried", "max_links": 2}).max_links == 2
+
+
+class CharTokenizer(WordTokenizer):
+    """One token per whitespace-separated word, the word's first character's code as its id."""
+
+    def __call__(self, text, return_offsets_mapping=False, add_special_tokens=False):
+        out = super().__call__(text)
+        if isinstance(text, list):
+            out["input_ids"] = [[ord(t[a]) for a, _ in offs] for t, offs in zip(text, out["offset_mapping"])]
+        else:
+            out["input_ids"] = [ord(text[a]) for a, _ in out["offset_mapping"]]
+        return out

@@ -30,6 +30,21 @@ def test_stages_then_tables(study_data, tmp_path):
         assert set(COLUMNS) <= set(s) and s["top100"] >= s["top5"] and 0 <= s["recall_acc"] <= 1
     assert (tmp_path / "eval/lm_table.csv").read_text().count("\n") == 7
     assert "| oracle |" in markdown_table(summaries)
+    # a selection agent's reference: the select reader with n_slots random previous positions
+    from ltm_gym.lm import selection_codes
+    from ltm_gym.study.tables import random_positions, study_dir_rows
+
+    select = reopened.load_lm("select")
+    prev = study_data.splits["test"][0].ids[:2]
+    mem = random_positions(3)(select, prev, prev, torch.arange(2))
+    codes = selection_codes(select, prev)
+    assert mem.shape == (2, cfg.lm.memory.n_slots, cfg.lm.memory.slot_dim)
+    assert all(any(torch.equal(slot, c) for c in codes[b]) for b in range(2) for slot in mem[b])
+    assert torch.equal(mem, random_positions(3)(select, prev, prev, torch.arange(2)))      # seeded
+    with_select = study_dir_rows(reopened, "test", device="cpu", select_reader=True)
+    assert list(with_select)[-1] == "select_random_positions" and "select_random_positions" not in \
+        study_dir_rows(reopened, "test", device="cpu")
+    assert with_select["select_random_positions"].summary()["ce"] != with_select["lora_baseline"].summary()["ce"]
 
 
 def test_batches(study_data):
@@ -82,6 +97,29 @@ def test_answer_gap_interval_is_a_paired_bootstrap_over_documents():
     assert answer_gap_interval(rows, "absent") is None
     summaries = {n: m.summary() for n, m in rows.items()}
     assert "half: +0.500  (95% CI +0.500 .. +0.500)" in gap_report(summaries, rows=rows)
+
+
+def test_ce_difference_is_a_paired_bootstrap_over_documents():
+    from ltm_gym.metrics import SegmentMetrics
+    from ltm_gym.study.tables import ce_difference_interval, ce_report
+
+    def row(doc_ce: list[list[float]]) -> SegmentMetrics:
+        m = SegmentMetrics(ks=(1,))
+        for doc, segments in enumerate(doc_ce):
+            for ce in segments:
+                m.add_info({"token_losses": [ce, ce], "top1": 0.0}, doc_id=doc)
+        return m
+
+    base = [[3.0, 2.0], [4.0], [2.5, 3.5, 3.0], [5.0]]
+    rows = {"lora_baseline": row(base), "oracle": row([[c - 1 for c in d] for d in base]),
+            "better": row([[c - 0.1 for c in d] for d in base]),
+            "mixed": row([[c + (0.5 if i % 2 else -0.5) for c in d] for i, d in enumerate(base)])}
+    assert ce_difference_interval(rows, "better") == pytest.approx((-0.1, -0.1, -0.1))
+    diff, lo, hi = ce_difference_interval(rows, "mixed")
+    assert diff == pytest.approx((-0.5 * 2 + 0.5 - 0.5 * 3 + 0.5) / 7) and lo < 0 < hi
+    assert ce_difference_interval(rows, "absent") is None
+    text = ce_report(rows)
+    assert "better: -0.1000  (95% CI -0.1000 .. -0.1000)" in text and "oracle" not in text
 
 
 def test_pretrain_with_induction_hint_for_its_steps(study_data, tmp_path):
