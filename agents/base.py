@@ -1,6 +1,6 @@
 """What every memory-writing agent is, and the TensorBoard logger they share.
 
-An :class:`Agent` (REINFORCE, every SB3 algorithm) is built by :func:`agents.make` and has
+An :class:`Agent` (REINFORCE, every SB3 algorithm) is built by :func:`ltm_gym.agents.make` and has
 ``learn``, ``predict``, ``save``, ``load``, ``init_from`` and ``num_timesteps``; scripts, the
 study pipeline and evaluation use nothing else, so no code outside an agent class branches on
 the algorithm. Every agent logs ``charts/*`` (reward, episodic return) and its own ``losses/*``
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
+
+from ltm_gym.envs import reader_training
 
 Callback = Callable[[Any, dict], "bool | None"]
 """``callback(agent, stats)`` after every update (REINFORCE) or rollout (SB3); False stops."""
@@ -105,9 +107,9 @@ def reader_path(agent_path: Path) -> Path:
 
 def save_reader(env: Any, agent_path: Path) -> None:
     """The co-trained read path of ``env``'s LLM-LTM (``lm_update=True``) beside the agent's file."""
-    backend = getattr(getattr(env, "unwrapped", env), "backend", None)
-    if backend is not None and backend.lm_update:
-        backend.model.save_adapters(reader_path(agent_path))
+    training = reader_training(env)
+    if training is not None:
+        training.save_reader(reader_path(agent_path))
 
 
 def load_reader(env: Any, agent_path: Path) -> None:
@@ -117,3 +119,4 @@ def load_reader(env: Any, agent_path: Path) -> None:
     backend = getattr(getattr(env, "unwrapped", env), "backend", None)
     if backend is not None and path.is_file():
         backend.model.load_adapters(path)
+        backend.model_changed()

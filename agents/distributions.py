@@ -3,7 +3,7 @@
 * Plackett-Luce over candidates (``action_mode="select"``): an ordered choice of k of C
   candidates, sampled with the Gumbel-top-k trick (Kool et al., 2019, "Stochastic Beams and Where
   to Find Them"); its mode is the top k of the logits.
-* The tanh-squashed Gaussian of the continuous writer lives in :mod:`agents.networks`.
+* The tanh-squashed Gaussian of the continuous writer lives in :mod:`ltm_gym.agents.networks`.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def eval_env(env_kwargs: dict[str, Any], split: str = "test", backend: Any = Non
     kwargs = {**env_kwargs, "split": split, "max_segments": None, "reward_mode": "full", "lm_update": False}
     if backend is not None:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("study_dir", "config", "adapters", "device", "lm_lr")}
-        kwargs["backend"] = backend.frozen()
+        kwargs["backend"] = backend
     return gym.make("ltm_gym/LLMMemory-v0", **kwargs).unwrapped
 
 

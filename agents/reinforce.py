@@ -8,7 +8,7 @@ Two policies, chosen by the env's action space:
 * ``full``: :class:`~agents.networks.MemoryWriter`, the study's tanh-squashed Gaussian over the
   whole n_slots x slot_dim memory, started "write little" (mean near 0, std at the bottom of its
   range) so that its first memories lie where the reader was trained; with ``imitate_steps`` its
-  mean is first cloned from the hypothesis-2 memory (:mod:`agents.imitation`), the one memory its
+  mean is first cloned from the hypothesis-2 memory (:mod:`ltm_gym.agents.imitation`), the one memory its
   reader learned to read.
 
 What makes it learn (measured on the tiny default, see the README):
@@ -87,7 +87,7 @@ class ReinforceConfig:
     their later answers can reward storing them (log(L / m) ~ 1.9: slots and tokens about even)."""
     imitate_steps: int = 0
     """Continuous writer: Adam steps of behaviour cloning onto the hypothesis-2 memory before the
-    first update (:mod:`agents.imitation`); 0: none, RL starts from writing little."""
+    first update (:mod:`ltm_gym.agents.imitation`); 0: none, RL starts from writing little."""
     writer: WriterConfig = field(default_factory=WriterConfig)
     seed: int = 0
     device: str = "auto"
@@ -228,7 +228,7 @@ class GaussianPolicy(nn.Module):
 
 # ---------------------------------------------------------------------- the agent
 class ReinforceAgent:
-    """An :class:`agents.base.Agent` on a SAME_STEP VectorEnv."""
+    """An :class:`ltm_gym.agents.base.Agent` on a SAME_STEP VectorEnv."""
 
     file_name = "agent.pt"
 

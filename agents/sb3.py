@@ -245,7 +245,7 @@ class ChartsCallback(BaseCallback):
 
 
 class SB3Agent:
-    """An SB3 algorithm on our VectorEnv as an :class:`agents.base.Agent`; ``config`` is the
+    """An SB3 algorithm on our VectorEnv as an :class:`ltm_gym.agents.base.Agent`; ``config`` is the
     algorithm's keyword arguments plus ``features`` (the extractor's d_model/n_head/n_layers/
     per_position), ``net_arch``, ``log_std_init`` (PPO/A2C/SAC/TQC: the Gaussian's initial log std;
     SB3's default 0 is std 1, saturated noise on a memory the reader knows near 0) and

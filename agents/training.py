@@ -7,7 +7,7 @@ behind), and a run resumed before its first checkpoint still starts from ``init_
 
 Under torchrun (``WORLD_SIZE`` > 1) the ranks join one process group; each builds an env of
 ``num_envs / R`` documents (``num_envs`` is the total) and REINFORCE trains data-parallel
-(:mod:`agents.reinforce`); rank 0 alone writes the run directory, logs and checkpoints. The SB3
+(:mod:`ltm_gym.agents.reinforce`); rank 0 alone writes the run directory, logs and checkpoints. The SB3
 algorithms step one process's env and are refused there.
 """
 

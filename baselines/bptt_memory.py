@@ -1,6 +1,6 @@
 """The differentiable memory writer: the upper bound the RL memory agents are measured against.
 
-The writer has the REINFORCE policy's architecture (:class:`agents.networks.MemoryWriter`) and
+The writer has the REINFORCE policy's architecture (:class:`ltm_gym.agents.networks.MemoryWriter`) and
 writes what that policy writes when it acts deterministically: ``m_{t+1} = action_scale *
 tanh(mean(s_t, m_t))``. Instead of a score-function estimate it follows the pathwise gradient: the
 reward of ``LLMMemory-v0`` (the LM loss of the next segment read with the memory) is
@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from agents.networks import MemoryWriter, WriterConfig
+from ltm_gym.agents.networks import MemoryWriter, WriterConfig
 from ltm_gym.core import TrainConfig, Trainer, atomic_write, check, load_checkpoint, save_config, step_generator
 from ltm_gym.core.distributed import from_environment
 from ltm_gym.data.tasks import load_task
@@ -237,7 +237,7 @@ def train_writer(cfg: BPTTConfig, run_dir: str | Path, backend: MemoryLMBackend 
 
 
 def save_writer(writer: MemoryWriter, cfg: BPTTConfig, path: Path) -> None:
-    """REINFORCE's checkpoint layout, so ``agents.training.init_from`` can start from it."""
+    """REINFORCE's checkpoint layout, so ``ltm_gym.agents.training.init_from`` can start from it."""
     payload = {"policy": {k: v.cpu() for k, v in writer.state_dict().items()},
                "writer": asdict(cfg.writer), "action_scale": cfg.action_scale}
     atomic_write(path, lambda p: torch.save(payload, p))
@@ -258,7 +258,7 @@ def evaluate_writer(writer: MemoryWriter, backend: MemoryLMBackend, cfg: BPTTCon
                     with_lm_rows: bool = True) -> dict[str, SegmentMetrics]:
     """The study's table rows: the LM rows of the study (when its adapters exist; on a task, its
     ``lora_baseline`` and ``oracle``) and the writer's, the writer stepping the env as an agent does."""
-    from agents.evaluation import agent_metrics, eval_env
+    from ltm_gym.agents.evaluation import agent_metrics, eval_env
     from ltm_gym.study import StudyDir
     from ltm_gym.study.tables import eval_documents, study_dir_rows, task_lm_rows
 

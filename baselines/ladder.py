@@ -6,7 +6,7 @@ Rows of one level (all on the level's test documents, :mod:`ltm_gym.data.tasks`)
 * ``oracle``: the same LM with one segment that states the facts each segment asks in its context
   (:func:`~ltm_gym.study.tables.stated_facts`; at a fixed distance d, the segment d back): a
   perfect-memory reference that needs no copying across more than one segment;
-* ``{policy}[{reader}]``: a scripted selection policy (:mod:`baselines.scripted_memory`: ``store``,
+* ``{policy}[{reader}]``: a scripted selection policy (:mod:`ltm_gym.baselines.scripted_memory`: ``store``,
   ``fifo``, ``unasked``, ``patient``, ``keep``) through a reader (the study's ``select`` adapters,
   or a run's co-trained reader); ``keep`` is that reader's perfect-memory reference;
 * one row per agent run evaluated on the level (its own reader when it co-trained one).
@@ -47,8 +47,8 @@ def ladder_rows(study_dir: str | Path | None, task: str | dict | TaskConfig, rea
 def agent_row(run_dir: str | Path, task: str | dict | TaskConfig | None, n_documents: int | None = None) -> SegmentMetrics:
     """An agent run evaluated on ``task``'s test documents (its own task when None), with the
     reader it was trained with (co-trained or not)."""
-    from agents.evaluation import agent_metrics, eval_env
-    from agents.training import RunConfig, build
+    from ltm_gym.agents.evaluation import agent_metrics, eval_env
+    from ltm_gym.agents.training import RunConfig, build
 
     run_dir = Path(run_dir)
     cfg = RunConfig.load(run_dir)

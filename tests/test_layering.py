@@ -17,26 +17,28 @@ ALLOWED = {
     "ltm_gym.envs": LOW | {"ltm_gym.study"},
     "ltm_gym.presets": set(),
     "ltm_gym": LOW | {"ltm_gym.study", "ltm_gym.envs"},        # the package's __init__ registers the envs
-    "agents": LOW | {"ltm_gym", "ltm_gym.study", "ltm_gym.envs"},
-    "baselines": LOW | {"ltm_gym", "ltm_gym.study", "ltm_gym.envs", "agents"},
-    "baselines.looped": {"ltm_gym.core"},
+    "ltm_gym.agents": LOW | {"ltm_gym", "ltm_gym.study", "ltm_gym.envs"},
+    "ltm_gym.baselines": LOW | {"ltm_gym", "ltm_gym.study", "ltm_gym.envs", "ltm_gym.agents"},
+    "ltm_gym.baselines.looped": {"ltm_gym.core"},
 }
+ALLOWED["ltm_gym.pipeline"] = set(ALLOWED)     # the study's orchestration composes every part below
 ALLOWED["ltm_gym.cli"] = set(ALLOWED)          # the commands sit on top: nothing may import them
+# The repository's top-level folders and the package names they install as (pyproject.toml).
+INSTALLED_AS = {"agents": "ltm_gym.agents", "baselines": "ltm_gym.baselines"}
 
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    parts = INSTALLED_AS.get(parts[0], parts[0]).split(".") + parts[1:]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def part(module: str) -> str:
     """The layer of a dotted module name."""
     p = module.split(".")
-    if p[0] == "ltm_gym":
-        return "ltm_gym" if len(p) == 1 else f"ltm_gym.{p[1]}"
-    if p[:2] == ["baselines", "looped"]:
-        return "baselines.looped"
-    return p[0]
+    if p[:3] == ["ltm_gym", "baselines", "looped"]:
+        return "ltm_gym.baselines.looped"
+    return "ltm_gym" if len(p) == 1 else f"ltm_gym.{p[1]}"
 
 
 def imported(source: str, module: str, is_package: bool = False) -> set[str]:
@@ -53,7 +55,7 @@ def imported(source: str, module: str, is_package: bool = False) -> set[str]:
                 out.add(".".join(base + ([node.module] if node.module else [])))
             elif node.module:
                 out.add(node.module)
-    return {m for m in out if m.split(".")[0] in ("ltm_gym", "agents", "baselines")}
+    return {m for m in out if m.split(".")[0] == "ltm_gym"}
 
 
 SOURCES = sorted(p for pkg in ("ltm_gym", "agents", "baselines") for p in (ROOT / pkg).rglob("*.py"))
@@ -74,7 +76,17 @@ def test_no_part_imports_one_above_it(path):
 
 def test_the_check_sees_a_function_level_import():
     """The rule covers imports inside functions (where the study pipeline's used to be)."""
-    source = "def f():\n    from agents.training import train_run\n    from .tables import report\n"
+    source = "def f():\n    from ltm_gym.agents.training import train_run\n    from .tables import report\n"
     found = imported(source, "ltm_gym.study.probe")
-    assert found == {"agents.training", "ltm_gym.study.tables"}
-    assert {part(m) for m in found} - ALLOWED["ltm_gym.study"] - {"ltm_gym.study"} == {"agents"}
+    assert found == {"ltm_gym.agents.training", "ltm_gym.study.tables"}
+    assert {part(m) for m in found} - ALLOWED["ltm_gym.study"] - {"ltm_gym.study"} == {"ltm_gym.agents"}
+
+
+def test_no_top_level_agents_or_baselines_import():
+    """agents/ and baselines/ are imported as ltm_gym.agents / ltm_gym.baselines only."""
+    bare = {str(p.relative_to(ROOT)) for p in SOURCES + sorted((ROOT / "tests").rglob("*.py"))
+            for node in ast.walk(ast.parse(p.read_text()))
+            for name in ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if name.split(".")[0] in INSTALLED_AS}
+    assert not bare, bare

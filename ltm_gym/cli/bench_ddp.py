@@ -28,7 +28,7 @@ WORKER_FLAG = "--worker"
 
 def worker(args: argparse.Namespace) -> None:
     """One launch: build, warm up, time; rank 0 prints one JSON line."""
-    from agents.training import RunConfig, build, hyperparams
+    from ltm_gym.agents.training import RunConfig, build, hyperparams
     from ltm_gym.core.config import merge, parse_overrides
     from ltm_gym.core.distributed import barrier, current
 

@@ -58,9 +58,9 @@ def worker(kind: str, d: int, points: int, steps: int, precision: str, threads: 
            reference: bool, profile: int = 0) -> dict:
     import torch
 
-    from baselines.looped.models import ModelConfig, RegressionTransformer, regression_loss
-    from baselines.looped.reference import N_EMBD, N_GRAD, N_HEAD, N_LOOPS, reference_model
-    from baselines.looped.tasks import sample_regression
+    from ltm_gym.baselines.looped.models import ModelConfig, RegressionTransformer, regression_loss
+    from ltm_gym.baselines.looped.reference import N_EMBD, N_GRAD, N_HEAD, N_LOOPS, reference_model
+    from ltm_gym.baselines.looped.tasks import sample_regression
     from ltm_gym.core import autocast
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     import torch
 
-    from baselines.looped.reference import N_EMBD, N_GRAD, N_LOOPS
+    from ltm_gym.baselines.looped.reference import N_EMBD, N_GRAD, N_LOOPS
     from ltm_gym.core import bf16_support
 
     native, why = bf16_support(torch.device("cpu"))

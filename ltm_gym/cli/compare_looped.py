@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from baselines.looped.compare import (LOOP_FACTOR, VARIANTS, baselines, common_prompts, evaluate_run, figure,
+from ltm_gym.baselines.looped.compare import (LOOP_FACTOR, VARIANTS, baselines, common_prompts, evaluate_run, figure,
                                       run_config, summary_json, table, train_or_reuse)
 from ltm_gym.core.errors import run_main
 

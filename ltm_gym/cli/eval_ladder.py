@@ -17,8 +17,8 @@ import argparse
 import time
 from pathlib import Path
 
-from baselines.ladder import agent_row, ladder_rows
-from baselines.scripted_memory import POLICIES
+from ltm_gym.baselines.ladder import agent_row, ladder_rows
+from ltm_gym.baselines.scripted_memory import POLICIES
 from ltm_gym.core.errors import run_main
 from ltm_gym.data.tasks import LEVELS, load_task
 from ltm_gym.study import StudyDir

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from baselines.looped.models import RegressionTransformer
-from baselines.looped.study import LoopedConfig, evaluate
+from ltm_gym.baselines.looped.models import RegressionTransformer
+from ltm_gym.baselines.looped.study import LoopedConfig, evaluate
 from ltm_gym.core import load_checkpoint, load_config
 from ltm_gym.core.errors import run_main
 

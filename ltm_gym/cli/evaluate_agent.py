@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agents.evaluation import evaluate_run
+from ltm_gym.agents.evaluation import evaluate_run
 from ltm_gym.core.errors import run_main
 
 

@@ -29,7 +29,7 @@ from ltm_gym.core.errors import run_main
 from ltm_gym.data.tasks import load_task
 from ltm_gym.study import StudyDir
 from ltm_gym.study.layout import from_scratch_study
-from baselines.pipeline import PipelineSettings, run_pipeline
+from ltm_gym.pipeline import PipelineSettings, run_pipeline
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,13 +26,13 @@ import shutil
 import sys
 from pathlib import Path
 
-import agents
-from agents.training import RunConfig, hyperparams, train_run
+import ltm_gym.agents as agents
+from ltm_gym.agents.training import RunConfig, hyperparams, train_run
 from ltm_gym.core import lock_run_dir, new_run_dir, refuse_existing_run, run_config_source
 from ltm_gym.core.config import load_preset_dict, merge, parse_overrides
 from ltm_gym.core.distributed import from_environment
 from ltm_gym.core.errors import run_main
-from ltm_gym.envs import LLMMemoryVectorEnv
+from ltm_gym.envs import env_config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,13 +64,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         run_config_source(args)
         given = [f for f in ("--algo", "--config", "--set", "--env-id", "--env-kwargs", "--num-envs", "--seed",
-                             "--init-from") if f in argv]
+                             "--init-from") if flag_given(f, argv)]
         if given:
             raise ValueError(f"{' '.join(given)} with --resume: a run continues with its own config "
                              f"({args.run_dir / 'config.yaml'}); only --steps may grow")
         cfg = RunConfig.load(args.run_dir)
-        if "--steps" in argv:
-            cfg.steps = max(cfg.steps, args.steps)
+        if flag_given("--steps", argv):
+            if args.steps < cfg.steps:
+                raise ValueError(f"--steps {args.steps} with --resume: the run is of {cfg.steps} env steps; "
+                                 "a resumed run may only grow")
+            cfg.steps = args.steps
         run_dir = args.run_dir
     else:
         if args.run_dir is not None and rank.is_main:
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         env_kwargs = parse_overrides(args.env_kwargs)
         if env_kwargs.get("study_dir") is not None:     # the run is found from any working directory
             env_kwargs["study_dir"] = str(Path(env_kwargs["study_dir"]).expanduser().resolve())
-        LLMMemoryVectorEnv.check_kwargs(env_kwargs)
+        env_config(env_kwargs)                          # refused by name before anything is built
         hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo, env_kwargs.get("action_mode"))
         hyper = merge(hyper, parse_overrides(args.overrides))
         cfg = RunConfig(algo=args.algo, env_id=args.env_id, env_kwargs=env_kwargs,
@@ -105,9 +108,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"agent: {run_dir / agent.file_name} ({agent.num_timesteps} env steps)")
     if args.eval:
-        from agents.evaluation import evaluate_run
+        from ltm_gym.agents.evaluation import evaluate_run
 
         print(evaluate_run(run_dir))
+
+
+def flag_given(flag: str, argv: list[str]) -> bool:
+    """Whether ``flag`` is on the command line, as ``--flag VALUE`` or ``--flag=VALUE``."""
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from baselines.looped.study import LoopedConfig, evaluate, train
+from ltm_gym.baselines.looped.study import LoopedConfig, evaluate, train
 from ltm_gym.core import add_run_args, announce, load_config, prepare_run_dir, run_config_source
 from ltm_gym.core.errors import run_main
 

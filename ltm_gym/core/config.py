@@ -8,6 +8,7 @@ range checks live in each class's ``validate()`` and use :func:`check`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -58,6 +59,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         check(value is None, key, value, "null")
         return None
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
         check(isinstance(value, Mapping), key, value, f"a mapping of {tp.__name__} fields")
         return from_dict(tp, value, prefix=key + ".")
     if origin in (list, tuple):
@@ -101,10 +104,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"unknown config key {prefix + unknown[0]!r} in {cls.__name__}; known keys: "
-            + ", ".join(sorted(fields))
-        )
+        near = difflib.get_close_matches(unknown[0], list(fields), n=1)
+        raise ConfigError(f"unknown config key {prefix + unknown[0]!r} in {cls.__name__}; "
+                          + (f"did you mean {prefix + near[0]!r}? " if near else "")
+                          + "known keys: " + ", ".join(sorted(fields)))
     kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
     obj = cls(**kwargs)
     validate(obj)

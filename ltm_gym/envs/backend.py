@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ltm_gym.core import choose_device, distributed
-from ltm_gym.core.distributed import all_reduce_grads
+from ltm_gym.core import choose_device
 from ltm_gym.data.segments import Document
 from ltm_gym.data.tasks import TaskConfig, load_task, task_documents
 from ltm_gym.lm import LLMLTM
@@ -23,11 +22,12 @@ from ltm_gym.metrics import TOP_K, perplexity, target_ranks
 
 
 class MemoryLMBackend:
-    """An LLM-LTM plus its documents (and, with ``lm_update``, the optimizer that co-trains it)."""
+    """An LLM-LTM plus its documents. The env never changes the model: a learner that trains the
+    reader online (:class:`~ltm_gym.envs.reader_training.ReaderTraining`) calls
+    :meth:`model_changed` after each update, so that what is cached about the model is recomputed."""
 
     def __init__(self, model: LLMLTM, documents: dict[str, list[Document]], tokenizer=None,
-                 device: str = "auto", lm_update: bool = False, lm_lr: float = 1e-4, corpus: Any = None,
-                 task: TaskConfig | None = None) -> None:
+                 device: str = "auto", corpus: Any = None, task: TaskConfig | None = None) -> None:
         if not documents or not any(documents.values()):
             raise ValueError("the backend needs at least one non-empty split of documents")
         self.device = choose_device(device)
@@ -37,26 +37,21 @@ class MemoryLMBackend:
         self.segment_len = next(d for docs in documents.values() for d in docs).ids.shape[1]
         self.n_slots, self.slot_dim = model.mem_cfg.n_slots, model.mem_cfg.slot_dim
         self.vocab_size = model.vocab_size
-        self.lm_update = lm_update
+        self.revision = 0
+        """Bumped whenever the model's weights change (what caches of model outputs key on)."""
         self.study: dict[str, str] | None = None
         """The study it was loaded from (:meth:`StudyDir.identity`), None when built from parts."""
         self.corpus = corpus
         """The study's corpus config (what a task's documents are generated in), when known."""
         self.task = task
         """The task whose documents these are (None: the study's own corpus)."""
-        self.optimizer = None
-        if lm_update:
-            params = [p for p in model.parameters() if p.requires_grad]
-            if not params:
-                raise ValueError("lm_update=True but the LLM-LTM has no trainable parameters")
-            self.optimizer = torch.optim.AdamW(params, lr=lm_lr)
 
     def __deepcopy__(self, memo: dict) -> "MemoryLMBackend":
         return self  # a model and a corpus are shared, never silently duplicated
 
     @classmethod
     def from_study(cls, study_dir: str | Path | None = None, config: str | Path | None = None,
-                   adapters: str = "memory", device: str = "auto", lm_update: bool = False, lm_lr: float = 1e-4,
+                   adapters: str = "memory", device: str = "auto",
                    overrides: list[str] | dict[str, Any] | None = None, untrained: bool = False,
                    task: str | dict[str, Any] | TaskConfig | None = None) -> "MemoryLMBackend":
         """The study's LM and corpus (:class:`~ltm_gym.study.StudyDir`; default: the default study).
@@ -73,12 +68,12 @@ class MemoryLMBackend:
         corpus = study.config.corpus
         documents = study.data.splits if resolved is None else task_documents(resolved, corpus, study.tokenizer)
         model = study.load_lm(adapters, untrained=untrained)
-        backend = cls(model, documents, study.tokenizer, device, lm_update, lm_lr, corpus, resolved)
+        backend = cls(model, documents, study.tokenizer, device, corpus, resolved)
         backend.study = study.identity(adapters) if study.exists() else None
         return backend
 
     def with_task(self, task: str | dict[str, Any] | TaskConfig | None) -> "MemoryLMBackend":
-        """This backend (model, tokenizer, co-training optimizer: shared) on ``task``'s documents;
+        """This backend (model and tokenizer shared) on ``task``'s documents;
         itself when it already serves that task or ``task`` is None."""
         if task is None:
             return self
@@ -90,35 +85,15 @@ class MemoryLMBackend:
         twin.task = resolved
         return twin
 
-    def frozen(self) -> "MemoryLMBackend":
-        """The same model and documents without co-training (for evaluation: stepping must not
-        train the LM)."""
-        if not self.lm_update:
-            return self
-        twin = MemoryLMBackend(self.model, self.documents, self.tokenizer, str(self.device), corpus=self.corpus,
-                               task=self.task)
-        twin.study = self.study
-        return twin
-
     def docs(self, split: str) -> list[Document]:
         if split not in self.documents or not self.documents[split]:
             known = [k for k, v in self.documents.items() if v]
             raise ValueError(f"split {split!r} has no documents; splits: {known}")
         return self.documents[split]
 
-    def update_lm(self, losses: torch.Tensor) -> float:
-        """One optimizer step on the LM loss of the reward's forward (memory is data: detached).
-        Under torchrun each rank's envs give their loss and the gradients are averaged, so every
-        rank's reader stays the one a single process stepping all the envs would train."""
-        assert self.optimizer is not None
-        self.model.train()
-        loss = losses.mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        all_reduce_grads([p for group in self.optimizer.param_groups for p in group["params"]], distributed.current())
-        self.optimizer.step()
-        self.model.eval()
-        return float(loss.detach())
+    def model_changed(self) -> None:
+        """The model's weights were changed (by a learner training the reader online)."""
+        self.revision += 1
 
     @staticmethod
     def segment_metrics(logits: torch.Tensor, ids: torch.Tensor, losses: torch.Tensor,

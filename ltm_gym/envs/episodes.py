@@ -10,8 +10,7 @@ episode terminates after the reward of the document's last segment, or is trunca
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,42 +18,11 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 
 from .backend import MemoryLMBackend
+from .config import EnvConfig
 from .reward import Reward, RewardConfig, Segments
 from .selection import candidate_slots, held_codes, segment_codes, write_selection
 
-OBS_MODES = ("tokens", "hidden")
-ACTION_MODES = ("full", "slot", "select")
-
-
-@dataclass
-class EnvSettings:
-    split: str = "train"
-    reward: RewardConfig | None = None
-    action_mode: Literal["full", "slot", "select"] = "full"
-    """full: Box(-1, 1, (n_slots, slot_dim)) is the new memory; slot: Box(-1, 1, (slot_dim + 1,)),
-    the first number picks a slot (n_slots equal bins of [-1, 1]) and the rest is written into it;
-    select: Box(-1, 1, (segment_len + n_slots,)), scores of the segment's positions and of the
-    previous slots, the top n_slots stored (ltm_gym/envs/selection.py)."""
-    action_scale: float = 1.0
-    """Memory values are ``action_scale * action``."""
-    obs_mode: Literal["tokens", "hidden"] = "tokens"
-    max_segments: int | None = None
-
-    def validate(self) -> None:
-        if self.action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode={self.action_mode!r}; allowed: {ACTION_MODES}")
-        if self.obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode={self.obs_mode!r}; allowed: {OBS_MODES}")
-        if not self.action_scale > 0:
-            raise ValueError(f"action_scale={self.action_scale} must be > 0")
-        if self.max_segments is not None and self.max_segments < 1:
-            raise ValueError(f"max_segments={self.max_segments} must be >= 1 or None")
-        if self.reward is None:
-            self.reward = RewardConfig()
-        self.reward.validate()
-
-
-def make_spaces(backend: MemoryLMBackend, s: EnvSettings) -> tuple[spaces.Dict, spaces.Box]:
+def make_spaces(backend: MemoryLMBackend, s: EnvConfig) -> tuple[spaces.Dict, spaces.Box]:
     """Observation and action space of ONE env."""
     m, d = backend.n_slots, backend.slot_dim
     memory = spaces.Box(-s.action_scale, s.action_scale, (m, d), np.float32)
@@ -93,8 +61,7 @@ def write_memory(memory: np.ndarray, actions: np.ndarray, action_mode: str, scal
 class Episodes:
     """State of N episodes (document, segment index, memory, steps) and their batched step."""
 
-    def __init__(self, backend: MemoryLMBackend, settings: EnvSettings, n: int) -> None:
-        settings.validate()
+    def __init__(self, backend: MemoryLMBackend, settings: EnvConfig, n: int) -> None:
         backend.docs(settings.split)                    # an unknown or empty split fails here, not at reset
         self.backend, self.s, self.n = backend, settings, n
         self.reward = Reward(backend, settings.reward)
@@ -106,6 +73,9 @@ class Episodes:
         self.hidden = np.zeros((n, backend.model.hidden), dtype=np.float32)
         self.last_reward = np.zeros(n, dtype=np.float64)
         self.distance = np.zeros(n, dtype=np.float64)
+        self.last_scored: tuple[torch.Tensor, Segments] | None = None
+        """The memories (n, m, d) the last step wrote and the next segments its reward scored them
+        on: what a learner that trains the reader online (:mod:`ltm_gym.envs.reader_training`) reads."""
 
     @property
     def docs(self):
@@ -263,10 +233,7 @@ class Episodes:
         if seg.lengths is not None:
             for i in range(self.n):
                 infos[i]["prefix_lengths"] = seg.lengths[i].numpy().copy()
-        if b.lm_update and "losses" in terms:
-            lm_loss = b.update_lm(terms["losses"])
-            for info in infos:
-                info["lm_loss"] = lm_loss
+        self.last_scored = (torch.from_numpy(memory), seg)
         if hidden_obs:  # the next observation's hidden states come from the reward's own forward
             self.hidden = pool(terms["hidden"])
         self.memory = memory
@@ -309,12 +276,18 @@ class DifferentiableReward:
 
     episodes: Episodes
     _needs_reset: bool
+    _closed: bool = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed; make a new env")
 
     def differentiable_reward(self, memory: torch.Tensor, prefix_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The reward ``step`` would give for writing ``memory`` (num_envs, n_slots, slot_dim) now,
         as a tensor with gradients back to ``memory`` (the pathwise gradient a differentiable
         writer trains on). ``prefix_lengths`` (num_envs, k) is needed in prefix mode. The env does
         not advance."""
+        self._check_open()
         if self._needs_reset:
             raise RuntimeError("call reset() before differentiable_reward()")
         return self.episodes.differentiable_reward(memory, prefix_lengths)
@@ -325,6 +298,7 @@ class DifferentiableReward:
         *action_shape) -> (K, num_envs) for the vector env. Each equals what ``step`` would return
         for that action now (in prefix mode with the prefix lengths the next step will draw).
         The candidates of group-sampled policy gradients (a leave-one-out baseline) come from here."""
+        self._check_open()
         if self._needs_reset:
             raise RuntimeError("call reset() before score_actions()")
         single = not isinstance(self, VectorEnv)

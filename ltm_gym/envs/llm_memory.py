@@ -2,82 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from ltm_gym.data.tasks import TaskConfig
+from ltm_gym.core import ConfigError
 
 from .backend import MemoryLMBackend
-from .reward import RewardConfig
-from .episodes import DifferentiableReward, EnvSettings, Episodes
+from .config import EnvConfig, env_config
+from .episodes import DifferentiableReward, Episodes
 
 
-def check_argument_types(func: Any, values: dict[str, Any]) -> None:
-    """Each argument of ``values`` against ``func``'s annotation (bool, int, float, str, paths,
-    dicts, None and classes), before anything is built: a wrong type is a ValueError naming the
-    argument, its value and what it takes (``--env-kwargs k=abc`` arrives as the string 'abc')."""
-    import typing
-    from types import NoneType, UnionType
-
-    hints = typing.get_type_hints(func)
-    for name, value in values.items():
-        if name not in hints:
-            continue
-        hint = hints[name]
-        kinds = typing.get_args(hint) if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union \
-            else (hint,)
-        if not any(_is_kind(value, kind) for kind in kinds):
-            allowed = " or ".join(_kind_name(k) for k in kinds)
-            raise ValueError(f"env argument {name!r} has value {value!r}; allowed: {allowed}")
-
-
-def _is_kind(value: Any, kind: Any) -> bool:
-    import typing
-    from types import NoneType
-
-    kind = typing.get_origin(kind) or kind
-    if kind is Any:
-        return True
-    if kind is NoneType:
-        return value is None
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is Path:
-        return isinstance(value, (str, Path))
-    return isinstance(value, kind) if isinstance(kind, type) else True
-
-
-def _kind_name(kind: Any) -> str:
-    import typing
-    from types import NoneType
-
-    kind = typing.get_origin(kind) or kind
-    return {NoneType: "None", bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            Path: "a path", dict: "a dict"}.get(kind, getattr(kind, "__name__", str(kind)))
-
-
-def resolve_backend(backend: MemoryLMBackend | None, study_dir: str | Path | None, config: str | Path | None,
-                    device: str, lm_update: bool, lm_lr: float, adapters: str, untrained: bool = False,
-                    task: str | dict[str, Any] | TaskConfig | None = None) -> MemoryLMBackend:
+def build_backend(cfg: EnvConfig, backend: MemoryLMBackend | None) -> MemoryLMBackend:
+    """The backend an env of ``cfg`` steps: ``backend`` (shared, on ``cfg.task``'s documents) or
+    the one ``cfg``'s study loads. Co-training is refused here: the env is a simulator."""
+    if cfg.lm_update:
+        raise ConfigError("lm_update=True trains the reader, which the env itself never does: use "
+                          "gymnasium.make(..., lm_update=True) / make_vec, which wrap the env in "
+                          "ltm_gym.envs.CoTrainReader, or wrap it yourself")
     if backend is not None:
-        if lm_update and not backend.lm_update:
-            raise ValueError("lm_update=True needs a backend built with lm_update=True")
-        return backend.with_task(task)
-    return MemoryLMBackend.from_study(study_dir, config, adapters, device, lm_update, lm_lr, untrained=untrained,
-                                      task=task)
-
-
-def env_settings(split: str, reward_mode: str, k: int, action_mode: str, action_scale: float,
-                 obs_mode: str, max_segments: int | None) -> EnvSettings:
-    return EnvSettings(split=split, reward=RewardConfig(mode=reward_mode, k=k), action_mode=action_mode,
-                       action_scale=action_scale, obs_mode=obs_mode, max_segments=max_segments)
+        return backend.with_task(cfg.task)
+    return MemoryLMBackend.from_study(cfg.study_dir, cfg.config, cfg.adapters, cfg.device, untrained=cfg.untrained,
+                                      task=cfg.task)
 
 
 class LLMMemoryEnv(DifferentiableReward, gym.Env):
@@ -127,7 +74,7 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
     written holds the fact's own code: the share of facts still held when asked). ``reset`` and
     ``step`` infos on task documents carry ``fact_due`` of the current segment: at each stated
     fact's VALUE the segment that will ask it (-1: never asked), 0 elsewhere (privileged: for the
-    scripted reference policies of :mod:`baselines.scripted_memory`).
+    scripted reference policies of :mod:`ltm_gym.baselines.scripted_memory`).
 
     ## Starting State
     A document drawn with ``self.np_random`` from the split (or ``options={"document": i}``),
@@ -151,9 +98,12 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
       none (smoke tests only: its reward means nothing).
     * ``backend``: a ready :class:`MemoryLMBackend` (shared by several envs, never copied).
     * ``split``: ``train`` | ``validation`` | ``test``.
+    Every argument is a field of :class:`~ltm_gym.envs.config.EnvConfig` (pass one as ``config``,
+    keyword arguments override it); unknown names and bad values are refused before anything loads.
     * ``reward_mode``, ``k``, ``action_mode``, ``action_scale``, ``obs_mode``, ``max_segments`` as above.
-    * ``lm_update``: co-train the LLM-LTM inside the env, one AdamW step (``lm_lr``) on the LM loss of
-      the reward's forward per step, memory detached (the study's interaction scheme).
+    * ``lm_update``: co-train the reader (the study's interaction scheme): not the simulator's job;
+      ``gymnasium.make`` returns the env wrapped in :class:`~ltm_gym.envs.reader_training.CoTrainReader`
+      (one AdamW step, ``lm_lr``, on the LM loss of what each step scored, memory detached).
     * ``device``: auto | cpu | cuda; ``render_mode``: None | ``ansi``.
 
     ## Vectorized environment
@@ -168,24 +118,18 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, study_dir: str | Path | None = None, config: str | Path | None = None,
-                 backend: MemoryLMBackend | None = None, split: str = "train", reward_mode: str = "prefix",
-                 k: int = 4, action_mode: str = "full", action_scale: float = 1.0, obs_mode: str = "tokens",
-                 max_segments: int | None = None, lm_update: bool = False, lm_lr: float = 1e-4,
-                 adapters: str = "memory", device: str = "auto", render_mode: str | None = None,
-                 untrained: bool = False, task: str | dict[str, Any] | TaskConfig | None = None) -> None:
-        check_argument_types(LLMMemoryEnv.__init__, {k: v for k, v in locals().items() if k != "self"})
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r}; allowed: {self.metadata['render_modes']} or None")
-        self.render_mode = render_mode
-        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters, untrained,
-                                       task)
-        settings = env_settings(split, reward_mode, k, action_mode, action_scale, obs_mode, max_segments)
-        self.episodes = Episodes(self.backend, settings, 1)
+    def __init__(self, config: EnvConfig | None = None, *, backend: MemoryLMBackend | None = None,
+                 **kwargs: Any) -> None:
+        self.config = cfg = env_config(kwargs, config or EnvConfig())
+        self.render_mode = cfg.render_mode
+        self.backend = build_backend(cfg, backend)
+        self.episodes = Episodes(self.backend, cfg, 1)
         self.observation_space, self.action_space = self.episodes.obs_space, self.episodes.act_space
         self._needs_reset = True
+        self._closed = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._check_open()
         super().reset(seed=seed)
         options = options or {}
         unknown = set(options) - {"document"}
@@ -200,6 +144,7 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
         return self.episodes.observation(0), info
 
     def step(self, action: np.ndarray):
+        self._check_open()
         if self._needs_reset:
             raise RuntimeError("call reset() before step() (and after an episode ends)")
         batched = action[None] if hasattr(action, "shape") else np.asarray(action)[None]
@@ -207,6 +152,10 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
         done = bool(terminated[0]) or bool(truncated[0])
         self._needs_reset = done
         return self.episodes.observation(0), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), infos[0]
+
+    def close(self) -> None:
+        self._closed = True
+        super().close()
 
     def _scoring_rngs(self) -> list[np.random.Generator]:
         return [self.np_random]

@@ -9,8 +9,8 @@ Modes (``RewardConfig.mode``), after the write, on the next segment s_{t+1}:
 * ``prefix`` (the study): -(1/k) sum_i L(s_{t+1}[0:l_i] | m_t), l_i uniform in [1, L], all k
   prefixes from ONE forward (a causal LM's prefix loss is a cumulative mean of its token losses);
 * ``full``: -CE of s_{t+1}; ``answer``: -CE of its answer tokens (synthetic recall corpus);
-* ``delta``: CE of s_{t+1} without memory minus CE with it (the no-memory CE is cached while the
-  LM is frozen);
+* ``delta``: CE of s_{t+1} without memory minus CE with it (the no-memory CE is cached per model
+  revision, :attr:`MemoryLMBackend.revision`);
 * ``mimic``: d_{t-1} - d_t, d_t = sum_i min_j ||A m_{t,i} - emb_j|| (hypothesis 1; no LM forward
   unless hidden states are wanted for the observation).
 """
@@ -77,7 +77,7 @@ class Reward:
         model = backend.model
         A = fixed_projection(model.mem_cfg.slot_dim, model.hidden, model.mem_cfg.projection_seed)
         self._A = A.to(backend.device)
-        self._no_memory_ce: dict[tuple[int, int, str], float] = {}
+        self._no_memory_ce: dict[tuple[int, int, str], tuple[int, float]] = {}   # key -> (revision, CE)
         self.shared_trunk = True
         """K candidates share the memory-free blocks in :meth:`candidates` when the LM allows it
         (off: one plain forward per candidate, the reference of ``scripts/bench_env.py``)."""
@@ -109,7 +109,7 @@ class Reward:
         """Reward (N,) of memories (N, m, d) on ``seg``, plus what was computed on the way:
         ``losses`` (N, L) and ``logits`` (N, L, V) of the LM forward, ``hidden`` (N, L, H) with
         ``want_hidden``, ``distance`` (N,) in mimic mode. With ``grad=True`` the reward keeps its
-        graph back to ``memory``; otherwise it runs without one unless the LM is co-trained."""
+        graph back to ``memory``; otherwise it runs without one."""
         b, mode = self.backend, self.cfg.mode
         memory = memory.to(b.device)
         out: dict[str, torch.Tensor] = {}
@@ -122,7 +122,7 @@ class Reward:
             if not want_hidden:
                 return out
         ids = seg.ids.to(b.device)
-        with torch.set_grad_enabled(grad or b.lm_update):
+        with torch.set_grad_enabled(grad):
             forward = b.model(ids, memory, return_hidden=want_hidden)
         out["logits"], out["losses"] = forward[0], forward[1]
         if want_hidden:
@@ -173,12 +173,12 @@ class Reward:
         return self.from_losses(losses.reshape(K * N, -1), seg.repeat(K)).view(K, N)
 
     def no_memory_ce(self, ids: torch.Tensor, keys: list[tuple[int, int, str]]) -> torch.Tensor:
-        """CE of segments without memory, cached per key while the LM is frozen."""
+        """CE of segments without memory, cached per key and model revision."""
         b = self.backend
-        missing = [i for i, k in enumerate(keys) if k not in self._no_memory_ce or b.lm_update]
+        missing = [i for i, k in enumerate(keys) if self._no_memory_ce.get(k, (-1, 0.0))[0] != b.revision]
         if missing:
             with torch.no_grad():
                 _, losses = b.model(ids[missing].to(b.device))
             for i, ce in zip(missing, losses.mean(1).tolist()):
-                self._no_memory_ce[keys[i]] = ce
-        return torch.tensor([self._no_memory_ce[k] for k in keys])
+                self._no_memory_ce[keys[i]] = (b.revision, ce)
+        return torch.tensor([self._no_memory_ce[k][1] for k in keys])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-import inspect
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,11 +10,12 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from ltm_gym.data.tasks import TaskConfig
+from ltm_gym.core import ConfigError
 
 from .backend import MemoryLMBackend
+from .config import EnvConfig, env_config
 from .episodes import DifferentiableReward, Episodes
-from .llm_memory import LLMMemoryEnv, check_argument_types, env_settings, resolve_backend
+from .llm_memory import LLMMemoryEnv, build_backend
 
 
 class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
@@ -28,58 +27,44 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
     Env i draws its documents and prefix lengths from its own generator, seeded ``seed + i`` at
     ``reset(seed=seed)`` exactly as a single env reset with that seed, so the rewards equal those of
     N single envs;
+    ``reset(seed=[s_0, ..., s_{N-1}])`` seeds each env on its own;
     ``reset(options={"documents": [...]})`` fixes the documents of the first episodes.
+    Arguments: those of the single env (:class:`~ltm_gym.envs.config.EnvConfig`); Gymnasium's
+    ``max_episode_steps`` is ``max_segments`` (the smaller one counts when both are given).
     """
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, num_envs: int = 1, study_dir: str | Path | None = None, config: str | Path | None = None,
-                 backend: MemoryLMBackend | None = None, split: str = "train", reward_mode: str = "prefix",
-                 k: int = 4, action_mode: str = "full", action_scale: float = 1.0, obs_mode: str = "tokens",
-                 max_segments: int | None = None, lm_update: bool = False, lm_lr: float = 1e-4,
-                 adapters: str = "memory", device: str = "auto", render_mode: str | None = None,
-                 max_episode_steps: int | None = None, untrained: bool = False,
-                 task: str | dict[str, Any] | TaskConfig | None = None) -> None:
-        check_argument_types(LLMMemoryVectorEnv.__init__, {k: v for k, v in locals().items() if k != "self"})
-        if num_envs < 1:
-            raise ValueError(f"num_envs={num_envs} must be >= 1")
+    def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, *,
+                 backend: MemoryLMBackend | None = None, max_episode_steps: int | None = None,
+                 **kwargs: Any) -> None:
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ConfigError(f"num_envs={num_envs!r} must be an integer >= 1")
+        cfg = env_config(kwargs, config or EnvConfig())
+        if max_episode_steps is not None:
+            limit = max_episode_steps if cfg.max_segments is None else min(max_episode_steps, cfg.max_segments)
+            cfg = env_config({"max_segments": limit}, cfg)
+        self.config = cfg
         self.num_envs = num_envs
-        self.render_mode = render_mode
-        self.backend = resolve_backend(backend, study_dir, config, device, lm_update, lm_lr, adapters, untrained,
-                                       task)
-        limit = max_segments if max_segments is not None else max_episode_steps
-        settings = env_settings(split, reward_mode, k, action_mode, action_scale, obs_mode, limit)
-        self.episodes = Episodes(self.backend, settings, num_envs)
+        self.render_mode = cfg.render_mode
+        self.backend = build_backend(cfg, backend)
+        self.episodes = Episodes(self.backend, cfg, num_envs)
         self.single_observation_space = self.episodes.obs_space
         self.single_action_space = self.episodes.act_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._needs_reset = True
+        self._closed = False
 
     @classmethod
     def from_env(cls, env: "LLMMemoryEnv", num_envs: int = 1, max_steps: int | None = None) -> "LLMMemoryVectorEnv":
-        """A vector env with ``env``'s backend and settings (shared, not copied): how a single env
+        """A vector env with ``env``'s backend and config (shared, not copied): how a single env
         is wrapped for agents that step vector envs. ``max_steps``: a time limit (a TimeLimit
         wrapper's) on top of the env's own ``max_segments``."""
-        s = env.episodes.s
-        limit = s.max_segments if max_steps is None else min(max_steps, s.max_segments or max_steps)
-        return cls(num_envs, backend=env.backend, split=s.split, reward_mode=s.reward.mode, k=s.reward.k,
-                   action_mode=s.action_mode, action_scale=s.action_scale, obs_mode=s.obs_mode,
-                   max_segments=limit, render_mode=env.render_mode)
-
-    @classmethod
-    def check_kwargs(cls, kwargs: dict[str, Any]) -> None:
-        """Refuse argument names the env does not take (naming the closest one) and values of the
-        wrong type before anything is built: what the scripts' ``--env-kwargs`` go through."""
-
-        known = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "num_envs", "backend")]
-        for name in kwargs:
-            if name not in known:
-                near = difflib.get_close_matches(name, known, n=1)
-                raise ValueError(f"env argument {name!r} is not one of LLMMemory-v0's "
-                                 + (f"(did you mean {near[0]!r}?)" if near else f"({', '.join(known)})"))
-        check_argument_types(cls.__init__, kwargs)
+        cfg = env.config
+        limit = cfg.max_segments if max_steps is None else min(max_steps, cfg.max_segments or max_steps)
+        return cls(num_envs, replace(cfg, max_segments=limit), backend=env.backend)
 
     @property
     def n_documents(self) -> int:
@@ -91,11 +76,22 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
         return {k: np.stack([o[k] for o in obs]) for k in obs[0]}
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        if seed is not None:
-            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
+        self._check_open()
+        options = options or {}
+        unknown = set(options) - {"documents"}
+        if unknown:
+            hint = " (one document per env: 'documents')" if "document" in unknown else ""
+            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['documents']{hint}")
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != self.num_envs:
+                raise ValueError(f"reset(seed=...) has {len(seed)} seeds for {self.num_envs} envs")
+            seeds = [int(s) for s in seed]
+        else:
+            seeds = None if seed is None else [seed + i for i in range(self.num_envs)]
+        super().reset(seed=None if seeds is None else seeds[0])
+        if seeds is not None:
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        documents = (options or {}).get("documents") or [None] * self.num_envs
+        documents = options.get("documents") or [None] * self.num_envs
         if len(documents) != self.num_envs:
             raise ValueError(f"options['documents'] has {len(documents)} entries for {self.num_envs} envs")
         for i in range(self.num_envs):
@@ -104,6 +100,7 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
         return self._stack(), {"document": self.episodes.doc.copy(), "segment": self.episodes.t.copy()}
 
     def step(self, actions: np.ndarray):
+        self._check_open()
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
         rewards, terminated, truncated, infos = self.episodes.step(actions, self._rngs)
@@ -129,29 +126,23 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
         return self._rngs
 
     def get_state(self) -> dict[str, Any]:
-        """Everything that decides the env's future: the episodes, each env's generator and, with
-        ``lm_update``, the co-trained read path and its optimizer. With :meth:`set_state` a run
-        killed and resumed steps exactly as the uninterrupted one."""
-        state: dict[str, Any] = {"episodes": self.episodes.state_dict(), "needs_reset": self._needs_reset,
-                                 "rngs": [r.bit_generator.state for r in self._rngs]}
-        if self.backend.lm_update:
-            state["reader"] = self.backend.model.adapter_state()
-            state["lm_optimizer"] = self.backend.optimizer.state_dict()
-        return state
+        """Everything that decides the env's future: the episodes and each env's generator. With
+        :meth:`set_state` a run killed and resumed steps exactly as the uninterrupted one."""
+        return {"episodes": self.episodes.state_dict(), "needs_reset": self._needs_reset,
+                "rngs": [r.bit_generator.state for r in self._rngs]}
 
     def set_state(self, state: dict[str, Any]) -> None:
         if len(state["rngs"]) != self.num_envs:
             raise ValueError(f"the saved env state is of {len(state['rngs'])} envs; this env has {self.num_envs}")
-        if ("reader" in state) != self.backend.lm_update:
-            raise ValueError(f"the saved env state was {'' if 'reader' in state else 'not '}co-trained "
-                             f"(lm_update); this env has lm_update={self.backend.lm_update}")
+        if "reader" in state:
+            raise ValueError("the saved env state holds a co-trained reader; this env co-trains none (lm_update=false)")
         self.episodes.load_state_dict(state["episodes"])
         for rng, rs in zip(self._rngs, state["rngs"]):
             rng.bit_generator.state = rs
         self._needs_reset = state["needs_reset"]
-        if "reader" in state:
-            self.backend.model.load_adapter_state(state["reader"], "the saved env state")
-            self.backend.optimizer.load_state_dict(state["lm_optimizer"])
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self._closed = True
 
     def render(self) -> tuple[str, ...] | None:
         if self.render_mode == "ansi":

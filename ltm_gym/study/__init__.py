@@ -2,7 +2,7 @@
 names), its config, the LM stages, the tables and the plots.
 
 Composes ``data`` and ``lm``; the envs load a study through :class:`StudyDir`. The end-to-end
-pipeline, which also runs the agents and the differentiable writer, is ``baselines.pipeline``.
+pipeline, which also runs the agents and the differentiable writer, is ``ltm_gym.baselines.pipeline``.
 """
 
 from .config import StageConfig, StudyConfig

@@ -13,7 +13,7 @@ Every condition is scored on the same test segments (every segment that has a pr
                            with the codes of ``n_slots`` random positions of the previous segment,
                            the memory a policy that learned nothing writes.
 
-Agent rows (``agents.evaluation``) come from stepping the env; they land in the same
+Agent rows (``ltm_gym.agents.evaluation``) come from stepping the env; they land in the same
 :class:`~ltm_gym.metrics.SegmentMetrics` and so in the same table. This module also writes the
 tables (markdown, CSV, JSON with per-position curves) and the share of the recall gap each row closes.
 """

@@ -58,8 +58,8 @@ def policy_outputs(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's policy's log-probabilities over the segment positions of fixed observations (the
     reset memory's empty slots have a fixed -1e4 logit, whose float32 rounding is ~1e-3), and the
     same for its untrained start."""
-    from agents.reinforce import to_tensors
-    from agents.training import RunConfig, build
+    from ltm_gym.agents.reinforce import to_tensors
+    from ltm_gym.agents.training import RunConfig, build
 
     _, agent = build(RunConfig.load(run_dir), None, num_envs=6)
     obs, _ = agent.env.reset(seed=11)

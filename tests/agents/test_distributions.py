@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from agents.distributions import (categorical_entropy, gumbel_top_k, leave_one_out, plackett_luce_log_prob,
+from ltm_gym.agents.distributions import (categorical_entropy, gumbel_top_k, leave_one_out, plackett_luce_log_prob,
                                   selection_scores)
 
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.imitation import hypothesis2_batch, imitate_hypothesis2, imitation_documents
-from agents.networks import WriterConfig
-from agents.reinforce import ReinforceAgent, ReinforceConfig
+from ltm_gym.agents.imitation import hypothesis2_batch, imitate_hypothesis2, imitation_documents
+from ltm_gym.agents.networks import WriterConfig
+from ltm_gym.agents.reinforce import ReinforceAgent, ReinforceConfig
 from ltm_gym.envs import LLMMemoryVectorEnv
 from ltm_gym.lm.memory import previous_segment_memory
 

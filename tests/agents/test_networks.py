@@ -3,7 +3,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents.networks import ObservationEncoder, SelectionScorer, WriterConfig, code_matches
+from ltm_gym.agents.networks import ObservationEncoder, SelectionScorer, WriterConfig, code_matches
 
 
 def obs_space(L: int = 12, vocab: int = 50) -> spaces.Dict:
@@ -65,8 +65,8 @@ def test_selection_scorer_starts_as_without_codes_and_can_learn_from_them():
 def test_selection_scorer_never_keeps_an_empty_slot():
     """A slot of zeros (after a reset) gets EMPTY_SLOT_LOGIT however strong the keep prior: a policy
     that prefers keeping still writes from an empty memory; written slots get the prior."""
-    from agents.distributions import categorical_entropy, gumbel_top_k, plackett_luce_log_prob
-    from agents.networks import EMPTY_SLOT_LOGIT
+    from ltm_gym.agents.distributions import categorical_entropy, gumbel_top_k, plackett_luce_log_prob
+    from ltm_gym.agents.networks import EMPTY_SLOT_LOGIT
 
     torch.manual_seed(0)
     scorer = SelectionScorer(obs_space(), WriterConfig(d_model=16, n_head=2))

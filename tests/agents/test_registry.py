@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
-import agents
-from agents.evaluation import agent_metrics
+import ltm_gym.agents as agents
+from ltm_gym.agents.evaluation import agent_metrics
 from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv
 
 SMALL = {
@@ -34,8 +34,8 @@ def tensorboard_tags(log_dir: Path) -> set[str]:
 
 
 def test_every_name_has_a_small_config():
-    from agents.registry import SB3_NAMES
-    from agents.sb3 import algorithms
+    from ltm_gym.agents.registry import SB3_NAMES
+    from ltm_gym.agents.sb3 import algorithms
 
     assert set(SMALL) == set(agents.NAMES)
     assert set(algorithms()) == set(SB3_NAMES)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.networks import WriterConfig, gaussian_entropy, squashed_sample
-from agents.reinforce import ReinforceAgent, ReinforceConfig, group_advantages, reinforce_loss, returns_to_go
+from ltm_gym.agents.networks import WriterConfig, gaussian_entropy, squashed_sample
+from ltm_gym.agents.reinforce import ReinforceAgent, ReinforceConfig, group_advantages, reinforce_loss, returns_to_go
 from ltm_gym.data.segments import Document
 from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv, MemoryLMBackend
 from tests.envs.conftest import MemorySumLM
@@ -102,7 +102,7 @@ def test_selection_update_moves_probability_toward_the_better_sample(backend):
 
 
 def test_episode_advantages_leave_one_out_over_reward_to_go():
-    from agents.reinforce import episode_advantages
+    from ltm_gym.agents.reinforce import episode_advantages
 
     # 2 groups of K = 2 episodes, 3 steps; the last env's episode ends after step 1
     r = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0], [1.0, 0.0, 0.0, 9.0]])

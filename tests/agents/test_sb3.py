@@ -8,8 +8,8 @@ import torch
 
 import pytest
 
-import agents
-from agents.training import hyperparams
+import ltm_gym.agents as agents
+from ltm_gym.agents.training import hyperparams
 from ltm_gym.core import ConfigError
 from ltm_gym.envs import LLMMemoryVectorEnv
 
@@ -91,7 +91,7 @@ def test_priors_need_a_selection_policy(backend):
 
 
 def test_candidate_head_scores_every_candidate_alike_and_reloads(backend, tmp_path):
-    from agents.sb3 import CandidateHead
+    from ltm_gym.agents.sb3 import CandidateHead
 
     env = LLMMemoryVectorEnv(2, backend=backend, action_mode="select")
     config = {**hyperparams("ppo"), "n_steps": 8, "batch_size": 16, "features": {"d_model": 32, "n_head": 2},

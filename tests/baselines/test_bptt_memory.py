@@ -5,8 +5,8 @@ import pytest
 import torch
 import yaml
 
-from agents.evaluation import agent_metrics
-from baselines.bptt_memory import (BPTTConfig, WriterAgent, build_writer, document_batch, load_writer, train_writer,
+from ltm_gym.agents.evaluation import agent_metrics
+from ltm_gym.baselines.bptt_memory import (BPTTConfig, WriterAgent, build_writer, document_batch, load_writer, train_writer,
                                    unroll)
 from ltm_gym.core import ConfigError, load_config, to_dict
 from ltm_gym.envs import LLMMemoryEnv, Reward
@@ -89,7 +89,7 @@ def test_training_lowers_the_loss_resumes_and_warm_starts_reinforce(backend, tmp
     obs = {"tokens": backend.docs("test")[0].ids[:1].numpy(), "memory": np.zeros((1, backend.n_slots, backend.slot_dim),
                                                                                   np.float32)}
     # REINFORCE starts from the writer: its deterministic action is the writer's
-    from agents.reinforce import ReinforceAgent, ReinforceConfig
+    from ltm_gym.agents.reinforce import ReinforceAgent, ReinforceConfig
     from ltm_gym.envs import LLMMemoryVectorEnv
 
     env = LLMMemoryVectorEnv(num_envs=2, backend=backend)
@@ -141,7 +141,7 @@ def test_reader_trains_with_the_writer_and_is_restored(study_data, tmp_path):
 def test_writer_trains_and_is_evaluated_on_a_memory_task(tiny_study, tmp_path):
     """``task``: the writer unrolls through the task's documents and its row has recall by the
     facts' distance beside the task's LM rows; a bad level is named before anything trains."""
-    from baselines.bptt_memory import evaluate_writer
+    from ltm_gym.baselines.bptt_memory import evaluate_writer
 
     with pytest.raises(ConfigError, match="recall-d3"):
         small_cfg(task="recall-d3").validate()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from baselines.scripted_memory import ScriptedSelector, scripted_metrics
+from ltm_gym.baselines.scripted_memory import ScriptedSelector, scripted_metrics
 from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend
 from tests.fixtures import tiny_study_config
 

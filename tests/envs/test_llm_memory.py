@@ -188,19 +188,34 @@ def test_hidden_observation(backend, reward_mode):
     assert np.allclose(obs2["hidden"], expected, atol=1e-5)
 
 
-def test_lm_update_co_trains(study_data):
+def test_the_env_is_a_simulator_and_co_training_is_a_wrapper(study_data):
+    """step never changes the model; lm_update=True (gym.make) wraps the env, whose step then takes
+    one AdamW step on the LM loss of exactly what the reward scored."""
+    from ltm_gym.envs import CoTrainReader, LLMMemoryEnv
     from ltm_gym.lm import build_llmltm
 
     cfg = tiny_study_config()
     model = build_llmltm(cfg.lm, study_data.tokenizer, seed=0)
-    backend = MemoryLMBackend(model, study_data.splits, study_data.tokenizer, device="cpu", lm_update=True, lm_lr=1e-2)
-    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    env = make(backend, lm_update=True)
+    backend = MemoryLMBackend(model, study_data.splits, study_data.tokenizer, device="cpu")
+    trainable = lambda: {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}  # noqa: E731
+    before = trainable()
+    action = np.full((4, 16), 0.5, np.float32)
+    plain = LLMMemoryEnv(backend=backend, reward_mode="full")
+    plain.reset(seed=0)
+    _, reward, *_, info = plain.step(action)
+    assert "lm_loss" not in info and all(torch.equal(p, before[n]) for n, p in trainable().items())
+    with pytest.raises(ValueError, match="lm_update=True trains the reader"):
+        LLMMemoryEnv(backend=backend, lm_update=True)
+
+    env = gym.make("ltm_gym/LLMMemory-v0", backend=backend, reward_mode="full", lm_update=True, lm_lr=1e-2)
+    assert isinstance(env.env.env, CoTrainReader)
     env.reset(seed=0)
-    info = env.step(np.full(env.action_space.shape, 0.5, np.float32))[-1]
-    assert "lm_loss" in info
-    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    _, wrapped_reward, *_, info = env.step(action)
+    assert wrapped_reward == pytest.approx(reward, abs=1e-6)        # the reward is scored before the update
+    assert info["lm_loss"] == pytest.approx(-reward, abs=1e-5)       # on what the reward scored (full: mean CE)
+    changed = [n for n, p in trainable().items() if not torch.equal(p, before[n])]
     assert any("lora" in n for n in changed)
+    assert backend.revision == 1
 
 
 def test_reset_options_and_render(backend):

@@ -1,6 +1,6 @@
 import pytest
 
-from baselines.looped.study import LoopedConfig
+from ltm_gym.baselines.looped.study import LoopedConfig
 from ltm_gym.core import load_config
 
 

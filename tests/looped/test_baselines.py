@@ -1,7 +1,7 @@
 import torch
 
-from baselines.looped import evaluate as ev
-from baselines.looped.tasks import sample_regression
+from ltm_gym.baselines.looped import evaluate as ev
+from ltm_gym.baselines.looped.tasks import sample_regression
 
 
 def prompts(d=5, n=11, count=3000):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from baselines.looped.models import ModelConfig, RegressionTransformer, count_parameters, regression_loss
+from ltm_gym.baselines.looped.models import ModelConfig, RegressionTransformer, count_parameters, regression_loss
 from ltm_gym.core import ConfigError, from_dict
 
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from baselines.looped.models import ModelConfig, RegressionTransformer, regression_loss
+from ltm_gym.baselines.looped.models import ModelConfig, RegressionTransformer, regression_loss
 from ltm_gym.core import autocast
-from baselines.looped import reference as bench
+from ltm_gym.baselines.looped import reference as bench
 
 
 def module_pairs(ours: RegressionTransformer, ref: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.nn.Module]]:

@@ -2,9 +2,9 @@ import json
 
 import torch
 
-from baselines.looped.study import evaluate, make_batch_fn, train
+from ltm_gym.baselines.looped.study import evaluate, make_batch_fn, train
 from ltm_gym.core import ConfigError, load_checkpoint, load_config
-from baselines.looped.study import LoopedConfig
+from ltm_gym.baselines.looped.study import LoopedConfig
 
 import pytest
 

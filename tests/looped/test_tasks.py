@@ -1,6 +1,6 @@
 import torch
 
-from baselines.looped.tasks import Stage, sample_regression
+from ltm_gym.baselines.looped.tasks import Stage, sample_regression
 
 
 def test_statistics_and_zeroed_coordinates():

@@ -29,8 +29,14 @@ def test_wheel_holds_every_preset(wheel):
     assert sorted(p[len("ltm_gym/presets/"):-len(".yaml")] for p in presets) == preset_names()
     assert {"tiny", "looped-cpu", "bptt-tiny", "agents/ppo", "agents/ppo-select", "agents/a2c-select",
             "agents/reinforce"} <= set(preset_names())
-    for package in ("ltm_gym/study/layout.py", "ltm_gym/envs/reward.py", "agents/base.py", "baselines/looped/reference.py"):
+    for package in ("ltm_gym/study/layout.py", "ltm_gym/envs/reward.py", "ltm_gym/agents/base.py",
+                    "ltm_gym/baselines/looped/reference.py", "ltm_gym/pipeline/study.py"):
         assert package in names
+    assert not {n.split("/")[0] for n in names if n.endswith(".py")} - {"ltm_gym"}    # no top-level agents, baselines
+    packages = {str(p.parent.relative_to(ROOT)) for p in ROOT.glob("**/__init__.py")
+                if p.parts[len(ROOT.parts)] in ("ltm_gym", "agents", "baselines")}
+    installed = {f"ltm_gym/{d}" if d.split("/")[0] in ("agents", "baselines") else d for d in packages}
+    assert {f"{d}/__init__.py" for d in installed} <= set(names), "a package is missing from pyproject's list"
     shipped = {n[len("ltm_gym/default_study/"):] for n in names if n.startswith("ltm_gym/default_study/")}
     assert {"config.yaml", "reference.json", "lora_baseline.safetensors", "memory_lm.safetensors",
             "select_lm.safetensors", "lm/config.json"} <= shipped
@@ -47,13 +53,13 @@ import sys
 sys.path = [p for p in sys.path if p not in ({str(ROOT)!r}, '', '.')]
 sys.path.insert(0, {str(site)!r})
 import gymnasium as gym, ltm_gym
-import agents, baselines
+import ltm_gym.agents as agents, ltm_gym.baselines as baselines
 assert all(m.__file__.startswith({str(site)!r}) for m in (ltm_gym, agents, baselines)), ltm_gym.__file__
 from ltm_gym.core import load_config
 from ltm_gym.core.config import load_preset_dict, preset_names
 from ltm_gym.study import StudyConfig
-from baselines.looped.study import LoopedConfig
-from baselines.bptt_memory import BPTTConfig
+from ltm_gym.baselines.looped.study import LoopedConfig
+from ltm_gym.baselines.bptt_memory import BPTTConfig
 kinds = {{"tiny": StudyConfig, "rugpt3small": StudyConfig, "smollm2-recall": StudyConfig, "bptt-tiny": BPTTConfig}}
 for name in preset_names():
     if name.startswith("looped"):

@@ -4,7 +4,7 @@ error naming the file, and the file is left as it was."""
 import pytest
 import torch
 
-import agents
+import ltm_gym.agents as agents
 from ltm_gym.core import ArtifactError, load_checkpoint, save_checkpoint
 from ltm_gym.envs import LLMMemoryVectorEnv
 from tests.agents.test_registry import SMALL

@@ -35,7 +35,7 @@ def test_run_main_reports_input_errors_and_keeps_bug_tracebacks(capsys):
 
 
 def test_looped_run_dirs(tiny_cfg, tmp_path, capsys):
-    from baselines.looped.study import train
+    from ltm_gym.baselines.looped.study import train
 
     cfg_file = tmp_path / "looped.yaml"
     cfg_file.write_text(yaml.safe_dump(to_dict(tiny_cfg)))
@@ -118,7 +118,7 @@ def test_a_bad_split_or_reward_mode_is_named_when_the_env_is_made(backend):
 
 
 def test_eval_looped_writes_its_own_folder_and_labels_its_rows(tiny_cfg, tmp_path, capsys):
-    from baselines.looped.study import evaluate, train
+    from ltm_gym.baselines.looped.study import evaluate, train
 
     run = tmp_path / "run"
     model = train(tiny_cfg, run)

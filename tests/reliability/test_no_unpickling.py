@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import agents
+import ltm_gym.agents as agents
 from ltm_gym.core import ArtifactError, load_checkpoint, save_checkpoint
 from tests.agents.test_registry import SMALL
 

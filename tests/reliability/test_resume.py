@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.training import RunConfig, build, train_run
+from ltm_gym.agents.training import RunConfig, build, train_run
 from tests.agents.test_registry import SMALL
 
 
@@ -53,7 +53,7 @@ def test_interrupted_run_resumes_exactly(tiny_study, tmp_path, name, env_kwargs)
 
 def test_a_run_dir_of_another_config_is_refused_or_set_aside(tiny_study, tmp_path):
     from ltm_gym.core import ConfigError
-    from baselines.pipeline import set_aside
+    from ltm_gym.pipeline import set_aside
 
     cfg = run_config("reinforce", tiny_study, 8)
     train_run(cfg, tmp_path / "run", progress=False)
@@ -63,7 +63,7 @@ def test_a_run_dir_of_another_config_is_refused_or_set_aside(tiny_study, tmp_pat
     with pytest.raises(ConfigError, match="hyperparams.lr: None -> 0.5"):
         train_run(other, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "agent.pt").read_bytes() == before
-    from agents.training import stored_changes
+    from ltm_gym.agents.training import stored_changes
 
     longer = run_config("reinforce", tiny_study, 16)                   # more steps is the same run, resumed
     assert stored_changes(longer, tmp_path / "run") == []

@@ -7,7 +7,7 @@ from agent pre-training on EmbeddingMimic-v0 (hypothesis 1) -> the differentiabl
 
 Every stage is cached in the study directory and resumes after an interruption; a finished one
 is skipped. It composes the LM stages (``ltm_gym.study``), the agents and the differentiable writer,
-so it sits at the top of the import graph, beside the baselines it runs; nothing imports it but
+so it sits above them in the import graph; nothing imports it but
 ``scripts/run_study.py``.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from agents.evaluation import agent_metrics, eval_env
-from agents.training import RunConfig, hyperparams, stored_changes, train_run
+from ltm_gym.agents.evaluation import agent_metrics, eval_env
+from ltm_gym.agents.training import RunConfig, hyperparams, stored_changes, train_run
 from ltm_gym.core import config_changes, load_config, to_dict
 from ltm_gym.core.config import merge
 from ltm_gym.data.tasks import load_task
@@ -29,8 +29,8 @@ from ltm_gym.study.plots import plot_study
 from ltm_gym.study.stages import run_stage, stages_for
 from ltm_gym.study.tables import eval_documents, ladder_summary, ladder_table, report, study_dir_rows, write_ladder
 
-from .bptt_memory import BPTTConfig, WriterAgent, evaluate_writer, train_writer
-from .ladder import agent_row, ladder_rows
+from ltm_gym.baselines.bptt_memory import BPTTConfig, WriterAgent, evaluate_writer, train_writer
+from ltm_gym.baselines.ladder import agent_row, ladder_rows
 
 
 @dataclass
@@ -66,7 +66,7 @@ class PipelineSettings:
     ladder: tuple[str, ...] = ("recall-d1", "recall-d4", "recall-mixed")
     """Levels of the memory-task ladder (:mod:`ltm_gym.data.tasks`) the report ends with: no memory,
     the oracle and the scripted selection policies through the study's ``select`` reader
-    (:mod:`baselines.ladder`); () for none."""
+    (:mod:`ltm_gym.baselines.ladder`); () for none."""
     ladder_steps: int = 0
     """REINFORCE env steps of each of the ladder's agents (0: none): selection agents co-trained with
     their readers (lm_lr 1e-4), one per level of ``ladder_agents``, the first from scratch and each
