@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: demo test test-bf16 install clean natural-corpus
+.PHONY: demo test test-bf16 install clean natural-corpus books
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ natural-corpus: $(STAMP)
 	cd data/debian && (ls $(NATURAL_PKG)_*.deb >/dev/null 2>&1 || apt-get download $(NATURAL_PKG))
 	dpkg -x data/debian/$(NATURAL_PKG)_*.deb data/debian/$(NATURAL_PKG)
 	$(PY) scripts/build_linked_corpus.py data/debian/$(NATURAL_PKG)/$(NATURAL_HTML) data/$(NATURAL_PKG).jsonl
+
+# Optional, never needed by `make test`: rebuild the shipped book text (the bAbI tasks' background,
+# ltm_gym/data/austen.json.gz) from Debian's r-cran-janeaustenr, unpacked under data/debian.
+books: $(STAMP)
+	mkdir -p data/debian
+	cd data/debian && (ls r-cran-janeaustenr_*.deb >/dev/null 2>&1 || apt-get download r-cran-janeaustenr)
+	dpkg -x data/debian/r-cran-janeaustenr_*.deb data/debian/janeaustenr
+	$(PY) -m pip install --quiet $(PIP_C) rdata
+	$(PY) scripts/build_books.py data/debian/janeaustenr
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -9,7 +9,13 @@ Rows of one level (all on the level's test documents, :mod:`ltm_gym.data.tasks`)
 * ``{policy}[{reader}]``: a scripted selection policy (:mod:`ltm_gym.baselines.scripted_memory`: ``store``,
   ``fifo``, ``unasked``, ``patient``, ``keep``) through a reader (the study's ``select`` adapters,
   or a run's co-trained reader); ``keep`` is that reader's perfect-memory reference;
+* ``retrieval[{reader}]`` (bAbI levels): at the question, the positions of the whole history that
+  share the most words with it (:mod:`ltm_gym.baselines.retrieval`: unlimited storage, what RAG does);
 * one row per agent run evaluated on the level (its own reader when it co-trained one).
+
+On the bAbI levels (:mod:`ltm_gym.data.babilong`) only the question's segment is scored, recall is
+the exact-match accuracy of the answer word, and the scripted rows are ``keep`` (privileged: it
+stores the supporting facts and holds them: the 10-slot memory's ceiling) and ``random``.
 
 Columns: answer CE, exact recall, the share of the answer-CE gap (no memory -> oracle) closed with
 its 95 % paired-bootstrap interval over the documents, the share of facts held in memory when
@@ -21,30 +27,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ltm_gym.data.tasks import TaskConfig, load_task
+from ltm_gym.data.babilong import BabiTaskConfig
+from ltm_gym.data.tasks import AnyTask, load_task
 from ltm_gym.metrics import SegmentMetrics
 from ltm_gym.study import StudyDir
 from ltm_gym.study.tables import task_lm_rows
 
+from .retrieval import retrieval_row
 from .scripted_memory import POLICIES, scripted_row
 
+BABI_POLICIES = ("keep", "random")
+"""The scripted rows of a bAbI level (the ladder's others need facts asked at known distances)."""
 
-def ladder_rows(study_dir: str | Path | None, task: str | dict | TaskConfig, readers: Sequence[str] = ("select",),
-                policies: Sequence[str] = POLICIES, n_documents: int | None = None,
+
+def ladder_rows(study_dir: str | Path | None, task: str | dict | AnyTask, readers: Sequence[str] = ("select",),
+                policies: Sequence[str] | None = None, n_documents: int | None = None,
                 device: str = "auto") -> dict[str, SegmentMetrics]:
-    """The reference rows of one level: the LM rows and every scripted policy through every reader."""
+    """The reference rows of one level: the LM rows and every scripted policy through every reader
+    (default policies: all of them, :data:`BABI_POLICIES` on a bAbI level, plus its retrieval row)."""
     study = StudyDir(study_dir)
     task = load_task(task)
+    babi = isinstance(task, BabiTaskConfig)
     rows = task_lm_rows(study, task, n_documents, device)
     for reader in readers:
+        name = Path(reader).stem if reader.endswith(".safetensors") else reader
         kwargs: dict[str, Any] = {"study_dir": str(study.root), "task": task, "adapters": reader, "device": device}
-        for policy in policies:
-            rows[f"{policy}[{Path(reader).stem if reader.endswith('.safetensors') else reader}]"] = \
-                scripted_row(policy, kwargs, n_documents)
+        for policy in policies or (BABI_POLICIES if babi else POLICIES):
+            rows[f"{policy}[{name}]"] = scripted_row(policy, kwargs, n_documents)
+        if babi:
+            rows[f"retrieval[{name}]"] = retrieval_row(study.root, task, reader, n_documents, device)
     return rows
 
 
-def agent_row(run_dir: str | Path, task: str | dict | TaskConfig | None, n_documents: int | None = None) -> SegmentMetrics:
+def agent_row(run_dir: str | Path, task: str | dict | AnyTask | None, n_documents: int | None = None) -> SegmentMetrics:
     """An agent run evaluated on ``task``'s test documents (its own task when None), with the
     reader it was trained with (co-trained or not)."""
     from ltm_gym.agents.evaluation import agent_metrics, eval_env

@@ -21,7 +21,9 @@ segment that will ask it, -1 if none, 0 where no fact is stated):
   briefly when the facts asked late outnumber the ones asked soon (``recall-mixed``: a fact not yet
   asked after k segments is asked at the next one with probability 1 / (12 - k), rising with age);
 * ``keep``: perfect store-and-keep: the facts that will still be asked, new or kept, the ones asked
-  soonest first when they do not all fit (privileged: it reads when each fact is asked).
+  soonest first when they do not all fit (privileged: it reads when each fact is asked);
+* ``random``: uniform random scores (seeded per document): the memory of a policy that learned
+  nothing, random positions and slots of the recent past.
 
 Read through a reader (the study's ``select`` adapters, or a co-trained one), ``keep`` is the
 perfect-memory reference of the reader: what an agent that always holds the right facts gets.
@@ -38,17 +40,18 @@ from ltm_gym.envs.episodes import Episodes
 from ltm_gym.envs.selection import top_choices
 from ltm_gym.metrics import SegmentMetrics
 
-POLICIES = ("store", "fifo", "unasked", "patient", "keep")
+POLICIES = ("store", "fifo", "unasked", "patient", "keep", "random")
 
 
 class ScriptedSelector:
     """One scripted policy on one single env; it follows which fact each slot holds (the segment
     asking it, 0 for none) by replaying the env's own top-k choice."""
 
-    def __init__(self, policy: str, segment_len: int, n_slots: int, longest: int = 1) -> None:
+    def __init__(self, policy: str, segment_len: int, n_slots: int, longest: int = 1, seed: int = 0) -> None:
         if policy not in POLICIES:
             raise ValueError(f"scripted policy {policy!r} is not one of {POLICIES}")
         self.policy, self.L, self.m, self.longest = policy, segment_len, n_slots, longest
+        self.rng = np.random.default_rng(seed)
         self.slot_due = np.zeros(n_slots, dtype=np.int64)
         self.slot_age = np.zeros(n_slots, dtype=np.int64)
 
@@ -61,6 +64,8 @@ class ScriptedSelector:
         L, m = self.L, self.m
         score = np.full(L + m, -1.0, dtype=np.float32)
         stated = fact_due != 0
+        if self.policy == "random":
+            score = self.rng.uniform(-1, 1, L + m).astype(np.float32)
         if self.policy in ("store", "fifo", "unasked"):
             score[:L][stated] = 1.0
         # what an agent can see of a slot: it holds a fact, not asked yet (-1: never; it cannot tell)
@@ -113,7 +118,8 @@ def scripted_metrics(env: LLMMemoryEnv, policy: str, n_documents: int | None = N
             raise ValueError("scripted policies need task documents (env task=...): the study corpus has no "
                              "fact annotations")
         selectors = [ScriptedSelector(policy, backend.segment_len, backend.n_slots,
-                                      task.longest if task is not None else 1) for _ in chunk]
+                                      getattr(task, "longest", 1) if task is not None else 1, seed=doc)
+                     for doc in chunk]
         done = False
         while not done:
             actions = np.stack([sel.act(due, int(t)) for sel, due, t in zip(selectors, dues, episodes.t)])

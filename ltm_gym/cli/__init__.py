@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "pretrain-lm": ("pretrain_lm", "the study's LM stages: tiny LM, LoRA baseline, memory and select readers"),
     "build-linked-corpus": ("build_linked_corpus", "linked HTML pages (e.g. a Debian manual) -> linked-context records"),
+    "build-books": ("build_books", "rebuild the shipped book text (bAbI tasks' background) from Debian's janeaustenr"),
     "ship-study": ("ship_study", "ship a finished tiny study as the package's default study"),
     "evaluate-lm": ("evaluate_lm", "the study's LM table (no memory, memory conditions, oracle)"),
     "train-agent": ("train_agent", "train a memory agent (reinforce, ppo, a2c, sac, td3, ddpg, tqc)"),

@@ -9,6 +9,11 @@ Markdown to the terminal, JSON to --out (default STUDY_DIR/eval/ladder).
   python scripts/eval_ladder.py --tasks recall-d4 recall-mixed --documents 60
   python scripts/eval_ladder.py --tasks recall-d4 --readers select runs/<run>/reader.safetensors \\
       --agent-runs runs/<run>
+  python scripts/eval_ladder.py --study-dir babi-tiny --tasks babi-qa1-1k babi-qa1-64k --agent-runs runs/<run>
+
+On a bAbI level (bAbI questions in book text): the question's segment alone is scored, recall is
+the answer word's exact-match accuracy, and the rows are no memory, the oracle (the supporting facts
+in context), keep (privileged), random positions and retrieval (unlimited storage).
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ from ltm_gym.study.tables import ladder_summary, ladder_table, write_ladder
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study-dir", type=Path, default=None,
-                        help="the study (default: $LTM_GYM_STUDY_DIR or ~/.cache/ltm_gym/study-tiny)")
+                        help="the study, or the name of a shipped one (babi-tiny) (default: $LTM_GYM_STUDY_DIR "
+                             "or ~/.cache/ltm_gym/study-tiny)")
     parser.add_argument("--tasks", nargs="+", default=list(LEVELS), metavar="TASK",
-                        help=f"levels ({', '.join(LEVELS)}) or task YAML files (default: all levels)")
+                        help=f"levels ({', '.join(LEVELS)}; babi-qa1-1k ... babi-qa3-64k) or task YAML files "
+                             "(default: the recall levels)")
     parser.add_argument("--readers", nargs="+", default=["select"], metavar="ADAPTERS",
                         help="readers of the scripted policies: select (the study's) or .safetensors files")
-    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    parser.add_argument("--policies", nargs="+", default=None, choices=POLICIES,
+                        help="scripted policies (default: all; keep and random on a bAbI level)")
     parser.add_argument("--agent-runs", nargs="*", default=[], type=Path, metavar="RUN_DIR",
                         help="agent runs (scripts/train_agent.py) to evaluate on every level")
     parser.add_argument("--documents", type=int, default=None, help="test documents per level (default: all)")

@@ -1,10 +1,12 @@
-"""Ship a finished study of the tiny preset as the package's default study (ltm_gym/default_study):
+"""Ship a finished study of the tiny preset as the package's default study (ltm_gym/default_study),
+or of the babi-tiny preset as the study ``study_dir=babi-tiny`` names (ltm_gym/studies/babi-tiny):
 its config, tokenizer, LM and adapters, plus its table rows on the test split, which the test suite
 recomputes from the shipped files (tests/study/test_shipped_study.py). The default study directory
 starts as a copy of it, so an installed package needs no pre-training.
 
   ltm-gym pretrain-lm --study-dir runs/default-study    # build it (every LM stage, from scratch)
   ltm-gym ship-study runs/default-study                 # then ship it
+  ltm-gym pretrain-lm --study-dir runs/babi-tiny --config babi-tiny && ltm-gym ship-study runs/babi-tiny
 """
 
 from __future__ import annotations
@@ -14,21 +16,23 @@ from pathlib import Path
 
 from ltm_gym.core.errors import run_main
 from ltm_gym.study import StudyDir
-from ltm_gym.study.layout import SHIPPED_DIR
+from ltm_gym.study.layout import SHIPPED_STUDIES
 from ltm_gym.study.shipped import ship
 from ltm_gym.study.tables import markdown_table
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study_dir", type=Path, help="a finished study of the tiny preset")
-    parser.add_argument("--dest", type=Path, default=SHIPPED_DIR,
-                        help=f"where to write it (default: the package's {SHIPPED_DIR})")
+    parser.add_argument("study_dir", type=Path, help=f"a finished study of a shipped preset ({', '.join(SHIPPED_STUDIES)})")
+    parser.add_argument("--dest", type=Path, default=None,
+                        help="where to write it (default: where the package ships its preset's study)")
     args = parser.parse_args(argv)
-    rows = ship(StudyDir(args.study_dir), args.dest)
+    study = StudyDir(args.study_dir)
+    rows = ship(study, args.dest)
+    dest = args.dest or SHIPPED_STUDIES[study.config.name]
     print(markdown_table(rows))
-    size = sum(p.stat().st_size for p in args.dest.rglob("*") if p.is_file())
-    print(f"\nshipped: {args.dest} ({size / 2**20:.1f} MB)")
+    size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    print(f"\nshipped: {dest} ({size / 2**20:.1f} MB)")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from ltm_gym.core.config import load_preset_dict, merge, parse_overrides
 from ltm_gym.core.distributed import from_environment
 from ltm_gym.core.errors import run_main
 from ltm_gym.envs import env_config
+from ltm_gym.study.layout import shipped_name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.steps < 1:
             raise ValueError(f"--steps {args.steps}: must be >= 1")
         env_kwargs = parse_overrides(args.env_kwargs)
-        if env_kwargs.get("study_dir") is not None:     # the run is found from any working directory
-            env_kwargs["study_dir"] = str(Path(env_kwargs["study_dir"]).expanduser().resolve())
+        if env_kwargs.get("study_dir") is not None and shipped_name(Path(str(env_kwargs["study_dir"]))) is None:
+            env_kwargs["study_dir"] = str(Path(env_kwargs["study_dir"]).expanduser().resolve())   # found from anywhere
         env_config(env_kwargs)                          # refused by name before anything is built
         hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo, env_kwargs.get("action_mode"))
         hyper = merge(hyper, parse_overrides(args.overrides))

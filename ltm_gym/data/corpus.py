@@ -8,19 +8,24 @@ from pathlib import Path
 
 from ltm_gym.core import check
 
+from .babilong import BabiTaskConfig, babi_documents
 from .loaders import load_documents
 from .segments import ANSWER_TOKENS, Document, split_documents, tokenize_documents
 from .synthetic import SyntheticConfig, generate_corpus
-from .tokenizer import load_pretrained_tokenizer, synthetic_tokenizer, word_costs
+from .tokenizer import babi_tokenizer, load_pretrained_tokenizer, synthetic_tokenizer, word_costs
 
 
 @dataclass
 class CorpusConfig:
     source: str = "synthetic"
-    """``synthetic``, a directory of .txt files, a .jsonl (plain or linked-context), or a local HF dataset."""
+    """``synthetic``, ``babi`` (bAbI stories in book text, :attr:`babi`), a directory of .txt files, a
+    .jsonl (plain or linked-context), or a local HF dataset."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    babi: BabiTaskConfig | None = None
+    """``source: babi``: the documents' task (usually ``qa: 0``, mixed, with questions along the way)."""
     tokenizer: str = "synthetic"
-    """``synthetic`` (trained on the synthetic corpus and cached) or an HF tokenizer name/path."""
+    """``synthetic`` (trained on the synthetic corpus and cached), ``babi`` (trained on the book text
+    and bAbI stories, every story word one token) or an HF tokenizer name/path."""
     synthetic_tokenizer: str = "bpe"
     """Kind of the synthetic corpus's tokenizer: ``bpe`` (byte-level) or ``word`` (only corpus words)."""
     vocab_size: int = 1024
@@ -49,6 +54,7 @@ class CorpusConfig:
         check(self.answer_tokens in ANSWER_TOKENS, "answer_tokens", self.answer_tokens, ", ".join(ANSWER_TOKENS))
         check(not (self.source == "synthetic" and self.answer_tokens == "carried"), "answer_tokens",
               self.answer_tokens, "spans for the synthetic corpus (its answers are its values)")
+        check(self.source != "babi" or self.babi is not None, "babi", self.babi, "a bAbI task for source: babi")
         if self.source == "synthetic":
             s = self.synthetic
             check(self.segment_len == s.segment_len, "segment_len", self.segment_len,
@@ -58,6 +64,8 @@ class CorpusConfig:
 def load_tokenizer(cfg: CorpusConfig, cache_dir: str | Path):
     if cfg.tokenizer == "synthetic":
         return synthetic_tokenizer(cfg.synthetic, cache_dir, cfg.vocab_size, kind=cfg.synthetic_tokenizer)
+    if cfg.tokenizer == "babi":
+        return babi_tokenizer(cache_dir, cfg.vocab_size)
     return load_pretrained_tokenizer(cfg.tokenizer)
 
 
@@ -77,6 +85,9 @@ def fresh_synthetic_documents(cfg: CorpusConfig, tokenizer, indices: list[int]) 
 
 def build_corpus(cfg: CorpusConfig, tokenizer) -> dict[str, list[Document]]:
     """``{"train", "validation", "test"}`` lists of segmented documents."""
+    if cfg.source == "babi":
+        splits = babi_documents(cfg.babi, tokenizer, cfg.segment_len)
+        return {split: splits[split] for split in splits}
     if cfg.source == "synthetic":
         docs = [d.record(i) for i, d in enumerate(generate_corpus(cfg.synthetic, word_costs(cfg.synthetic, tokenizer)))]
     else:

@@ -15,13 +15,15 @@ class Document:
     """One tokenized document: ``ids`` (n_segments, segment_len) and the answer-token mask; for
     the synthetic corpus also, per token, the distance of the fact an answer asks
     (``answer_distance``, 0 elsewhere) and the segment that asks a stated fact's VALUE
-    (``fact_due``: -1 never asked, 0 where no fact is stated)."""
+    (``fact_due``: -1 never asked, 0 where no fact is stated); for a bAbI-in-books document the
+    tokens of its final question's supporting facts (``oracle``, :mod:`ltm_gym.data.babilong`)."""
 
     ids: torch.Tensor
     answer_mask: torch.Tensor
     doc_id: Any = None
     answer_distance: torch.Tensor | None = None
     fact_due: torch.Tensor | None = None
+    oracle: torch.Tensor | None = None
 
     @property
     def n_segments(self) -> int:

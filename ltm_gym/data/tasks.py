@@ -1,4 +1,4 @@
-"""Memory tasks: which documents an env draws, on top of any study of the synthetic corpus.
+"""Memory tasks: which documents an env draws, on top of a study (without rebuilding it).
 
 A *study* is an LM, its tokenizer and its readers; a *task* is the documents an env steps through
 and what they ask. Tasks are levels of one ladder (presets ``ltm_gym/presets/tasks/*.yaml``):
@@ -8,7 +8,9 @@ and what they ask. Tasks are levels of one ladder (presets ``ltm_gym/presets/tas
   2 d + 2 segments; facts per segment sized so that every fact still to be asked fits the
   10-slot memory (``open_facts`` <= 10);
 * ``recall-mixed``: each fact draws its distance from 1..8, plus facts stated but never asked:
-  more facts are open at once than the memory holds, so an agent must choose what to keep.
+  more facts are open at once than the memory holds, so an agent must choose what to keep;
+* ``babi-qa1-1k`` ... ``babi-qa3-64k``: bAbI questions hidden in book text, the question at the
+  end (:mod:`ltm_gym.data.babilong`), named by length; on any study.
 
 Task documents are synthetic documents in the study corpus's vocabulary, laid out in the study
 tokenizer's tokens (a word may be several), generated from the task's own seed and split by document.
@@ -22,6 +24,7 @@ from typing import Any, Mapping
 
 from ltm_gym.core import ConfigError, check, from_dict, load_config, to_dict
 
+from .babilong import BabiTaskConfig, babi_documents, babi_level, is_babi
 from .segments import Document, split_documents, tokenize_documents
 from .synthetic import SyntheticConfig, generate_corpus
 from .tokenizer import tokenizer_fingerprint, word_costs
@@ -78,42 +81,57 @@ class TaskConfig:
         return cfg
 
 
-def load_task(task: str | Mapping[str, Any] | TaskConfig) -> TaskConfig:
-    """A task from a level name (``recall-d4``), a YAML path, a :class:`TaskConfig`, or a dict of
-    fields whose optional ``name`` picks the level they override (default ``recall-d1``):
-    ``{"name": "recall-d4", "distance": 3}`` is recall-d4 asked at distance 3."""
-    if isinstance(task, TaskConfig):
+AnyTask = TaskConfig | BabiTaskConfig
+
+
+def load_task(task: str | Mapping[str, Any] | AnyTask) -> AnyTask:
+    """A task from a level name (``recall-d4``, ``babi-qa1-4k``), a YAML path, a task config, or a
+    dict of fields whose optional ``name`` picks the level they override (default ``recall-d1``):
+    ``{"name": "recall-d4", "distance": 3}`` is recall-d4 asked at distance 3,
+    ``{"name": "babi-qa1-4k", "tokens": 3000}`` qa1 in 3000 tokens."""
+    if isinstance(task, (TaskConfig, BabiTaskConfig)):
         task.validate()
         return task
     if isinstance(task, str):
         return _preset(task)
     if not isinstance(task, Mapping):
-        raise ConfigError(f"task={task!r} is neither a level name ({', '.join(LEVELS)}) nor a dict of task fields")
+        raise ConfigError(f"task={task!r} is neither a level name ({', '.join(LEVELS)}, babi-qa1-4k, ...) nor a "
+                          "dict of task fields")
     fields = dict(task)
     base = _preset(str(fields.pop("name", "recall-d1")))
-    cfg = from_dict(TaskConfig, {**to_dict(base), **fields}, prefix="task.")
+    cfg = from_dict(type(base), {**to_dict(base), **fields}, prefix="task.")
     if fields:
         cfg.name = f"{base.name}(" + ",".join(f"{k}={v}" for k, v in sorted(fields.items())) + ")"
     return cfg
 
 
-def _preset(name: str) -> TaskConfig:
+def _preset(name: str) -> AnyTask:
+    if is_babi(name):
+        level = babi_level(name)
+        level.validate()
+        return level
     if name.endswith((".yaml", ".yml")):
         return load_config(TaskConfig, name)
     if name not in LEVELS:
-        raise ConfigError(f"task {name!r} is not a level; levels: {', '.join(LEVELS)} (or a YAML path, "
-                          "or a dict of task fields)")
+        raise ConfigError(f"task {name!r} is not a level; levels: {', '.join(LEVELS)}, babi-qa{{1,2,3}}-{{N}}k "
+                          "(or a YAML path, or a dict of task fields)")
     return load_config(TaskConfig, f"tasks/{name}")
 
 
 _DOCUMENTS: dict[tuple[str, str, str], dict[str, list[Document]]] = {}
 
 
-def task_documents(task: TaskConfig, corpus: Any, tokenizer) -> dict[str, list[Document]]:
+def task_documents(task: AnyTask, corpus: Any, tokenizer, segment_len: int | None = None) -> Mapping[str, list[Document]]:
     """The task's ``train``/``validation``/``test`` documents, in the vocabulary of a study whose
-    corpus config is ``corpus`` (a :class:`~ltm_gym.data.corpus.CorpusConfig` of the synthetic
-    corpus), tokenized with its ``tokenizer``. Built once per process, task and tokenizer (by its
-    fingerprint: a study loaded twice shares them)."""
+    corpus config is ``corpus`` (a :class:`~ltm_gym.data.corpus.CorpusConfig`; of the synthetic
+    corpus for the recall ladder), tokenized with its ``tokenizer``. Built once per process, task
+    and tokenizer (by its fingerprint: a study loaded twice shares them); a bAbI task's split is
+    built when first read (:class:`~ltm_gym.data.babilong.BabiSplits`), in segments of the study's
+    length (``segment_len``, default the corpus's), over any study."""
+    if isinstance(task, BabiTaskConfig):
+        if segment_len is None and corpus is None:
+            raise ConfigError(f"task {task.name!r}: the segment length is unknown (no study corpus)")
+        return babi_documents(task, tokenizer, segment_len or corpus.segment_len)
     if corpus is None or corpus.source != "synthetic":
         source = "unknown" if corpus is None else repr(corpus.source)
         raise ConfigError(f"task={task.name!r} draws synthetic documents in the study corpus's vocabulary; "

@@ -80,6 +80,36 @@ def synthetic_tokenizer(cfg: SyntheticConfig, cache_dir: str | Path, vocab_size:
     return PreTrainedTokenizerFast.from_pretrained(str(path))
 
 
+def babi_tokenizer(cache_dir: str | Path, vocab_size: int = 2048, n_stories: int = 4000):
+    """The tokenizer of the bAbI-in-books study: a byte-level BPE trained on the training books'
+    sentences and ``n_stories`` generated stories and questions, every word of the stories one
+    token; loaded from ``cache_dir`` or trained and saved there."""
+    import random
+
+    from transformers import PreTrainedTokenizerFast
+
+    from . import babi
+    from .books import BOOK_SPLITS, SHIPPED_BOOKS, book_sentences
+
+    book_key = hashlib.sha1(SHIPPED_BOOKS.read_bytes()).hexdigest()[:8]
+    key = hashlib.sha1(json.dumps([vocab_size, n_stories, book_key, babi.words()]).encode()).hexdigest()[:10]
+    path = Path(cache_dir) / f"tokenizer-babi-{key}"
+    if (path / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    rng = random.Random("babi-tokenizer")
+    texts = list(book_sentences(BOOK_SPLITS["train"]))
+    for i in range(n_stories):
+        story = babi.generate_story(1 + i % 3, 12, rng)
+        question = story.ask(None, rng)
+        texts.append(" ".join(f.text for f in story.facts)
+                     + (f" {question.text} {babi.ANSWER_CUE} {question.answer}." if question else ""))
+    fast = train_bpe(texts, vocab_size, babi.words())
+    tmp = path.with_name(path.name + ".partial")
+    fast.save_pretrained(str(tmp))
+    tmp.rename(path) if not path.exists() else None
+    return PreTrainedTokenizerFast.from_pretrained(str(path))
+
+
 def word_costs(cfg: SyntheticConfig, tokenizer) -> dict[str, int]:
     """The tokens each word of the synthetic corpus ``cfg`` takes in ``tokenizer`` (as " word", the
     way documents join words): what lays a document out in that tokenizer's segments

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -26,15 +26,16 @@ class MemoryLMBackend:
     reader online (:class:`~ltm_gym.envs.reader_training.ReaderTraining`) calls
     :meth:`model_changed` after each update, so that what is cached about the model is recomputed."""
 
-    def __init__(self, model: LLMLTM, documents: dict[str, list[Document]], tokenizer=None,
+    def __init__(self, model: LLMLTM, documents: Mapping[str, list[Document]], tokenizer=None,
                  device: str = "auto", corpus: Any = None, task: TaskConfig | None = None) -> None:
-        if not documents or not any(documents.values()):
+        lazy = getattr(documents, "segment_len", None)      # a task's splits, each built when first read
+        if not documents or (lazy is None and not any(documents.values())):
             raise ValueError("the backend needs at least one non-empty split of documents")
         self.device = choose_device(device)
         self.model = model.to(self.device).eval()
         self.documents = documents
         self.tokenizer = tokenizer
-        self.segment_len = next(d for docs in documents.values() for d in docs).ids.shape[1]
+        self.segment_len = lazy or next(d for docs in documents.values() for d in docs).ids.shape[1]
         self.n_slots, self.slot_dim = model.mem_cfg.n_slots, model.mem_cfg.slot_dim
         self.vocab_size = model.vocab_size
         self.revision = 0
@@ -81,7 +82,7 @@ class MemoryLMBackend:
         if self.task == resolved:
             return self
         twin = copy.copy(self)
-        twin.documents = task_documents(resolved, self.corpus, self.tokenizer)
+        twin.documents = task_documents(resolved, self.corpus, self.tokenizer, self.segment_len)
         twin.task = resolved
         return twin
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from ltm_gym.core import ConfigError, check, from_dict
+from ltm_gym.data.babilong import BabiTaskConfig
 from ltm_gym.data.tasks import TaskConfig
 
 from .reward import RewardConfig
@@ -34,9 +35,10 @@ class EnvConfig:
     """The study's config (a preset name or YAML path; default: the study's own)."""
     adapters: str = "memory"
     """The reader: ``memory`` | ``select`` | ``lora`` | ``none`` | a .safetensors file."""
-    task: str | dict[str, Any] | TaskConfig | None = None
+    task: str | dict[str, Any] | TaskConfig | BabiTaskConfig | None = None
     """Which documents the env draws (:mod:`ltm_gym.data.tasks`): None (the study's own corpus), a
-    level name (``recall-d4``) or a dict of task fields (``{"name": "recall-d4", "distance": 3}``)."""
+    level name (``recall-d4``, ``babi-qa1-4k``) or a dict of task fields (``{"name": "recall-d4",
+    "distance": 3}``, ``{"name": "babi-qa1-4k", "tokens": 3000, "seed": 7}``)."""
     split: str = "train"
     """``train`` | ``validation`` | ``test``."""
     reward_mode: Literal["prefix", "full", "answer", "delta", "mimic"] = "prefix"

@@ -20,7 +20,7 @@ from gymnasium.vector import VectorEnv
 from .backend import MemoryLMBackend
 from .config import EnvConfig
 from .reward import Reward, RewardConfig, Segments
-from .selection import candidate_slots, held_codes, segment_codes, write_selection
+from .selection import candidate_slots, held_codes, segment_codes, supporting_held, write_selection
 
 def make_spaces(backend: MemoryLMBackend, s: EnvConfig) -> tuple[spaces.Dict, spaces.Box]:
     """Observation and action space of ONE env."""
@@ -222,10 +222,7 @@ class Episodes:
                                                               seg.answer_distance)):
                 info.update(metrics)
             if self.s.action_mode == "select" and seg.answer_distance is not None:
-                held = held_codes(b.model, memory, seg.ids, self.s.action_scale)
-                for i, info in enumerate(infos):
-                    if "answer_hit" in info:
-                        info["answer_held"] = held[i][seg.answer_mask[i].numpy()].tolist()
+                self.add_held(infos, memory, seg)
         if "distance" in terms:
             self.distance = terms["distance"].detach().double().cpu().numpy()
             for i in range(self.n):
@@ -250,6 +247,21 @@ class Episodes:
             if due is not None:
                 infos[i]["fact_due"] = due
         return rewards, terminated, truncated, infos
+
+    def add_held(self, infos: list[dict], memory: np.ndarray, seg: Segments) -> None:
+        """``answer_held`` per answer token: whether the memory just written holds its fact (the
+        fact's own code; on bAbI-in-books documents every supporting fact's)."""
+        held = held_codes(self.backend.model, memory, seg.ids, self.s.action_scale)
+        for i, info in enumerate(infos):
+            if "answer_hit" not in info:
+                continue
+            doc, t = self.docs[self.doc[i]], int(self.t[i]) + 1
+            if doc.oracle is not None:
+                ok = supporting_held(self.backend.model, memory[i], doc.ids, doc.fact_due, t, self.s.action_scale)
+                if ok is not None:
+                    info["answer_held"] = [ok] * len(info["answer_hit"])
+            else:
+                info["answer_held"] = held[i][seg.answer_mask[i].numpy()].tolist()
 
     def fact_due(self, i: int) -> np.ndarray | None:
         """(L,) for env i's current segment (task documents): at each stated fact's VALUE the

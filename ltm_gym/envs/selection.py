@@ -57,6 +57,21 @@ def write_selection(candidates: np.ndarray, scores: np.ndarray, n_slots: int) ->
     return np.take_along_axis(candidates, top_choices(scores, n_slots)[:, :, None], axis=1).astype(np.float32)
 
 
+def supporting_held(model: LLMLTM, memory: np.ndarray, doc_ids: torch.Tensor, fact_due: torch.Tensor, t: int,
+                    scale: float) -> bool | None:
+    """Whether ``memory`` (m, d) holds the code of every fact before segment ``t`` that ``t`` asks
+    (bAbI-in-books documents: ``fact_due == t`` at each supporting fact's marked word); None when
+    every one is in segment ``t`` itself."""
+    where = (fact_due[:t] == t).nonzero().tolist()
+    if not where:
+        return None
+    codes = segment_codes(model, doc_ids[sorted({s for s, _ in where})], scale)
+    rows = {s: i for i, s in enumerate(sorted({s for s, _ in where}))}
+    wanted = np.stack([codes[rows[s], p] for s, p in where])                     # (F, d)
+    diff = np.abs(wanted[:, None, :] - memory[None]).max(-1)                     # (F, m)
+    return bool((diff <= 1e-5 * max(1.0, scale)).any(-1).all())
+
+
 def held_codes(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: float) -> np.ndarray:
     """(N, L) bool: whether ``memory`` (N, m, d) holds the code of each position of ``ids`` (N, L).
     A question's VALUE has the code of its fact's statement (the same value after the same key), so

@@ -32,6 +32,9 @@ class StageConfig:
     the same document, and of random earlier positions, in random slot order (synthetic corpus:
     a question's VALUE has its statement's code). Teaches the reader to pick one fact among many
     held from several segments back, as the long-memory tasks need."""
+    answer_weight: float = 0.0
+    """Pretrain only: the answer tokens' mean CE is added to the loss with this weight (bAbI
+    documents: a question's answer is 1 token of ~100, and it is what the oracle must learn)."""
     fresh_documents: bool = True
     """Synthetic corpus: every batch from documents generated for it, outside every split (a small
     LM pre-trained on them learns to copy instead of memorizing); false: from the train split, so
@@ -54,6 +57,7 @@ class StageConfig:
         check(0 <= self.all_positions <= 1, "all_positions", self.all_positions, "in [0, 1]")
         check(0 <= self.uninformative < 1, "uninformative", self.uninformative, "in [0, 1)")
         check(0 <= self.fact_memories <= 1, "fact_memories", self.fact_memories, "in [0, 1]")
+        check(self.answer_weight >= 0, "answer_weight", self.answer_weight, ">= 0")
 
     def hint_at(self, step: int) -> float:
         """The induction hint's weight at optimizer step ``step``."""
@@ -88,7 +92,7 @@ class StudyConfig:
 
     def validate(self) -> None:
         check(self.eval_batch >= 1, "eval_batch", self.eval_batch, ">= 1")
-        if self.corpus.source == "synthetic":
+        if self.corpus.source in ("synthetic", "babi"):
             need = self.pretrain.context_segments * self.corpus.segment_len + 1
             if self.lm.base == "tiny":
                 check(self.lm.tiny.n_positions >= need, "lm.tiny.n_positions", self.lm.tiny.n_positions,

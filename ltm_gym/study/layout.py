@@ -50,17 +50,35 @@ REFERENCE_FILE = "reference.json"
 """The shipped study's table rows (test split) as measured when it was built: a test recomputes them."""
 
 
-def shipped_study_dir() -> Path | None:
-    """The default study shipped inside the package, or None when this install has none."""
-    return SHIPPED_DIR if (SHIPPED_DIR / "config.yaml").is_file() else None
+SHIPPED_STUDIES = {"tiny": SHIPPED_DIR, "babi-tiny": SHIPPED_DIR.parent / "studies" / "babi-tiny"}
+"""Studies shipped inside the package, by the preset they were built from: the default study, and
+the others that ``study_dir=NAME`` names (copied to ``study-NAME`` beside the default study)."""
 
 
-def default_study_dir() -> Path:
-    """``$LTM_GYM_STUDY_DIR``, else ``$XDG_CACHE_HOME/ltm_gym/study-tiny`` (``~/.cache/...``)."""
+def shipped_study_dir(name: str = "tiny") -> Path | None:
+    """The study of preset ``name`` shipped inside the package, or None when this install has none."""
+    path = SHIPPED_STUDIES.get(name)
+    return path if path is not None and (path / "config.yaml").is_file() else None
+
+
+def default_study_dir(name: str = "tiny") -> Path:
+    """``$LTM_GYM_STUDY_DIR``, else ``$XDG_CACHE_HOME/ltm_gym/study-tiny`` (``~/.cache/...``); for
+    another shipped study ``name``, ``study-NAME`` in that cache."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    if name != "tiny":
+        return cache / "ltm_gym" / f"study-{name}"
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "ltm_gym" / "study-tiny"
+
+
+def shipped_name(root: str | Path | None) -> str | None:
+    """The shipped study a ``study_dir`` names (``babi-tiny``), when it is a bare name of one and
+    no directory of that name is in the working directory."""
+    if root is None or isinstance(root, Path) and len(root.parts) != 1:
+        return None
+    name = str(root)
+    return name if name in SHIPPED_STUDIES and name != "tiny" and not Path(name).exists() else None
 
 
 class StudyNotFoundError(FileNotFoundError):
@@ -114,16 +132,17 @@ class StudyDir:
         a YAML path or a StudyConfig); ``overrides``: ``key=value`` changes on top of it.
         ``shipped``: the default study (``root`` None), when it holds no study yet, starts as a copy
         of the study shipped in the package if that one has the requested config."""
-        self.root = Path(root).expanduser() if root is not None else default_study_dir()
+        named = shipped_name(root)
+        self.root = default_study_dir(named or "tiny") if root is None or named else Path(root).expanduser()
         self._config_source = config
         self._overrides = overrides
-        if root is None and shipped and not self.exists():
-            self._copy_shipped()
+        if (root is None or named) and shipped and not self.exists():
+            self._copy_shipped(named or "tiny")
 
-    def _copy_shipped(self) -> None:
-        """Copy the shipped study's files into the (empty) default study directory: first into a
-        directory beside it, then renamed, so a concurrent reader never sees half a study."""
-        source = shipped_study_dir()
+    def _copy_shipped(self, name: str) -> None:
+        """Copy the shipped study's files into the (empty) study directory: first into a directory
+        beside it, then renamed, so a concurrent reader never sees half a study."""
+        source = shipped_study_dir(name)
         if source is None:
             return
         if self._config_source is not None or self._overrides:

@@ -15,38 +15,41 @@ from pathlib import Path
 from ltm_gym.core import ConfigError, config_changes, load_config, to_dict
 
 from .config import StudyConfig
-from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_FILES, StudyDir, StudyNotFoundError
+from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_FILES, SHIPPED_STUDIES, StudyDir, StudyNotFoundError
 from .tables import study_dir_rows
-
-SHIPPED_PRESET = "tiny"
-
 
 def reference_rows(study: StudyDir) -> dict[str, dict[str, float]]:
     """The study's table rows (no memory, memory conditions, oracle) on the test split, summarized."""
     return {name: m.summary() for name, m in study_dir_rows(study, "test", device="cpu").items()}
 
 
-def check_shippable(study: StudyDir) -> None:
-    """A study can be shipped when it has the ``tiny`` preset's config and every LM stage's artifact."""
+def check_shippable(study: StudyDir) -> str:
+    """A study can be shipped when it has the config of a preset the package ships a study of
+    (``tiny``, ``babi-tiny``) and every LM stage's artifact; returns that preset's name."""
     if not study.exists():
         raise StudyNotFoundError(f"{study.root} holds no study (no config.yaml)")
-    preset = to_dict(load_config(StudyConfig, SHIPPED_PRESET))
-    changed = config_changes(to_dict(study.config), preset)
+    name = study.config.name
+    if name not in SHIPPED_STUDIES:
+        raise ConfigError(f"{study.root} is a study of {name!r}; the package ships studies of {', '.join(SHIPPED_STUDIES)}")
+    changed = config_changes(to_dict(study.config), to_dict(load_config(StudyConfig, name)))
     if changed:
-        raise ConfigError(f"{study.root} is not a study of the {SHIPPED_PRESET!r} preset ({', '.join(changed[:4])}); "
-                          "the shipped default must be that preset's study")
+        raise ConfigError(f"{study.root} is not a study of the {name!r} preset ({', '.join(changed[:4])}); "
+                          "a shipped study must be that preset's study")
     missing = [str(study.root / name) for name in SHIPPED_FILES if not (study.root / name).exists()]
     if missing:
         raise StudyNotFoundError(f"the study is not finished: {', '.join(missing)} missing; run "
                                  f"`ltm-gym pretrain-lm --study-dir {study.root}`")
+    return name
 
 
-def ship(study: StudyDir, dest: Path = SHIPPED_DIR) -> dict[str, dict[str, float]]:
-    """Write ``study``'s LM stages and its reference rows to ``dest``; returns the rows. The files are
-    gathered beside ``dest`` first and swapped in at the end, so a failure leaves the old one."""
-    check_shippable(study)
+def ship(study: StudyDir, dest: Path | None = None) -> dict[str, dict[str, float]]:
+    """Write ``study``'s LM stages and its reference rows to ``dest`` (default: where the package
+    ships its preset's study); returns the rows. The files are gathered beside ``dest`` first and
+    swapped in at the end, so a failure leaves the old one."""
+    name = check_shippable(study)
     rows = reference_rows(study)
-    dest = Path(dest)
+    dest = Path(dest) if dest is not None else SHIPPED_STUDIES[name]
+    dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.with_name(dest.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -34,15 +34,16 @@ from .layout import StudyDir
 
 
 def window_batch(docs: list[Document], batch: int, n_ctx: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random windows of ``n_ctx`` consecutive segments: ids (B, n_ctx * L)."""
-    rows = []
+    """Random windows of ``n_ctx`` consecutive segments: ids and answer_mask (B, n_ctx * L)."""
+    rows, masks = [], []
     for _ in range(batch):
         d = docs[int(torch.randint(len(docs), (1,), generator=g))]
         n = min(n_ctx, d.n_segments)
         s = int(torch.randint(d.n_segments - n + 1, (1,), generator=g))
         rows.append(d.ids[s : s + n].reshape(-1))
+        masks.append(d.answer_mask[s : s + n].reshape(-1))
     width = min(len(r) for r in rows)
-    return {"ids": torch.stack([r[:width] for r in rows])}
+    return {"ids": torch.stack([r[:width] for r in rows]), "answer_mask": torch.stack([m[:width] for m in masks])}
 
 
 def pair_batch(docs: list[Document], batch: int, g: torch.Generator, depth: int = 1) -> dict[str, torch.Tensor]:
@@ -70,6 +71,8 @@ def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.G
     positions of it: the facts segment t asks (each with probability :data:`FACT_KEPT`; a question's
     VALUE has the code of its statement), facts asked in other segments, then random positions of
     the segments before t, in random slot order. Documents of one number of segments S (the first's)."""
+    if docs[0].oracle is not None:
+        return supporting_fact_batch(docs, batch, n_slots, g)
     S = docs[0].n_segments
     pool = [d for d in docs if d.n_segments == S and d.answer_mask[1:].any()]
     if not pool or S < 2:
@@ -108,6 +111,36 @@ def _answer_stats(losses: torch.Tensor, batch: dict) -> dict[str, float]:
     if mask is None or not mask.any():
         return {}
     return {"answer_ce": float(losses.detach()[mask].mean())}
+
+
+def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """:func:`fact_memory_batch` for bAbI-in-books documents: a segment t that asks a question, and
+    a memory of the codes of the supporting facts it asks (``fact_due == t``, each with probability
+    :data:`FACT_KEPT`), then random positions of the segments before t, in random slot order.
+    Other facts are left out: a fact about the same actor that a later one overwrote would make
+    the answer ambiguous (slots carry no order)."""
+    S = docs[0].n_segments
+    pool = [d for d in docs if d.n_segments == S and d.answer_mask[1:].any()]
+    if not pool:
+        raise ValueError("supporting-fact memories need documents of >= 2 segments with a question after the first")
+    prev, cur, mask, select = [], [], [], []
+    for _ in range(batch):
+        d = pool[int(torch.randint(len(pool), (1,), generator=g))]
+        L = d.ids.shape[1]
+        asked = [t for t in range(1, S) if d.answer_mask[t].any()]
+        t = asked[int(torch.randint(len(asked), (1,), generator=g))]
+        due = d.fact_due.reshape(-1)[: t * L]
+        own = [p for p in (due == t).nonzero().flatten().tolist() if float(torch.rand((), generator=g)) < FACT_KEPT]
+        lo = max(0, t - RECENT) * L
+        filler = (lo + torch.randperm(t * L - lo, generator=g)).tolist()
+        chosen = own[:n_slots] + [p for p in filler if p not in own][: n_slots - min(len(own), n_slots)]
+        order = torch.randperm(len(chosen), generator=g).tolist()
+        select.append(torch.tensor([chosen[i] for i in order]))
+        prev.append(d.ids)
+        cur.append(d.ids[t])
+        mask.append(d.answer_mask[t])
+    return {"prev": torch.stack(prev), "ids": torch.stack(cur), "answer_mask": torch.stack(mask),
+            "select": torch.stack(select)}
 
 
 class Stage:
@@ -156,13 +189,19 @@ class PretrainStage(Stage):
         batch = window_batch(docs, sc.batch_size, sc.context_segments, g)
         if sc.hint_at(step) > 0:
             batch["hint"] = torch.full((sc.batch_size,), sc.hint_at(step))
+        if sc.answer_weight > 0:
+            batch["answer_weight"] = torch.full((sc.batch_size,), sc.answer_weight)
         return batch
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         hint = float(batch["hint"][0]) if "hint" in batch else 0.0
         if hint <= 0:
             _, losses = model(batch["ids"])
-            return losses.mean(), {}
+            mask = batch["answer_mask"]
+            if "answer_weight" not in batch or not mask.any():
+                return losses.mean(), {}
+            answer_ce = losses[mask].mean()
+            return losses.mean() + float(batch["answer_weight"][0]) * answer_ce, {"answer_ce": float(answer_ce.detach())}
         inner = _unwrap(model)
         with captured_attention(inner.lm, (0, 1)) as attentions:
             _, losses = model(batch["ids"])
@@ -303,7 +342,8 @@ def run_stage(name: str, study: StudyDir, resume: bool = True) -> Path:
 
     g_val = torch.Generator().manual_seed(seed + 99)
     val = stage.batch(study, val_docs, StageConfig(sc.train, 64, sc.context_segments, all_positions=sc.all_positions,
-                                                   fact_memories=sc.fact_memories, answer_loss=sc.answer_loss),
+                                                   fact_memories=sc.fact_memories, answer_loss=sc.answer_loss,
+                                                   answer_weight=sc.answer_weight),
                       1 << 30, g_val)
 
     def eval_fn(m: torch.nn.Module) -> dict[str, float]:

@@ -30,7 +30,7 @@ import torch
 
 from ltm_gym.core import choose_device
 from ltm_gym.data.segments import Document
-from ltm_gym.data.tasks import TaskConfig, task_documents
+from ltm_gym.data.tasks import AnyTask, TaskConfig, task_documents
 from ltm_gym.lm import LLMLTM, previous_segment_memory, selection_codes
 from ltm_gym.metrics import TOP_K, SegmentMetrics, target_ranks
 
@@ -175,19 +175,29 @@ def stated_facts(doc: Document, t: int) -> torch.Tensor:
     return out
 
 
+def oracle_context(doc: Document, t: int) -> torch.Tensor:
+    """What the perfect-memory reference reads before segment ``t``: for a bAbI-in-books document,
+    its final question's supporting facts right before the question's segment (BABILong's oracle;
+    nothing before another segment), else :func:`stated_facts`."""
+    if doc.oracle is not None:
+        return doc.oracle if t == doc.n_segments - 1 else doc.ids.new_zeros(0)
+    return stated_facts(doc, t)
+
+
 @torch.no_grad()
 def score_task(model: LLMLTM, docs: list[Document], batch: int, with_facts: bool, device: str = "auto") -> SegmentMetrics:
-    """Metrics of ``model`` without memory on every segment t >= 1 of task documents, with recall by
-    fact distance; ``with_facts``: with one segment that states the facts segment t asks in its
-    context (:func:`stated_facts`): a perfect-memory reference that needs no copying across
-    more than one segment."""
+    """Metrics of ``model`` without memory on every segment t >= 1 of task documents (of bAbI
+    documents: the segments that ask a question), with recall by fact distance; ``with_facts``:
+    with the facts segment t asks in its context (:func:`oracle_context`): a perfect-memory
+    reference that needs no copying across more than one segment."""
     dev = choose_device(device)
     model.to(dev).eval()
     metrics = SegmentMetrics()
-    rows = [(i, t) for i, d in enumerate(docs) for t in range(1, d.n_segments)]
+    rows = [(i, t) for i, d in enumerate(docs) for t in range(1, d.n_segments)
+            if d.oracle is None or d.answer_mask[t].any()]             # bAbI documents: the question's segments
     groups: dict[int, list[tuple[int, int, torch.Tensor]]] = {}
     for i, t in rows:
-        ctx = stated_facts(docs[i], t) if with_facts else docs[i].ids.new_zeros(0)
+        ctx = oracle_context(docs[i], t) if with_facts else docs[i].ids.new_zeros(0)
         groups.setdefault(len(ctx), []).append((i, t, ctx))
     for width, group in sorted(groups.items()):
         for s in range(0, len(group), batch):
@@ -339,7 +349,7 @@ def report(rows: dict[str, SegmentMetrics], out_dir: Path, stem: str = "lm_table
 
 
 # ---------------------------------------------------------------- the memory-task ladder
-def task_lm_rows(study: StudyDir, task: TaskConfig, n_documents: int | None = None,
+def task_lm_rows(study: StudyDir, task: AnyTask, n_documents: int | None = None,
             device: str = "auto") -> dict[str, SegmentMetrics]:
     """The LM rows of a memory task (:mod:`ltm_gym.data.tasks`) on its test documents:
     ``lora_baseline`` (no memory) and ``oracle``, the same LM with one segment stating the facts
@@ -366,6 +376,8 @@ def ladder_summary(rows: dict[str, SegmentMetrics]) -> dict[str, dict[str, float
 def ladder_table(task_name: str, summaries: dict[str, dict[str, float]]) -> str:
     """The markdown table of one level."""
     distances = sorted({int(k[len("recall_d"):]) for s in summaries.values() for k in s if k.startswith("recall_d")})
+    if len(distances) > 10:                      # long documents: recall by distance is in the JSON
+        distances = []
     head = ["row", "answer CE", "recall", "gap closed (95% CI)", "held"] + [f"d{d}" for d in distances]
     lines = [f"### {task_name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in summaries.items():
