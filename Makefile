@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: demo test test-bf16 install clean natural-corpus books
+.PHONY: demo test test-bf16 install clean natural-corpus books gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ natural-corpus: $(STAMP)
 	cd data/debian && (ls $(NATURAL_PKG)_*.deb >/dev/null 2>&1 || apt-get download $(NATURAL_PKG))
 	dpkg -x data/debian/$(NATURAL_PKG)_*.deb data/debian/$(NATURAL_PKG)
 	$(PY) scripts/build_linked_corpus.py data/debian/$(NATURAL_PKG)/$(NATURAL_HTML) data/$(NATURAL_PKG).jsonl
+
+# On a CUDA machine: the tests that need CUDA and one table of speeds and peak memory (a few
+# minutes on one GPU); elsewhere it says it needs CUDA and exits 0. GPU_PYTHON: an interpreter that
+# already has a CUDA torch (e.g. a GPU image's python3, with the package's other wheels beside it).
+GPU_PYTHON ?= $(PY)
+gpu-check:
+	$(if $(filter $(PY),$(GPU_PYTHON)),$(MAKE) install,true)
+	$(GPU_PYTHON) scripts/gpu_check.py $(GPU_ARGS)
 
 # Optional, never needed by `make test`: rebuild the shipped book text (the bAbI tasks' background,
 # ltm_gym/data/austen.json.gz) from Debian's r-cran-janeaustenr, unpacked under data/debian.

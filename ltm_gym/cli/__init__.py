@@ -29,6 +29,7 @@ COMMANDS = {
     "bench-reward": ("bench_reward", "benchmark: the reward's forward"),
     "bench-looped": ("bench_looped", "benchmark: a looped training step against the reference code"),
     "bench-ddp": ("bench_ddp", "benchmark: REINFORCE under torchrun against one process"),
+    "gpu-check": ("gpu_check", "maintenance: the CUDA tests and one table of speeds on a GPU (make gpu-check)"),
 }
 
 
