@@ -53,14 +53,45 @@ def main(argv: list[str] | None = None) -> None:
     tasks = [load_task(t) for t in args.tasks]                        # a bad name fails before any work
     study = StudyDir(args.study_dir)
     out = args.out or study.root / "eval" / "ladder"
+    levels: dict[str, dict[str, dict[str, float]]] = {}
     for task in tasks:
         start = time.time()
         rows = ladder_rows(study.root, task, args.readers, args.policies, args.documents, args.device)
         for run in args.agent_runs:
             rows[f"agent:{run.name}"] = agent_row(run, task, args.documents)
         summaries = ladder_summary(rows)
+        levels[task.name] = summaries
         print(ladder_table(task.name, summaries))
         print(f"\n{write_ladder(out, task.name, summaries)} ({time.time() - start:.0f} s)\n", flush=True)
+    families = family_scores(levels)
+    if families:
+        print(families)
+
+
+def family_scores(levels: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One score per bAbI task family and row, as bsuite sums up memory_len: the row's accuracy
+    normalized between no memory (0) and the oracle (1) at each length, averaged over the lengths
+    evaluated (rows present at every one of them)."""
+    from ltm_gym.data.babilong import NAME
+
+    by_family: dict[str, list[dict[str, dict[str, float]]]] = {}
+    for name, summaries in levels.items():
+        m = NAME.match(name)
+        if m:
+            by_family.setdefault(f"qa{m.group(1)}", []).append(summaries)
+    lines = []
+    for family, tables in by_family.items():
+        rows = [r for r in tables[0] if all(r in t for t in tables) and r not in ("lora_baseline", "oracle")]
+        lines += [f"### babi-{family}: accuracy normalized between no memory and the oracle, mean over "
+                  f"{len(tables)} lengths", "", "| row | score |", "|---|---|"]
+        for r in rows:
+            scores = []
+            for t in tables:
+                low, high = t["lora_baseline"]["recall_acc"], t["oracle"]["recall_acc"]
+                scores.append((t[r]["recall_acc"] - low) / (high - low) if high != low else float("nan"))
+            lines.append(f"| {r} | {sum(scores) / len(scores):+.3f} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -249,3 +249,52 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any] | None = No
 def save_config(obj: Any, path: str | Path) -> None:
     """Write a dataclass config as YAML (the run's resolved config)."""
     Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` (a string statement right after it), by
+    name: what generated command-line options show as their help."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def add_dataclass_arguments(parser: Any, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` option per field of dataclass ``cls`` (but ``skip``): the value is read
+    as YAML and type-checked by :func:`from_dict` (``null`` for None; a list field takes several
+    values), the default is the field's and the help its docstring. No option is declared twice:
+    :func:`dataclass_from_args` builds the dataclass back from the parsed arguments."""
+    docs, defaults = field_docs(cls), cls()
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        default = getattr(defaults, f.name)
+        listed = isinstance(default, (list, tuple))
+        shown = " ".join(map(str, default)) if listed else ("null" if default is None else default)
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, nargs="*" if listed else None,
+                            default=None, metavar=f.name.upper(),
+                            help=f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%"))
+
+
+def dataclass_from_args(cls: type[T], args: Any) -> T:
+    """The dataclass ``cls`` of the options :func:`add_dataclass_arguments` declared (the ones not
+    given keep their defaults), validated by :func:`from_dict`."""
+    given = {}
+    for f in dataclasses.fields(cls):
+        raw = getattr(args, f.name, None)
+        if raw is None:
+            continue
+        given[f.name] = [_parse_value(v) for v in raw] if isinstance(raw, list) else _parse_value(raw)
+    return from_dict(cls, given)

@@ -21,7 +21,7 @@ from typing import Callable
 
 from ltm_gym.agents.evaluation import agent_metrics, eval_env
 from ltm_gym.agents.training import RunConfig, hyperparams, stored_changes, train_run
-from ltm_gym.core import config_changes, load_config, to_dict
+from ltm_gym.core import check, config_changes, load_config, to_dict
 from ltm_gym.core.config import merge
 from ltm_gym.data.tasks import load_task
 from ltm_gym.study import StudyDir
@@ -74,8 +74,15 @@ class PipelineSettings:
     ``select`` reader and the differentiable writer (``bptt_steps``, through whole documents). Each
     is evaluated on every level of ``ladder``."""
     ladder_agents: tuple[str, ...] = ("recall-d4", "recall-mixed")
+    """Levels of the ladder's co-trained selection agents, the first from scratch, each next from the previous."""
     num_envs: int = 8
+    """Envs stepped together by each agent."""
     seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("select_steps", "agent_steps", "imitate_steps", "mimic_steps", "ladder_steps"):
+            check(getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
+        check(self.num_envs >= 1, "num_envs", self.num_envs, ">= 1")
 
 
 def set_aside(run_dir: Path, changes: list[str], log) -> None:

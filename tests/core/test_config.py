@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ltm_gym.core import ConfigError, TrainConfig, from_dict, load_config, to_dict
+from ltm_gym.core import ConfigError, TrainConfig, check, from_dict, load_config, to_dict
 
 
 @dataclass
@@ -55,3 +55,32 @@ def test_override_values_are_parsed():
         {"a": {"b": 0.002}, "c": 3, "d": "eve", "e": [1, 2], "f": None}
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["novalue"])
+
+
+def test_command_line_options_are_generated_from_a_dataclass():
+    import argparse
+    from dataclasses import dataclass
+
+    from ltm_gym.core.config import add_dataclass_arguments, dataclass_from_args
+
+    @dataclass
+    class Settings:
+        steps: int = 10
+        """Env steps."""
+        lr: float | None = None
+        levels: tuple[str, ...] = ("a", "b")
+
+        def validate(self) -> None:
+            check(self.steps >= 0, "steps", self.steps, ">= 0")
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Settings)
+    assert "Env steps. (default: 10)" in " ".join(parser.format_help().split())
+    assert dataclass_from_args(Settings, parser.parse_args([])) == Settings()
+    got = dataclass_from_args(Settings, parser.parse_args(["--steps", "3", "--lr", "1e-3", "--levels"]))
+    assert got == Settings(steps=3, lr=1e-3, levels=())
+    assert dataclass_from_args(Settings, parser.parse_args(["--lr", "null"])).lr is None
+    with pytest.raises(ConfigError, match="'steps' has value 'x'; allowed: an integer"):
+        dataclass_from_args(Settings, parser.parse_args(["--steps", "x"]))
+    with pytest.raises(ConfigError, match="'steps' has value -1"):
+        dataclass_from_args(Settings, parser.parse_args(["--steps", "-1"]))
