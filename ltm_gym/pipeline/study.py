@@ -40,29 +40,20 @@ class PipelineSettings:
     agent_steps: int = 1500
     """REINFORCE env steps of each continuous-writer agent."""
     continuous_lr: float = 1e-4
-    """AdamW learning rate of the continuous writers (the selection agents keep the preset's 1e-3).
-    Their gradient is mostly noise (640 Gaussian dims, 4 samples per state) and AdamW moves every
-    weight by about lr per update whatever the signal, so at 1e-3 the mean memory drifts out of the
-    reader's range (measured: answer gap -0.007, overall CE 3.12 vs 3.01 without memory); at 1e-4 it
-    stays where the reader ignores it (-0.001 to -0.002 on 3 seeds, CE 3.017)."""
+    """AdamW learning rate of the continuous writers (the selection agents keep the preset's); why
+    it is lower: docs/llm-ltm.md, "The pipeline's defaults"."""
     imitate_steps: int = 1500
     """Behaviour-cloning steps of the continuous writer onto the hypothesis-2 memory before its RL
-    (``agents/imitation.py``; 0: it starts from writing little). Its reader reads writing nothing a
-    little below no memory (zero memory: -0.002 of the answer gap); from the cloned start, 1500 RL
-    steps end at +0.003 to +0.006 on 3 seeds (the hypothesis-2 memory itself: +0.006)."""
+    (``agents/imitation.py``; 0: it starts from writing little)."""
     mimic_steps: int = 1000
     """EmbeddingMimic-v0 pre-training env steps (hypothesis 1)."""
     pretrained_lm_lr: float = 3e-4
     """Learning rate of the reader co-trained with the hypothesis-1 agent, as the study trained its
-    LLM-LTM together with the pre-trained agent (0: the frozen hypothesis-2 reader). Answer-gap share
-    on seeds 0 / 1 / 2 (test split): frozen -0.001 / -0.001 / -0.002; co-trained at 1e-4 -0.000 /
-    -0.000 / -0.001, at 3e-4 +0.001 / +0.001 / +0.000 (overall CE 3.013-3.014 against 3.015 without
-    memory), at 1e-3 +0.001 each but overall CE 3.02; every 95 % interval spans 0."""
+    LLM-LTM together with the pre-trained agent (0: the frozen hypothesis-2 reader)."""
     bptt_steps: int | None = 600
-    """Differentiable-writer steps (None: the bptt-tiny preset's 1500)."""
+    """Differentiable-writer steps (null or 0: the bptt-tiny preset's)."""
     bptt_lr: float | None = 2e-3
-    """Its peak learning rate (None: the preset's 1e-3). Seed 0: 600 steps at 2e-3 close 0.59 of the
-    answer gap, 600 at 1e-3 0.27, 800 at 1e-3 0.52, the preset's 1500 at 1e-3 0.78."""
+    """Its peak learning rate (null or 0: the preset's)."""
     ladder: tuple[str, ...] = ("recall-d1", "recall-d4", "recall-mixed")
     """Levels of the memory-task ladder (:mod:`ltm_gym.data.tasks`) the report ends with: no memory,
     the oracle and the scripted selection policies through the study's ``select`` reader

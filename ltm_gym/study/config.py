@@ -46,8 +46,7 @@ class StageConfig:
     uninformative: float = 0.0
     """Memory only: share of rows whose memory says nothing about the text (all zeros, Gaussian
     noise at the memory's scale, or another document's memory, in equal parts), for the reader to
-    learn to ignore it. Measured at 0.25 on the tiny default: an empty memory's overall CE matches
-    no memory's, but its answer tokens still pay 0.002 nats (README)."""
+    learn to ignore it."""
 
     def validate(self) -> None:
         check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
