@@ -38,7 +38,7 @@ from ltm_gym.data.tasks import load_task
 from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend, Reward, RewardConfig, Segments
 from ltm_gym.metrics import SegmentMetrics
 
-TRAINABLE_REWARDS = ("full", "answer", "prefix")
+TRAINABLE_REWARDS = ("full", "answer", "prefix", "prefix_sampled")
 WRITER_FILE = "writer.pt"
 READER_FILE = "reader.safetensors"
 
@@ -65,7 +65,8 @@ class BPTTConfig:
     """Writes a gradient flows back through (the memory is detached every ``tbptt`` segments)."""
     reward: RewardConfig = field(default_factory=lambda: RewardConfig(mode="full"))
     """The env's reward that is maximized: ``full`` (CE of the next segment, default), ``answer``
-    or ``prefix`` (the study's k random prefixes; a noisier gradient of the same loss)."""
+    ``prefix`` (the study's prefix reward in expectation) or ``prefix_sampled`` (its k random
+    prefixes; a noisier gradient of the same loss)."""
     answer_weight: float = 0.0
     """Extra weight of the answer tokens' mean CE (synthetic corpus), added to -reward: the answers
     are a few tokens of a segment, so under the ``full`` reward alone their gradient is faint, and
@@ -204,7 +205,7 @@ def train_writer(cfg: BPTTConfig, run_dir: str | Path, backend: MemoryLMBackend 
     writer = build_writer(backend, cfg)
     train_docs = backend.docs("train")
     val_docs = backend.documents.get("validation") or train_docs
-    k = cfg.reward.k if cfg.reward.mode == "prefix" else None
+    k = cfg.reward.k if cfg.reward.mode == "prefix_sampled" else None
     val = document_batch(val_docs, min(cfg.eval_documents, len(val_docs)), k,
                          torch.Generator().manual_seed(cfg.train.seed + 99))
 

@@ -41,9 +41,11 @@ class EnvConfig:
     "distance": 3}``, ``{"name": "babi-qa1-4k", "tokens": 3000, "seed": 7}``)."""
     split: str = "train"
     """``train`` | ``validation`` | ``test``."""
-    reward_mode: Literal["prefix", "full", "answer", "delta", "mimic"] = "prefix"
+    reward_mode: Literal["prefix", "prefix_sampled", "full", "answer", "delta", "mimic"] = "prefix"
+    """``prefix``: the study's prefix reward in exact expectation over prefix lengths;
+    ``prefix_sampled``: the study's k random prefixes (:mod:`ltm_gym.envs.reward`)."""
     k: int = 4
-    """Random prefixes per reward (``prefix`` mode)."""
+    """Random prefixes per reward (``prefix_sampled``)."""
     action_mode: Literal["full", "slot", "select"] = "full"
     """full: Box(-1, 1, (n_slots, slot_dim)) is the new memory; slot: one slot, the first number
     picks it; select: scores of the segment's positions and of the previous slots, the top n_slots

@@ -6,8 +6,13 @@ scoring of K candidate memories per state flattens them into one call: all are t
 
 Modes (``RewardConfig.mode``), after the write, on the next segment s_{t+1}:
 
-* ``prefix`` (the study): -(1/k) sum_i L(s_{t+1}[0:l_i] | m_t), l_i uniform in [1, L], all k
-  prefixes from ONE forward (a causal LM's prefix loss is a cumulative mean of its token losses);
+* ``prefix`` (the default): the study's prefix reward in expectation over the prefix length l
+  uniform in [1, L]: -E_l L(s_{t+1}[0:l] | m_t) = -sum_t w_t L_t with w_t = (1/L) sum_{l=t}^{L} 1/l,
+  exact, from one forward: the same weighting as the study's, without its sampling noise (which
+  made it learn a seventh of what the full loss teaches, docs/agents.md);
+* ``prefix_sampled`` (the study's protocol): -(1/k) sum_i L(s_{t+1}[0:l_i] | m_t), l_i drawn
+  uniform in [1, L], all k prefixes from ONE forward (a causal LM's prefix loss is a cumulative
+  mean of its token losses);
 * ``full``: -CE of s_{t+1}; ``answer``: -CE of its answer tokens (synthetic recall corpus);
 * ``delta``: CE of s_{t+1} without memory minus CE with it (the no-memory CE is cached per model
   revision, :attr:`MemoryLMBackend.revision`);
@@ -29,15 +34,15 @@ from ltm_gym.metrics import prefix_losses
 
 from .backend import MemoryLMBackend
 
-REWARD_MODES = ("prefix", "full", "answer", "delta", "mimic")
+REWARD_MODES = ("prefix", "prefix_sampled", "full", "answer", "delta", "mimic")
 
 
 @dataclass
 class RewardConfig:
-    mode: Literal["prefix", "full", "answer", "delta", "mimic"] = "prefix"
+    mode: Literal["prefix", "prefix_sampled", "full", "answer", "delta", "mimic"] = "prefix"
     """See the module docstring."""
     k: int = 4
-    """Random prefixes per reward (prefix mode)."""
+    """Random prefixes per reward (``prefix_sampled``)."""
 
     def validate(self) -> None:
         check(self.mode in REWARD_MODES, "reward_mode", self.mode, ", ".join(REWARD_MODES))
@@ -68,6 +73,13 @@ class Segments:
                         rep(self.prev_distance), rep(self.answer_distance))
 
 
+def prefix_weights(L: int, like: torch.Tensor) -> torch.Tensor:
+    """(L,) w_t = (1/L) sum_{l=t}^{L} 1/l: the expected mean loss of a prefix of uniform length l in
+    1..L is sum_t w_t L_t (token t counts in every prefix at least t long, with weight 1/l)."""
+    inv = 1.0 / torch.arange(1, L + 1, dtype=like.dtype, device=like.device)
+    return inv.flip(0).cumsum(0).flip(0) / L
+
+
 class Reward:
     """The reward of a :class:`MemoryLMBackend` in one mode (see the module docstring)."""
 
@@ -91,8 +103,8 @@ class Reward:
         return self.cfg.mode != "mimic"
 
     def draw_lengths(self, rngs: list[np.random.Generator]) -> torch.Tensor | None:
-        """The k prefix lengths of every row (prefix mode; None otherwise), row i from ``rngs[i]``."""
-        if self.cfg.mode != "prefix":
+        """The k prefix lengths of every row (``prefix_sampled``; None otherwise), row i from ``rngs[i]``."""
+        if self.cfg.mode != "prefix_sampled":
             return None
         L = self.backend.segment_len
         return torch.from_numpy(np.stack([r.integers(1, L + 1, size=self.cfg.k) for r in rngs]))
@@ -135,8 +147,10 @@ class Reward:
         """The reward (N,) of the token losses (N, L) of ``seg``'s rows (LM modes)."""
         b, mode = self.backend, self.cfg.mode
         if mode == "prefix":
+            return -(losses * prefix_weights(losses.shape[1], losses)).sum(1)
+        if mode == "prefix_sampled":
             if seg.lengths is None:
-                raise ValueError("reward mode 'prefix' needs the prefix lengths (N, k)")
+                raise ValueError("reward mode 'prefix_sampled' needs the prefix lengths (N, k)")
             return -prefix_losses(losses, seg.lengths.to(b.device)).mean(1)
         if mode == "answer":
             m = seg.answer_mask.to(b.device).float()
@@ -151,7 +165,7 @@ class Reward:
         """(N, L) bool: the tokens whose loss the reward reads (None: all of them)."""
         if self.cfg.mode == "answer":
             return seg.answer_mask
-        if self.cfg.mode == "prefix" and seg.lengths is not None:
+        if self.cfg.mode == "prefix_sampled" and seg.lengths is not None:
             return torch.arange(seg.ids.shape[1])[None] < seg.lengths.max(1, keepdim=True).values
         return None
 

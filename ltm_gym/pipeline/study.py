@@ -108,10 +108,10 @@ def run_pipeline(study: StudyDir, settings: PipelineSettings, log: Callable[[str
         "reinforce_select_cotrained": RunConfig(**base, env_kwargs={**select_kwargs, "lm_update": True, "lm_lr": 1e-3},
                                                 steps=settings.select_steps),
         "mimic": RunConfig(**stepwise, env_id="ltm_gym/EmbeddingMimic-v0", env_kwargs=env_kwargs, steps=settings.mimic_steps),
-        "reinforce": RunConfig(**cloned, env_kwargs={**env_kwargs, "reward_mode": "prefix"},
+        "reinforce": RunConfig(**cloned, env_kwargs={**env_kwargs, "reward_mode": "prefix_sampled"},
                                steps=settings.agent_steps),
         "reinforce_pretrained": RunConfig(**continuous,
-                                          env_kwargs={**env_kwargs, "reward_mode": "prefix", **pretrained_reader},
+                                          env_kwargs={**env_kwargs, "reward_mode": "prefix_sampled", **pretrained_reader},
                                           steps=settings.agent_steps,
                                           init_from=str(study.agent_dir("mimic") / "agent.pt")),
     }

@@ -70,8 +70,26 @@ def test_types_and_fresh_arrays(backend):
     obs3, *_ = env.step(np.zeros(env.action_space.shape, np.float32))
     assert not np.shares_memory(obs2["memory"], obs3["memory"])
     assert env.episodes.memory.max() <= 1.0
-    assert {"ce", "ppl", "top5", "top100", "prefix_lengths", "answer_ce", "recall_acc"} <= set(info)
-    assert len(info["prefix_lengths"]) == 4
+    assert {"ce", "ppl", "top5", "top100", "answer_ce", "recall_acc"} <= set(info)
+    env = make(backend, reward_mode="prefix_sampled")
+    env.reset(seed=1)
+    assert len(env.step(action)[-1]["prefix_lengths"]) == 4
+
+
+def test_prefix_reward_is_the_exact_expectation_of_the_sampled_one(backend):
+    """prefix = the mean of the prefix loss over every length l = 1..L (what prefix_sampled draws)."""
+    from ltm_gym.envs import Reward, RewardConfig, Segments
+    from ltm_gym.metrics import prefix_losses
+
+    doc = backend.docs("train")[0]
+    L = doc.ids.shape[1]
+    memory = torch.full((1, backend.n_slots, backend.slot_dim), 0.3)
+    seg = Segments(doc.ids[1:2], doc.answer_mask[1:2], [(0, 1, "train")], torch.arange(1, L + 1)[None])
+    terms = Reward(backend, RewardConfig(mode="prefix"))(memory, seg)
+    every_length = -prefix_losses(terms["losses"], seg.lengths).mean(1)
+    assert float(terms["reward"][0]) == pytest.approx(float(every_length[0]), abs=1e-5)
+    sampled = Reward(backend, RewardConfig(mode="prefix_sampled"))(memory, seg)["reward"]
+    assert float(sampled[0]) == pytest.approx(float(every_length[0]), abs=1e-5)
 
 
 def test_same_seed_same_episode_bitwise(backend):
@@ -134,7 +152,7 @@ def test_reward_reflects_this_action_not_the_last():
 
 
 def test_reward_modes(backend):
-    for mode in ("full", "answer", "delta", "prefix"):
+    for mode in ("full", "answer", "delta", "prefix", "prefix_sampled"):
         env = make(backend, reward_mode=mode)
         env.reset(seed=0, options={"document": 0})
         obs, r, *_ , info = env.step(np.full(env.action_space.shape, 0.5, np.float32))
@@ -247,18 +265,18 @@ def test_make_by_string_in_fresh_process(tmp_path):
     assert "(32,) (4, 16)" in out.stdout
 
 
-@pytest.mark.parametrize("mode", ["prefix", "full", "answer"])
+@pytest.mark.parametrize("mode", ["prefix_sampled", "prefix", "full", "answer"])
 def test_differentiable_reward_equals_step_reward_and_has_gradients(backend, mode):
     env = make(backend, reward_mode=mode)
     env.reset(seed=3)
     a = (np.random.default_rng(1).uniform(-1, 1, env.action_space.shape) * 0.5).astype(np.float32)
     memory = torch.from_numpy(a[None]).requires_grad_(True)
-    lengths = torch.tensor([[1, 2, 3, 4]]) if mode == "prefix" else None
+    lengths = torch.tensor([[1, 2, 3, 4]]) if mode == "prefix_sampled" else None
     r = env.differentiable_reward(memory, lengths)
     r.sum().backward()
     assert memory.grad is not None and memory.grad.abs().sum() > 0
     _, r_step, *_, info = env.step(a)
-    if mode == "prefix":  # the step drew its own lengths: score those through the same path
+    if mode == "prefix_sampled":  # the step drew its own lengths: score those through the same path
         env2 = make(backend, reward_mode=mode)
         env2.reset(seed=3)
         r = env2.differentiable_reward(torch.from_numpy(a[None]), torch.from_numpy(info["prefix_lengths"][None]))
@@ -272,7 +290,7 @@ def test_differentiable_reward_rejects_bad_memory_shape(backend):
         env.differentiable_reward(torch.zeros(2, 3, 4), torch.ones(1, 4, dtype=torch.long))
 
 
-@pytest.mark.parametrize("mode", ["prefix", "answer"])
+@pytest.mark.parametrize("mode", ["prefix_sampled", "prefix", "answer"])
 def test_differentiable_reward_gradient_matches_finite_differences(study_data, mode):
     """d reward / d memory of the real LLM-LTM path, in float64, against central differences."""
     cfg = tiny_study_config()
@@ -285,7 +303,7 @@ def test_differentiable_reward_gradient_matches_finite_differences(study_data, m
     env.reset(seed=5)
     rng = np.random.default_rng(0)
     m0 = torch.from_numpy(rng.uniform(-0.8, 0.8, (1, *env.action_space.shape)))
-    lengths = torch.tensor([[3, 9, 17, 32]]) if mode == "prefix" else None
+    lengths = torch.tensor([[3, 9, 17, 32]]) if mode == "prefix_sampled" else None
     memory = m0.clone().requires_grad_(True)
     env.differentiable_reward(memory, lengths).sum().backward()
     eps = 1e-6

@@ -82,7 +82,7 @@ def test_a_wider_code_context_carries_the_tokens_further_back(backend):
     assert torch.equal(three[0], three[2]) and three.abs().amax(-1).eq(1).all()
 
 
-@pytest.mark.parametrize("mode", ["prefix", "answer", "full", "delta"])
+@pytest.mark.parametrize("mode", ["prefix_sampled", "prefix", "answer", "full", "delta"])
 @pytest.mark.parametrize("action_mode", ["full", "select"])
 def test_score_actions_equals_step_for_each_candidate(backend, mode, action_mode):
     env = LLMMemoryEnv(backend=backend, action_mode=action_mode, reward_mode=mode)
@@ -102,7 +102,7 @@ def test_score_actions_equals_step_for_each_candidate(backend, mode, action_mode
     assert r == pytest.approx(scores[2], abs=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["prefix", "answer"])
+@pytest.mark.parametrize("mode", ["prefix_sampled", "prefix", "answer"])
 def test_score_actions_shares_the_trunk_and_equals_one_forward_per_candidate(backend, mode, monkeypatch):
     model_type = type(backend.model)
     shared = []
@@ -120,7 +120,7 @@ def test_score_actions_shares_the_trunk_and_equals_one_forward_per_candidate(bac
 
 
 def test_vector_score_actions(backend):
-    venv = LLMMemoryVectorEnv(num_envs=3, backend=backend, action_mode="select", reward_mode="prefix")
+    venv = LLMMemoryVectorEnv(num_envs=3, backend=backend, action_mode="select", reward_mode="prefix_sampled")
     venv.reset(seed=1)
     cands = np.random.default_rng(2).uniform(-1, 1, (4, 3, 36)).astype(np.float32)
     scores = venv.score_actions(cands)
@@ -134,7 +134,7 @@ def test_vector_score_actions(backend):
 def test_prefix_reward_without_its_lengths_is_refused(backend):
     from ltm_gym.envs.reward import Reward, RewardConfig, Segments
 
-    reward = Reward(backend, RewardConfig(mode="prefix"))
+    reward = Reward(backend, RewardConfig(mode="prefix_sampled"))
     doc = backend.docs("train")[0]
     seg = Segments(ids=doc.ids[:1], answer_mask=doc.answer_mask[:1], keys=[(0, 0, "train")])
     with pytest.raises(ValueError, match="prefix lengths"):

@@ -21,7 +21,7 @@ def test_make_vec_declares_same_step(backend):
     assert venv.single_action_space.shape == (4, 16)
 
 
-@pytest.mark.parametrize("mode", ["prefix", "answer"])
+@pytest.mark.parametrize("mode", ["prefix_sampled", "prefix", "answer"])
 def test_vector_equals_single_envs(backend, mode):
     n = 3
     venv = LLMMemoryVectorEnv(num_envs=n, backend=backend, reward_mode=mode)
