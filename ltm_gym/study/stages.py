@@ -114,20 +114,25 @@ def _answer_stats(losses: torch.Tensor, batch: dict) -> dict[str, float]:
 
 
 def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    """:func:`fact_memory_batch` for bAbI-in-books documents: a segment t that asks a question, and
-    a memory of the codes of the supporting facts it asks (``fact_due == t``, each with probability
+    """:func:`fact_memory_batch` for bAbI-in-books documents: a segment t that asks about a fact of
+    an earlier segment, and a memory of the codes of those facts (``fact_due == t``, each with probability
     :data:`FACT_KEPT`), then random positions of the segments before t, in random slot order.
     Other facts are left out: a fact about the same actor that a later one overwrote would make
     the answer ambiguous (slots carry no order)."""
     S = docs[0].n_segments
-    pool = [d for d in docs if d.n_segments == S and d.answer_mask[1:].any()]
+    L = docs[0].ids.shape[1]
+
+    def remembered(d: Document) -> list[int]:
+        """The segments that ask about a fact stated in an earlier segment (what a memory must hold)."""
+        due = d.fact_due.reshape(-1)
+        return [t for t in range(1, S) if d.answer_mask[t].any() and (due[: t * L] == t).any()]
+
+    pool = [(d, ts) for d in docs if d.n_segments == S for ts in [remembered(d)] if ts]
     if not pool:
-        raise ValueError("supporting-fact memories need documents of >= 2 segments with a question after the first")
+        raise ValueError("supporting-fact memories need documents with a question about a fact of an earlier segment")
     prev, cur, mask, select = [], [], [], []
     for _ in range(batch):
-        d = pool[int(torch.randint(len(pool), (1,), generator=g))]
-        L = d.ids.shape[1]
-        asked = [t for t in range(1, S) if d.answer_mask[t].any()]
+        d, asked = pool[int(torch.randint(len(pool), (1,), generator=g))]
         t = asked[int(torch.randint(len(asked), (1,), generator=g))]
         due = d.fact_due.reshape(-1)[: t * L]
         own = [p for p in (due == t).nonzero().flatten().tolist() if float(torch.rand((), generator=g)) < FACT_KEPT]

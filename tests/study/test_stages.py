@@ -263,3 +263,32 @@ def test_stages_draw_the_train_split_without_fresh_documents(study_data, tmp_pat
     splits = {k: {id(d) for d in v} for k, v in study.data.splits.items()}
     kinds = [next(k for k, ids in splits.items() if all(id(d) in ids for d in docs)) for docs in drawn]
     assert kinds == ["validation", "train", "train"]          # the evaluation batch, then one per step
+
+
+def test_supporting_fact_memories_hold_the_facts_the_question_asks(tmp_path):
+    """bAbI-in-books documents: the select reader's memories hold the supporting facts of the segment
+    it predicts (from earlier segments), the rest random earlier positions."""
+    import random
+
+    from ltm_gym.data import babi
+    from ltm_gym.data.babilong import BabiTaskConfig, babi_documents
+    from ltm_gym.data.tokenizer import train_bpe
+    from ltm_gym.study.stages import supporting_fact_batch
+
+    rng = random.Random(0)
+    texts = [" ".join(f.text for f in babi.generate_story(1 + i % 3, 8, rng).facts) for i in range(200)]
+    questions = [" Where is Mary? Answer: kitchen. Where was the apple before the office? Answer: garden."] * 50
+    tok = train_bpe(texts + questions + ["It was a fine day. She said so."], 500, babi.words())
+    docs = babi_documents(BabiTaskConfig(name="t", qa=1, tokens=512, n_documents=12, n_eval=2), tok, 64)["train"]
+    batch = supporting_fact_batch(docs, 16, 6, torch.Generator().manual_seed(0))
+    assert batch["select"].shape == (16, 6) and batch["ids"].shape == (16, 64)
+    held = 0
+    for row in range(16):
+        t = 7                                                               # the question's segment (the last)
+        assert batch["answer_mask"][row].any()
+        chosen = batch["select"][row].tolist()
+        assert all(p < t * 64 for p in chosen)                              # earlier segments only
+        doc = next(d for d in docs if torch.equal(d.ids, batch["prev"][row]))
+        wanted = (doc.fact_due.reshape(-1)[: t * 64] == t).nonzero().flatten().tolist()
+        held += all(p in chosen for p in wanted)
+    assert held >= 8                                                       # each kept with probability 0.8
