@@ -65,3 +65,29 @@ def test_only_a_finished_study_of_the_tiny_preset_is_shipped(tiny_study, tmp_pat
     with pytest.raises(ConfigError, match="not a study of the 'tiny' preset"):
         ship(tiny_study, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+
+
+def test_the_babi_study_ships_and_study_dir_names_it(tmp_path, monkeypatch):
+    """study_dir=babi-tiny: the shipped bAbI study, copied to the user's cache when first used; its
+    recorded rows recomputed from the shipped files."""
+    from ltm_gym.study.layout import SHIPPED_STUDIES
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    source = shipped_study_dir("babi-tiny")
+    assert source == SHIPPED_STUDIES["babi-tiny"] and check_shippable(StudyDir(source)) == "babi-tiny"
+    env = gym.make("ltm_gym/LLMMemory-v0", study_dir="babi-tiny", task={"name": "babi-qa1-1k", "n_eval": 2},
+                   split="test", action_mode="select", adapters="select", reward_mode="answer", device="cpu")
+    env.reset(seed=0)
+    rewards, done = [], False
+    while not done:
+        _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        rewards.append(reward)
+        done = terminated or truncated
+    assert len(rewards) == 15 and rewards[-1] < 0 == rewards[0]
+    copied = tmp_path / "cache" / "ltm_gym" / "study-babi-tiny"
+    assert StudyDir(copied).identity("select")["fingerprint"] == StudyDir(source).identity("select")["fingerprint"]
+    recorded = shipped_reference(source)
+    rows = ship(StudyDir(source), tmp_path / "copy")
+    for name, summary in recorded.items():
+        assert rows[name]["answer_ce"] == pytest.approx(summary["answer_ce"], abs=1e-4), name
