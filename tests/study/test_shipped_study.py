@@ -61,15 +61,18 @@ def test_from_scratch_and_other_configs_do_not_start_from_the_shipped_study(empt
         from_scratch_study(None)
 
 
-def test_only_a_finished_study_of_the_tiny_preset_is_shipped(tiny_study, tmp_path):
-    with pytest.raises(ConfigError, match="not a study of the 'tiny' preset"):
+def test_only_a_finished_study_of_a_shipped_preset_is_shipped(tiny_study, tmp_path):
+    with pytest.raises(ConfigError, match="is a study of 'test'; the package ships studies of tiny, babi-tiny"):
         ship(tiny_study, tmp_path / "dest")
+    renamed = StudyDir(tmp_path / "renamed", tiny_study_config(name="tiny"))
+    renamed.create()
+    with pytest.raises(ConfigError, match="not a study of the 'tiny' preset"):
+        ship(renamed, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
 
 
 def test_the_babi_study_ships_and_study_dir_names_it(tmp_path, monkeypatch):
-    """study_dir=babi-tiny: the shipped bAbI study, copied to the user's cache when first used; its
-    recorded rows recomputed from the shipped files."""
+    """study_dir=babi-tiny: the shipped bAbI study, copied to the user's cache when first used."""
     from ltm_gym.study.layout import SHIPPED_STUDIES
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -87,7 +90,5 @@ def test_the_babi_study_ships_and_study_dir_names_it(tmp_path, monkeypatch):
     assert len(rewards) == 15 and rewards[-1] < 0 == rewards[0]
     copied = tmp_path / "cache" / "ltm_gym" / "study-babi-tiny"
     assert StudyDir(copied).identity("select")["fingerprint"] == StudyDir(source).identity("select")["fingerprint"]
-    recorded = shipped_reference(source)
-    rows = ship(StudyDir(source), tmp_path / "copy")
-    for name, summary in recorded.items():
-        assert rows[name]["answer_ce"] == pytest.approx(summary["answer_ce"], abs=1e-4), name
+    recorded = shipped_reference(source)                          # ship's recompute is tested on the tiny study
+    assert {"lora_baseline", "oracle", "prev_segment_memory"} <= set(recorded)
