@@ -77,7 +77,7 @@ def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.G
     pool = [d for d in docs if d.n_segments == S and d.answer_mask[1:].any()]
     if not pool or S < 2:
         raise ValueError("fact memories need documents of >= 2 segments with answer tokens (the synthetic corpus)")
-    prev, cur, mask, select = [], [], [], []
+    rows = []
     for _ in range(batch):
         d = pool[int(torch.randint(len(pool), (1,), generator=g))]
         L = d.ids.shape[1]
@@ -89,17 +89,26 @@ def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.G
         others = [p for p in flat_mask.nonzero().flatten().tolist() if p // L != t]
         others = [others[i] for i in torch.randperm(len(others), generator=g).tolist()]
         n_other = int(torch.randint(0, max(0, n_slots - len(own)) + 1, (), generator=g))
-        chosen = own[:n_slots] + others[:n_other]
-        lo = max(0, t - RECENT) * L
-        filler = (lo + torch.randperm(t * L - lo, generator=g)).tolist()
-        chosen += [p for p in filler if p not in chosen][: n_slots - len(chosen)]
-        order = torch.randperm(len(chosen), generator=g).tolist()
-        select.append(torch.tensor([chosen[i] for i in order]))
-        prev.append(d.ids)
-        cur.append(d.ids[t])
-        mask.append(d.answer_mask[t])
-    return {"prev": torch.stack(prev), "ids": torch.stack(cur), "answer_mask": torch.stack(mask),
-            "select": torch.stack(select)}
+        rows.append((d, t, memory_positions(own[:n_slots] + others[:n_other], t, L, n_slots, g)))
+    return memory_batch(rows)
+
+
+def memory_positions(chosen: list[int], t: int, L: int, n_slots: int, g: torch.Generator) -> torch.Tensor:
+    """``chosen`` positions, filled up to ``n_slots`` with random positions of the :data:`RECENT`
+    segments before ``t``, in random slot order."""
+    lo = max(0, t - RECENT) * L
+    filler = (lo + torch.randperm(t * L - lo, generator=g)).tolist()
+    chosen = chosen + [p for p in filler if p not in chosen][: n_slots - len(chosen)]
+    order = torch.randperm(len(chosen), generator=g).tolist()
+    return torch.tensor([chosen[i] for i in order])
+
+
+def memory_batch(rows: list[tuple[Document, int, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The batch of (document, target segment, memory positions) rows: ``prev`` the whole
+    documents, ``ids`` and ``answer_mask`` the target segments, ``select`` the positions."""
+    return {"prev": torch.stack([d.ids for d, _, _ in rows]), "ids": torch.stack([d.ids[t] for d, t, _ in rows]),
+            "answer_mask": torch.stack([d.answer_mask[t] for d, t, _ in rows]),
+            "select": torch.stack([sel for _, _, sel in rows])}
 
 
 def _unwrap(model: torch.nn.Module) -> LLMLTM:
@@ -130,22 +139,14 @@ def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: tor
     pool = [(d, ts) for d in docs if d.n_segments == S for ts in [remembered(d)] if ts]
     if not pool:
         raise ValueError("supporting-fact memories need documents with a question about a fact of an earlier segment")
-    prev, cur, mask, select = [], [], [], []
+    rows = []
     for _ in range(batch):
         d, asked = pool[int(torch.randint(len(pool), (1,), generator=g))]
         t = asked[int(torch.randint(len(asked), (1,), generator=g))]
         due = d.fact_due.reshape(-1)[: t * L]
         own = [p for p in (due == t).nonzero().flatten().tolist() if float(torch.rand((), generator=g)) < FACT_KEPT]
-        lo = max(0, t - RECENT) * L
-        filler = (lo + torch.randperm(t * L - lo, generator=g)).tolist()
-        chosen = own[:n_slots] + [p for p in filler if p not in own][: n_slots - min(len(own), n_slots)]
-        order = torch.randperm(len(chosen), generator=g).tolist()
-        select.append(torch.tensor([chosen[i] for i in order]))
-        prev.append(d.ids)
-        cur.append(d.ids[t])
-        mask.append(d.answer_mask[t])
-    return {"prev": torch.stack(prev), "ids": torch.stack(cur), "answer_mask": torch.stack(mask),
-            "select": torch.stack(select)}
+        rows.append((d, t, memory_positions(own[:n_slots], t, L, n_slots, g)))
+    return memory_batch(rows)
 
 
 class Stage:
