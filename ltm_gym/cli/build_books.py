@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=SHIPPED_BOOKS, help=f"the file to write (default: {SHIPPED_BOOKS})")
     args = parser.parse_args(argv)
     try:
-        import rdata  # noqa: F401
+        import rdata  # noqa: F401  (only checks that it is installed)
     except ImportError:
         parser.error("reading the R database needs PyPI's rdata: pip install rdata")
     with warnings.catch_warnings():

@@ -73,7 +73,7 @@ def stage_rows(steps: int) -> list[tuple]:
 def agent_rows(steps: int) -> list[tuple]:
     import gymnasium as gym
 
-    import ltm_gym  # noqa: F401
+    import ltm_gym  # noqa: F401  (registers the env ids)
     from ltm_gym.agents import make
     from ltm_gym.cli.bench_env import build_model, documents
     from ltm_gym.envs import LLMMemoryVectorEnv, MemoryLMBackend

@@ -11,7 +11,6 @@ import copy
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 
 from ltm_gym.core import choose_device

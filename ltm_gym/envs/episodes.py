@@ -19,8 +19,9 @@ from gymnasium.vector import VectorEnv
 
 from .backend import MemoryLMBackend
 from .config import EnvConfig
-from .reward import Reward, RewardConfig, Segments
+from .reward import Reward, Segments
 from .selection import candidate_slots, held_codes, segment_codes, supporting_held, write_selection
+
 
 def make_spaces(backend: MemoryLMBackend, s: EnvConfig) -> tuple[spaces.Dict, spaces.Box]:
     """Observation and action space of ONE env."""
@@ -251,11 +252,13 @@ class Episodes:
     def add_held(self, infos: list[dict], memory: np.ndarray, seg: Segments) -> None:
         """``answer_held`` per answer token: whether the memory just written holds its fact (the
         fact's own code; on bAbI-in-books documents every supporting fact's)."""
-        held = held_codes(self.backend.model, memory, seg.ids, self.s.action_scale)
+        held = None
         for i, info in enumerate(infos):
             if "answer_hit" not in info:
                 continue
             doc, t = self.docs[self.doc[i]], int(self.t[i]) + 1
+            if doc.oracle is None and held is None:     # the recall corpus: one pass for every row
+                held = held_codes(self.backend.model, memory, seg.ids, self.s.action_scale)
             if doc.oracle is not None:
                 ok = supporting_held(self.backend.model, memory[i], doc.ids, doc.fact_due, t, self.s.action_scale)
                 if ok is not None:

@@ -30,7 +30,7 @@ import torch
 
 from ltm_gym.core import choose_device
 from ltm_gym.data.segments import Document
-from ltm_gym.data.tasks import AnyTask, TaskConfig, task_documents
+from ltm_gym.data.tasks import AnyTask, task_documents
 from ltm_gym.lm import LLMLTM, previous_segment_memory, selection_codes
 from ltm_gym.metrics import TOP_K, SegmentMetrics, target_ranks
 
