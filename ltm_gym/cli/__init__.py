@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate-agent": ("evaluate_agent", "an agent run's row beside the LM rows"),
     "eval-ladder": ("eval_ladder", "the memory-task ladder's references and agents"),
     "train-bptt-memory": ("train_bptt_memory", "the differentiable memory writer"),
+    "train-rmt": ("train_rmt", "the Recurrent Memory Transformer reference (memory trained by backpropagation)"),
     "run-study": ("run_study", "the whole LLM-LTM study end to end (make demo)"),
     "train-looped": ("train_looped", "train a looped transformer or GPT-2 on in-context regression"),
     "eval-looped": ("eval_looped", "evaluate a looped-regression run against least squares"),

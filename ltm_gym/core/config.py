@@ -186,10 +186,13 @@ def _parse_value(raw: str) -> Any:
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; ``update`` wins."""
+    """Recursive dict merge; ``update`` wins. Sub-keys given for a named value keep the name: a
+    preset's ``task: recall-d4`` with ``task.distance=3`` is ``{"name": "recall-d4", "distance": 3}``."""
     out = dict(base)
     for k, v in update.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+        if isinstance(v, Mapping) and isinstance(out.get(k), str) and "name" not in v:
+            out[k] = {"name": out[k], **v}
+        elif isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
             out[k] = merge(out[k], v)
         else:
             out[k] = v

@@ -57,6 +57,15 @@ def test_override_values_are_parsed():
         parse_overrides(["novalue"])
 
 
+def test_sub_keys_of_a_named_preset_value_keep_its_name():
+    from ltm_gym.core.config import merge, parse_overrides
+
+    preset = {"task": "recall-d4", "other": 1}
+    assert merge(preset, parse_overrides(["task.distance=3"])) == {"task": {"name": "recall-d4", "distance": 3}, "other": 1}
+    assert merge(preset, parse_overrides(["task=babi-qa1-1k", "task.tokens=512"]))["task"] == \
+        {"name": "babi-qa1-1k", "tokens": 512}
+
+
 def test_command_line_options_are_generated_from_a_dataclass():
     import argparse
     from dataclasses import dataclass
