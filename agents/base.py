@@ -9,6 +9,8 @@ through one :class:`RunLogger` under ``RUN_DIR/tb``.
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -48,7 +50,9 @@ class Agent(Protocol):
 
 
 class RunLogger:
-    """TensorBoard scalars under ``run_dir/tb`` (nothing when ``run_dir`` is None), opened lazily."""
+    """TensorBoard scalars under ``run_dir/tb`` and rows of ``run_dir/metrics.jsonl`` (nothing when
+    ``run_dir`` is None), opened lazily. A resumed run's first row drops the rows an interrupted
+    one wrote at or after its step (they are written again)."""
 
     def __init__(self, run_dir: str | Path | None) -> None:
         self.run_dir = Path(run_dir) if run_dir else None
@@ -61,8 +65,17 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(self.run_dir / "tb"))
+            self._drop_rows_from(step)
         for k, v in values.items():
             self._writer.add_scalar(k, float(v), step)
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": int(step), **{k: float(v) for k, v in values.items()}}) + "\n")
+
+    def _drop_rows_from(self, step: int) -> None:
+        path = self.run_dir / "metrics.jsonl"
+        if path.is_file():
+            rows = [line for line in path.read_text().splitlines() if line.strip()]
+            path.write_text("".join(line + "\n" for line in rows if json.loads(line).get("step", 0) < step))
 
     def flush(self) -> None:
         if self._writer is not None:

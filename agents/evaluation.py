@@ -52,8 +52,9 @@ def eval_env(env_kwargs: dict[str, Any], split: str = "test", backend: Any = Non
 def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = True) -> str:
     """The study's table for a finished agent run: its row beside the study's LM rows (for a run
     on a memory task, the task's: no memory and the facts-in-context oracle, with recall by
-    distance and the facts held when asked). Writes ``RUN_DIR/eval/agent_table.{csv,json}`` and
-    returns the printed report."""
+    distance and the facts held when asked). Writes ``RUN_DIR/eval/agent_table.{csv,json}`` (of a
+    split other than test ``agent_table_<split>``, so that it leaves the test table) and returns
+    the printed report."""
     from ltm_gym.study import StudyDir
     from ltm_gym.study.tables import eval_documents, ladder_summary, ladder_table, report, study_dir_rows, task_lm_rows
 
@@ -77,4 +78,4 @@ def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = 
     select = cfg.env_kwargs.get("action_mode") == "select"
     rows = study_dir_rows(study, split, select_reader=select) if with_lm_rows else {}
     rows[f"agent_{cfg.algo}"] = agent_metrics(agent, env, len(eval_documents(study, split)))
-    return report(rows, run_dir / "eval", "agent_table")
+    return report(rows, run_dir / "eval", "agent_table" if split == "test" else f"agent_table_{split}")

@@ -36,8 +36,10 @@ from ltm_gym.study.tables import task_lm_rows
 from .retrieval import retrieval_row
 from .scripted_memory import POLICIES, scripted_row
 
-BABI_POLICIES = ("keep", "random")
-"""The scripted rows of a bAbI level (the ladder's others need facts asked at known distances)."""
+BABI_POLICIES = ("keep", "fifo", "random")
+"""The scripted rows of a bAbI level: ``keep`` (the supporting facts, privileged), ``fifo`` (every fact
+stated, newest first: what a policy that learned to store and keep facts writes) and ``random``
+(the others need facts asked at known distances)."""
 
 
 def ladder_rows(study_dir: str | Path | None, task: str | dict | AnyTask, readers: Sequence[str] = ("select",),

@@ -217,6 +217,9 @@ def resolve_preset(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.is_file():
         return p
+    if p.name == "config.yaml" and not p.is_file():      # a run's stored config
+        where = "no such directory" if not p.parent.exists() else "it holds no config.yaml"
+        raise ConfigError(f"{p.parent} is not a run directory ({where})")
     root = preset_dir()
     for candidate in (root / f"{name_or_path}.yaml", root / str(name_or_path)):
         if candidate.is_file():
@@ -227,7 +230,13 @@ def resolve_preset(name_or_path: str | Path) -> Path:
 def load_preset_dict(name_or_path: str | Path) -> dict[str, Any]:
     """The mapping a preset or YAML file holds (empty file: empty mapping)."""
     path = resolve_preset(name_or_path)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return dict(data)

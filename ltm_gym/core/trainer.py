@@ -99,7 +99,8 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 class Callback(Protocol):
-    """Hooks are optional; implement the ones you need."""
+    """What a Trainer calls back: ``on_step`` after every optimizer step; ``on_end``, when defined,
+    once the run has finished and saved."""
 
     def on_step(self, trainer: "Trainer", metrics: dict[str, float]) -> None: ...
 
@@ -126,7 +127,7 @@ class Trainer:
         batch_fn: Callable[[int], Any],
         run_dir: str | Path | None = None,
         eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
-        callbacks: Iterable[Any] = (),
+        callbacks: Iterable[Callback] = (),
         params: Iterable[nn.Parameter] | None = None,
         state_objects: dict[str, Any] | None = None,
         checkpoint_name: str = "checkpoint.pt",

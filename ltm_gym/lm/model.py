@@ -69,8 +69,16 @@ class MemorySettings:
     the slot that holds it without going through the LM's states (needed on a real LM, whose
     frozen trunk hides the key in the state of the space before a number)."""
 
+    slot_order: bool = False
+    """Whether the reader knows each slot's place in memory (a learned vector per slot index added
+    to the projected memory): a selection writes the new positions first and the kept slots after
+    them in their old order, so a slot's index says how recent it is, and of two facts about one
+    actor the reader can take the later (bAbI: facts overwrite earlier ones)."""
+
     def validate(self) -> None:
         check(self.n_slots >= 1, "memory.n_slots", self.n_slots, ">= 1")
+        check(not self.slot_order or self.read_path == "cross_attention", "memory.slot_order", self.slot_order,
+              "false with read_path prefix")
         check(self.slot_dim >= 1, "memory.slot_dim", self.slot_dim, ">= 1")
         check(self.n_memory_layers >= 1, "memory.n_memory_layers", self.n_memory_layers, ">= 1")
         check(self.code_context >= 1, "memory.code_context", self.code_context, ">= 1")
@@ -127,6 +135,7 @@ class LLMLTM(nn.Module):
         self.memory_proj = nn.Linear(m.slot_dim, self.hidden, bias=False)
         with torch.no_grad():
             self.memory_proj.weight.copy_(fixed_projection(m.slot_dim, self.hidden, m.projection_seed))
+        self.slot_embed = nn.Parameter(torch.zeros(m.n_slots, self.hidden)) if m.slot_order else None
         self.readers = nn.ModuleList()
         self._memory: torch.Tensor | None = None
         self._codes: torch.Tensor | None = None
@@ -155,6 +164,8 @@ class LLMLTM(nn.Module):
         """The memory (B', m, d) that the read hooks see while inside, and, with query codes, the
         codes of ``ids`` (B, T) repeated ``copies`` times (B' = copies B)."""
         self._memory = self.memory_proj(memory.to(self.memory_proj.weight.dtype)) if memory is not None else None
+        if memory is not None and self.slot_embed is not None:
+            self._memory = self._memory + self.slot_embed[: memory.shape[1]].to(self._memory.dtype)
         if memory is not None and self.mem_cfg.query_code:
             self._codes = selection_codes(self, ids).repeat(copies, 1, 1)
         try:
@@ -314,6 +325,9 @@ class LLMLTM(nn.Module):
         d = self.mem_cfg.slot_dim
         if memory.dim() != 3 or memory.shape[0] != batch or memory.shape[2] != d or memory.shape[1] < 1:
             raise ValueError(f"memory has shape {tuple(memory.shape)}; expected ({batch}, {self.mem_cfg.n_slots}, {d})")
+        if self.slot_embed is not None and memory.shape[1] > self.mem_cfg.n_slots:
+            raise ValueError(f"memory has {memory.shape[1]} slots; a reader with slot_order reads at most "
+                             f"{self.mem_cfg.n_slots}")
 
     # ------------------------------------------------------------------ adapters
     def adapter_state(self) -> dict[str, torch.Tensor]:

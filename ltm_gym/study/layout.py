@@ -292,10 +292,6 @@ class StudyDir:
         """Where the base LM comes from: the study's pre-trained tiny LM, or None (``lm.base`` by name)."""
         return self.lm_dir if self.config.lm.base == "tiny" else None
 
-    def has_lm(self) -> bool:
-        base = self.base_dir()
-        return base is None or base.is_dir()
-
     def load_lm(self, adapters: str | Path = "memory", untrained: bool = False, lora: bool | None = None) -> LLMLTM:
         """The LLM-LTM with ``adapters``: ``memory`` | ``lora`` (the study's), ``none``, or a
         .safetensors file. ``untrained=True`` builds the preset's LM untrained when the study has

@@ -65,14 +65,15 @@ RECENT = 8
 """fact_memory_batch: random positions come from up to this many segments before the target."""
 
 
-def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator,
+                      ordered: bool = False) -> dict[str, torch.Tensor]:
     """Memories as a store-and-keep agent writes them, for the ``select`` reader: ids, answer_mask
     (B, L) of a segment t >= 1, ``prev`` (B, S, L) its whole document and ``select`` (B, n_slots)
     positions of it: the facts segment t asks (each with probability :data:`FACT_KEPT`; a question's
     VALUE has the code of its statement), facts asked in other segments, then random positions of
     the segments before t, in random slot order. Documents of one number of segments S (the first's)."""
     if docs[0].oracle is not None:
-        return supporting_fact_batch(docs, batch, n_slots, g)
+        return supporting_fact_batch(docs, batch, n_slots, g, ordered)
     S = docs[0].n_segments
     pool = [d for d in docs if d.n_segments == S and d.answer_mask[1:].any()]
     if not pool or S < 2:
@@ -93,12 +94,17 @@ def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.G
     return memory_batch(rows)
 
 
-def memory_positions(chosen: list[int], t: int, L: int, n_slots: int, g: torch.Generator) -> torch.Tensor:
+def memory_positions(chosen: list[int], t: int, L: int, n_slots: int, g: torch.Generator,
+                     ordered: bool = False) -> torch.Tensor:
     """``chosen`` positions, filled up to ``n_slots`` with random positions of the :data:`RECENT`
-    segments before ``t``, in random slot order."""
+    segments before ``t``, in random slot order, or ``ordered`` as a selection that stored each
+    position at its own segment and kept it would hold them: the latest segment's first, in
+    segment order within one."""
     lo = max(0, t - RECENT) * L
     filler = (lo + torch.randperm(t * L - lo, generator=g)).tolist()
     chosen = chosen + [p for p in filler if p not in chosen][: n_slots - len(chosen)]
+    if ordered:
+        return torch.tensor(sorted(chosen, key=lambda p: (-(p // L), p)))
     order = torch.randperm(len(chosen), generator=g).tolist()
     return torch.tensor([chosen[i] for i in order])
 
@@ -111,10 +117,6 @@ def memory_batch(rows: list[tuple[Document, int, torch.Tensor]]) -> dict[str, to
             "select": torch.stack([sel for _, _, sel in rows])}
 
 
-def _unwrap(model: torch.nn.Module) -> LLMLTM:
-    return getattr(model, "module", model)
-
-
 def _answer_stats(losses: torch.Tensor, batch: dict) -> dict[str, float]:
     mask = batch.get("answer_mask")
     if mask is None or not mask.any():
@@ -122,12 +124,16 @@ def _answer_stats(losses: torch.Tensor, batch: dict) -> dict[str, float]:
     return {"answer_ce": float(losses.detach()[mask].mean())}
 
 
-def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator,
+                          ordered: bool = False) -> dict[str, torch.Tensor]:
     """:func:`fact_memory_batch` for bAbI-in-books documents: a segment t that asks about a fact of
     an earlier segment, and a memory of the codes of those facts (``fact_due == t``, each with probability
     :data:`FACT_KEPT`), then random positions of the segments before t, in random slot order.
     Other facts are left out: a fact about the same actor that a later one overwrote would make
-    the answer ambiguous (slots carry no order)."""
+    the answer ambiguous (slots carry no order). ``ordered`` (a reader with ``memory.slot_order``):
+    every fact stated before t (each with probability :data:`FACT_KEPT`, the latest ``n_slots``),
+    in the order a selection that stores and keeps them holds them (:func:`memory_positions`), so
+    the reader learns to take the latest fact about what is asked."""
     S = docs[0].n_segments
     L = docs[0].ids.shape[1]
 
@@ -144,8 +150,9 @@ def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: tor
         d, asked = pool[int(torch.randint(len(pool), (1,), generator=g))]
         t = asked[int(torch.randint(len(asked), (1,), generator=g))]
         due = d.fact_due.reshape(-1)[: t * L]
-        own = [p for p in (due == t).nonzero().flatten().tolist() if float(torch.rand((), generator=g)) < FACT_KEPT]
-        rows.append((d, t, memory_positions(own[:n_slots], t, L, n_slots, g)))
+        stated = (due != 0) if ordered else (due == t)
+        own = [p for p in stated.nonzero().flatten().tolist() if float(torch.rand((), generator=g)) < FACT_KEPT]
+        rows.append((d, t, memory_positions(own[-n_slots:], t, L, n_slots, g, ordered)))
     return memory_batch(rows)
 
 
@@ -208,7 +215,7 @@ class PretrainStage(Stage):
                 return losses.mean(), {}
             answer_ce = losses[mask].mean()
             return losses.mean() + float(batch["answer_weight"][0]) * answer_ce, {"answer_ce": float(answer_ce.detach())}
-        inner = _unwrap(model)
+        inner = model
         with captured_attention(inner.lm, (0, 1)) as attentions:
             _, losses = model(batch["ids"])
         bos = batch["ids"].new_full((len(batch["ids"]), 1), inner.bos_token_id)
@@ -259,7 +266,7 @@ class MemoryStage(Stage):
 
     def memory(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
         """The memory each row reads: its previous segment's, or the uninformative kind drawn for it."""
-        real = previous_segment_memory(_unwrap(model), batch["prev"])
+        real = previous_segment_memory(model, batch["prev"])
         if "kind" not in batch:
             return real
         kind = batch["kind"][:, None, None].to(real.device)
@@ -286,7 +293,7 @@ class SelectStage(Stage):
     def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
         m = study.config.lm.memory.n_slots
         if sc.fact_memories > 0 and float(torch.rand((), generator=g)) < sc.fact_memories:
-            batch = fact_memory_batch(docs, sc.batch_size, m, g)
+            batch = fact_memory_batch(docs, sc.batch_size, m, g, study.config.lm.memory.slot_order)
         else:
             batch = pair_batch(docs, sc.batch_size, g, self.depth(study))
             B, n = len(batch["ids"]), batch["prev"][0].numel()
@@ -300,12 +307,12 @@ class SelectStage(Stage):
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         prev = batch["prev"]
-        codes = selection_codes(_unwrap(model), prev.reshape(-1, prev.shape[-1]))
+        codes = selection_codes(model, prev.reshape(-1, prev.shape[-1]))
         codes = codes.reshape(len(prev), -1, codes.shape[-1])                         # (B, depth * L, d)
         mem = codes.gather(1, batch["select"][:, :, None].expand(-1, -1, codes.shape[-1]))
         if "answer_only" in batch:
             mask = batch["answer_mask"]
-            losses = _unwrap(model).candidate_losses(batch["ids"], mem[None], mask)[0]
+            losses = model.candidate_losses(batch["ids"], mem[None], mask)[0]
             answer_ce = losses[mask].mean()
             return answer_ce, {"answer_ce": float(answer_ce.detach())}
         _, losses = model(batch["ids"], mem)

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,9 @@ def test_train_save_load_identical(backend, name, tmp_path):
     assert np.array_equal(twin.predict(obs)[0], after)
     tags = tensorboard_tags(tmp_path / "tb")                   # one logger: charts and the algorithm's losses
     assert "charts/reward_mean" in tags and any(t.startswith("losses/") for t in tags), tags
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(r["step"] <= agent.num_timesteps for r in rows)
+    assert {k for r in rows for k in r} >= {"step", "charts/reward_mean"}
     m = agent_metrics(twin, LLMMemoryEnv(backend=backend, split="test"), n_documents=3)
     assert m.tokens == 3 * 2 * 32 and np.isfinite(m.summary()["ce"])
 
@@ -144,3 +148,13 @@ def test_make_honours_time_limits_and_refuses_other_wrappers(default_study):
     sync = gym.make_vec("ltm_gym/LLMMemory-v0", num_envs=2, vectorization_mode="sync", device="cpu",
                         max_episode_steps=1)
     assert agents.make("ppo", sync, device="cpu", **SMALL["ppo"]).env.episodes.s.max_segments == 1
+
+
+def test_a_resumed_run_log_drops_the_rows_it_will_write_again(tmp_path):
+    from ltm_gym.agents.base import RunLogger
+
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "x": s}) + "\n" for s in (10, 20, 30)))
+    logger = RunLogger(tmp_path)
+    logger.scalars({"x": 2.0}, 20)                               # resumed from the checkpoint at step 20
+    logger.flush()
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [10, 20]

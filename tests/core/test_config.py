@@ -93,3 +93,14 @@ def test_command_line_options_are_generated_from_a_dataclass():
         dataclass_from_args(Settings, parser.parse_args(["--steps", "x"]))
     with pytest.raises(ConfigError, match="'steps' has value -1"):
         dataclass_from_args(Settings, parser.parse_args(["--steps", "-1"]))
+
+
+def test_malformed_yaml_and_missing_run_configs_are_named(tmp_path):
+    from ltm_gym.core.config import load_preset_dict
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml is not valid YAML \(line 2"):
+        load_preset_dict(bad)
+    with pytest.raises(ConfigError, match="nowhere is not a run directory"):
+        load_preset_dict(tmp_path / "nowhere" / "config.yaml")

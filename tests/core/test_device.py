@@ -42,3 +42,13 @@ def test_env_var_forces_the_cpu_kind(monkeypatch, forced, auto):
     monkeypatch.setenv(device_mod.CPU_BF16_ENV, "yes")
     with pytest.raises(ValueError, match="LTM_GYM_CPU_BF16='yes'"):
         cpu_bf16_flags()
+
+
+def test_a_device_that_is_not_one_is_named():
+    import pytest
+
+    from ltm_gym.core.device import choose_device
+
+    with pytest.raises(ValueError, match="'tpu' is not a device name"):
+        choose_device("tpu")
+    assert choose_device("cpu").type == "cpu"

@@ -131,3 +131,23 @@ def test_read_scale_multiplies_the_reads_output_and_nothing_else():
     assert set(scaled.state_dict()) == set(plain.state_dict())
     with pytest.raises(ConfigError, match="memory.read_scale"):
         from_dict(MemorySettings, {"read_scale": 0})
+
+
+def test_slot_order_lets_the_reader_tell_slots_apart_by_place(study_data):
+    """Without slot_order the read is invariant to the slots' order; with it, a slot's index matters."""
+    ids = batch(study_data)
+    mem = torch.randn(3, 4, 16)
+    swapped = mem[:, [1, 0, 2, 3]]
+    plain, ordered = make(study_data), make(study_data, slot_order=True)
+    for model in (plain, ordered):
+        with torch.no_grad():
+            model.readers.apply(lambda m: torch.nn.init.normal_(m.weight) if isinstance(m, torch.nn.Linear) else None)
+    with torch.no_grad():
+        ordered.slot_embed.normal_()
+        assert torch.allclose(plain(ids, mem)[1], plain(ids, swapped)[1], atol=1e-5)
+        assert not torch.allclose(ordered(ids, mem)[1], ordered(ids, swapped)[1], atol=1e-3)
+        with pytest.raises(ValueError, match="at most 4"):
+            ordered(ids, torch.randn(3, 5, 16))
+    assert "slot_embed" in ordered.adapter_state()
+    with pytest.raises(ConfigError, match="slot_order"):
+        from_dict(MemorySettings, {"slot_order": True, "read_path": "prefix"})

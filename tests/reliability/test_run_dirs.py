@@ -70,6 +70,9 @@ def test_a_run_pins_its_study(tiny_study, tmp_path, monkeypatch, capsys):
     shutil.copytree(tiny_study.root, copy)
     monkeypatch.setenv(ENV_VAR, str(copy))                               # a copy is the same study
     run_main(load_script("evaluate_agent").main, ["--run-dir", str(run), "--no-lm-rows"])
+    run_main(load_script("evaluate_agent").main, ["--run-dir", str(run), "--no-lm-rows", "--split", "validation"])
+    assert {p.name for p in (run / "eval").glob("agent_table*.json")} == {"agent_table.json",
+                                                                          "agent_table_validation.json"}
     capsys.readouterr()
 
     (copy / "memory_lm.safetensors").write_bytes((copy / "lora_baseline.safetensors").read_bytes())

@@ -292,3 +292,12 @@ def test_supporting_fact_memories_hold_the_facts_the_question_asks(tmp_path):
         wanted = (doc.fact_due.reshape(-1)[: t * 64] == t).nonzero().flatten().tolist()
         held += all(p in chosen for p in wanted)
     assert held >= 8                                                       # each kept with probability 0.8
+    ordered = supporting_fact_batch(docs, 16, 6, torch.Generator().manual_seed(0), ordered=True)
+    stated = 0
+    for row in range(16):
+        chosen = ordered["select"][row].tolist()
+        assert chosen == sorted(chosen, key=lambda p: (-(p // 64), p))      # latest segment first, as a selection keeps them
+        doc = next(d for d in docs if torch.equal(d.ids, ordered["prev"][row]))
+        facts = (doc.fact_due.reshape(-1)[: 7 * 64] != 0).nonzero().flatten().tolist()
+        stated += sum(p in chosen for p in facts)
+    assert stated >= 16 * 3                                                # every fact stated before, not only the asked
