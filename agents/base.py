@@ -49,6 +49,16 @@ class Agent(Protocol):
         """Start from another run's weights (e.g. pre-trained on EmbeddingMimic-v0, hypothesis 1)."""
 
 
+def check_total(agent: "Agent", total_steps: int) -> None:
+    """Warn when ``learn(total_steps)`` has nothing to do: it takes the total to reach, not a count
+    to add (a resumed run continues to the same total)."""
+    if total_steps <= agent.num_timesteps:
+        import warnings
+
+        warnings.warn(f"learn({total_steps}): the agent has already taken {agent.num_timesteps} env steps; "
+                      f"learn takes the total to reach (learn(agent.num_timesteps + n) trains n more)", stacklevel=3)
+
+
 class RunLogger:
     """TensorBoard scalars under ``run_dir/tb`` and rows of ``run_dir/metrics.jsonl`` (nothing when
     ``run_dir`` is None), opened lazily. A resumed run's first row drops the rows an interrupted

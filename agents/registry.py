@@ -79,10 +79,31 @@ def as_vector_env(env: Any) -> LLMMemoryVectorEnv | CoTrainReaderVector:
                     "gymnasium.make_vec('ltm_gym/LLMMemory-v0', num_envs=N, vectorization_mode='vector_entry_point')")
 
 
+def hyperparams(algo: str, action_mode: str | None = None) -> dict[str, Any]:
+    """The shipped hyper-parameter preset of ``algo``: ``agents/<algo>-<action_mode>`` where one is
+    shipped for that action mode (``ppo-select``), else ``agents/<algo>``."""
+    from ltm_gym.core.config import load_preset_dict, preset_dir
+
+    if action_mode and (preset_dir() / "agents" / f"{algo}-{action_mode}.yaml").is_file():
+        return load_preset_dict(f"agents/{algo}-{action_mode}")
+    return load_preset_dict(f"agents/{algo}")
+
+
 def make(name: str, env: Any, run_dir: str | Path | None = None, seed: int = 0, device: str = "auto",
-         **config: Any) -> Agent:
-    """The agent ``name`` on ``env``; ``config`` holds the algorithm's hyper-parameters
-    (presets ``agents/<name>``, ``ltm_gym/presets/agents/<name>.yaml``)."""
+         preset: bool = True, **config: Any) -> Agent:
+    """The agent ``name`` on ``env``. An SB3 algorithm gets the hyper-parameters ``train-agent``
+    gives it: the shipped preset of the algorithm and the env's action mode (:func:`hyperparams`;
+    SB3's own defaults are set for other benchmarks, e.g. PPO's 2048 steps per env and update),
+    ``config`` merged over it key by key (``features={"d_model": 32}`` keeps the preset's other
+    features); ``preset=False``: ``config`` over SB3's defaults. REINFORCE starts from its config's
+    defaults (its preset's whole-episode groups need a multiple of 4 envs; pass
+    ``**hyperparams("reinforce")`` on such an env)."""
+    from ltm_gym.core.config import merge
+
     if name not in BUILDERS:
         raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(NAMES)}")
-    return BUILDERS[name](as_vector_env(env), config, run_dir=run_dir, seed=seed, device=device)
+    vec = as_vector_env(env)
+    if preset and name in SB3_NAMES:
+        settings = getattr(getattr(vec.unwrapped, "episodes", None), "s", None)
+        config = merge(hyperparams(name, getattr(settings, "action_mode", None)), config)
+    return BUILDERS[name](vec, config, run_dir=run_dir, seed=seed, device=device)

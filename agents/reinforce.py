@@ -53,7 +53,7 @@ from ltm_gym.core.distributed import (DistInfo, agree_max, all_reduce_grads, all
                                       gather_objects, global_mean, global_std)
 from ltm_gym.envs.selection import is_selection
 
-from .base import Callback, EpisodeTracker, RunLogger, env_state, load_reader, save_reader
+from .base import Callback, EpisodeTracker, RunLogger, check_total, env_state, load_reader, save_reader
 from .distributions import (categorical_entropy, gumbel_top_k, leave_one_out, plackett_luce_log_prob,
                             selection_scores)
 from .networks import LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, gaussian_entropy, squashed_log_prob
@@ -424,6 +424,7 @@ class ReinforceAgent:
         ``callback(agent, stats)`` runs after every update; returning False stops."""
         from ltm_gym.core.progress import progress_bar
 
+        check_total(self, total_steps)
         if self.cfg.imitate_steps and self.updates == 0:
             self.imitate(progress)
         bar = progress_bar(total=total_steps, initial=min(self.num_timesteps, total_steps),

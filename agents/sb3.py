@@ -27,7 +27,7 @@ from ltm_gym.core import ArtifactError, ConfigError, atomic_write, load_checkpoi
 from ltm_gym.envs.sb3_vec import SB3VecEnv
 from ltm_gym.envs.selection import is_selection
 
-from .base import Callback, EpisodeTracker, RunLogger, env_state, load_reader, save_reader
+from .base import Callback, EpisodeTracker, RunLogger, check_total, env_state, load_reader, save_reader
 from .networks import ObservationEncoder, WriterConfig
 
 SB3_NAMES = ("ppo", "a2c", "sac", "td3", "ddpg", "tqc")
@@ -330,6 +330,7 @@ class SB3Agent:
         """Train until ``total_steps`` env steps in all (continuing a loaded model's count)."""
         from ltm_gym.core.progress import progress_bar
 
+        check_total(self, total_steps)
         remaining = total_steps - self.num_timesteps
         if remaining > 0:
             with progress_bar(total=total_steps, initial=self.num_timesteps, disable=not progress, desc=self.name,

@@ -28,7 +28,7 @@ from ltm_gym.core.distributed import DistInfo, agree_max, broadcast_object, curr
 from ltm_gym.core.interrupt import Interrupted, stop_requested, stop_signals
 
 from .base import Agent
-from .registry import make
+from .registry import hyperparams, make  # noqa: F401  (hyperparams: the CLI's import)
 
 
 @dataclass
@@ -78,16 +78,6 @@ def check_study(cfg: RunConfig, env: Any, run_dir: Path) -> None:
                       f"(--env-kwargs study_dir=... or LTM_GYM_STUDY_DIR)")
 
 
-def hyperparams(algo: str, action_mode: str | None = None) -> dict[str, Any]:
-    """The shipped hyper-parameter preset of ``algo``: ``agents/<algo>-<action_mode>`` where one is
-    shipped for that action mode (``ppo-select``), else ``agents/<algo>``."""
-    from ltm_gym.core.config import load_preset_dict, preset_dir
-
-    if action_mode and (preset_dir() / "agents" / f"{algo}-{action_mode}.yaml").is_file():
-        return load_preset_dict(f"agents/{algo}-{action_mode}")
-    return load_preset_dict(f"agents/{algo}")
-
-
 DATA_PARALLEL = ("reinforce",)
 """The algorithms that train under torchrun."""
 
@@ -111,7 +101,7 @@ def build(cfg: RunConfig, run_dir: Path | None, num_envs: int | None = None) -> 
     info = join(cfg) if num_envs is None else DistInfo()
     env = gym.make_vec(cfg.env_id, num_envs=num_envs or cfg.num_envs // info.world_size,
                        vectorization_mode="vector_entry_point", **cfg.env_kwargs)
-    agent = make(cfg.algo, env, run_dir=run_dir, seed=cfg.seed, device=cfg.device, **cfg.hyperparams)
+    agent = make(cfg.algo, env, run_dir=run_dir, seed=cfg.seed, device=cfg.device, preset=False, **cfg.hyperparams)
     return env, agent
 
 
@@ -169,8 +159,9 @@ def _train_locked(cfg: RunConfig, run_dir: Path, save_every: int, progress: bool
             return False
         return True
 
-    with stop_signals():
-        agent.learn(cfg.steps, callback=checkpoint, progress=progress)
+    if agent.num_timesteps < cfg.steps:                 # a finished run, resumed, has nothing to learn
+        with stop_signals():
+            agent.learn(cfg.steps, callback=checkpoint, progress=progress)
     if stopped:
         env.close()
         raise Interrupted(stopped[0][0], ckpt, f"{stopped[0][1]} env steps",

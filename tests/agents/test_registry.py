@@ -158,3 +158,19 @@ def test_a_resumed_run_log_drops_the_rows_it_will_write_again(tmp_path):
     logger.scalars({"x": 2.0}, 20)                               # resumed from the checkpoint at step 20
     logger.flush()
     assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [10, 20]
+
+
+def test_make_applies_the_preset_the_command_uses(backend):
+    """agents.make("ppo", env) is train-agent's PPO: the shipped preset, config merged over it."""
+    from ltm_gym.agents.registry import hyperparams
+
+    env = LLMMemoryVectorEnv(num_envs=2, backend=backend, action_mode="select", obs_mode="tokens")
+    preset = hyperparams("ppo", "select")
+    agent = agents.make("ppo", env, device="cpu", features={"d_model": 32, "n_head": 2}, n_steps=8, batch_size=16)
+    assert agent.model.n_steps == 8 and agent.model.n_epochs == preset["n_epochs"]
+    bare = agents.make("ppo", env, device="cpu", preset=False, n_steps=8, batch_size=16,
+                       features={"d_model": 32, "n_head": 2})
+    assert bare.model.n_epochs == 10                                     # SB3's own default
+    with pytest.warns(UserWarning, match="already taken"):
+        agent.learn(16).learn(16)
+    assert agent.num_timesteps == 16
