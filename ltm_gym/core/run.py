@@ -7,13 +7,14 @@ A run directory holds the resolved config (``config.yaml``), TensorBoard logs (`
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shlex
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from filelock import FileLock, Timeout
 
 from .distributed import from_environment
 
@@ -22,7 +23,9 @@ _STARTED = time.time()
 RESUME_KEYS = ("train.steps",)
 """What ``--set`` may change when resuming a run."""
 LOCK_NAME = ".lock"
-_HELD: dict[Path, IO[str]] = {}
+OWNER_NAME = ".lock.owner"
+"""Beside the lock file: the pid of the process that holds it (named when another run is refused)."""
+_HELD: dict[Path, FileLock] = {}
 
 
 class RunInUseError(ValueError):
@@ -30,38 +33,33 @@ class RunInUseError(ValueError):
 
 
 def lock_run_dir(run_dir: str | Path) -> bool:
-    """Hold ``RUN_DIR/.lock`` (an OS lock that names the holder's pid) until :func:`unlock_run_dir`
-    or the process ends; the directory is created. A directory held by another live process is
-    refused, naming its pid; the lock of a process that died is free (the OS drops it), so its
-    file is taken over. Holding it again in the same process is a no-op (returns False; True when
-    this call took the lock)."""
+    """Hold ``RUN_DIR/.lock`` (an OS file lock, through ``filelock``; the holder's pid in
+    ``RUN_DIR/.lock.owner``) until :func:`unlock_run_dir` or the process ends; the directory is
+    created. A directory held by another live process is refused, naming its pid; the lock of a
+    process that died is free (the OS drops it), so it is taken over. Holding it again in the same
+    process is a no-op (returns False; True when this call took the lock)."""
     run_dir = Path(run_dir).resolve()
     if run_dir in _HELD:
         return False
     run_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(run_dir / LOCK_NAME, "a+")
+    lock = FileLock(str(run_dir / LOCK_NAME), timeout=0)
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
+        lock.acquire()
+    except Timeout:
+        owner = run_dir / OWNER_NAME
+        holder = (owner.read_text().strip() if owner.is_file() else "") or "unknown"
         raise RunInUseError(f"{run_dir} is in use by another run (process {holder}); wait for it to end, "
                             "or choose another directory") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"{os.getpid()}\n")
-    fh.flush()
-    _HELD[run_dir] = fh
+    (run_dir / OWNER_NAME).write_text(f"{os.getpid()}\n")
+    _HELD[run_dir] = lock
     return True
 
 
 def unlock_run_dir(run_dir: str | Path) -> None:
-    """Release a lock :func:`lock_run_dir` took (the file stays; it is free once unlocked)."""
-    fh = _HELD.pop(Path(run_dir).resolve(), None)
-    if fh is not None:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+    """Release a lock :func:`lock_run_dir` took (the files stay; the lock is free once released)."""
+    lock = _HELD.pop(Path(run_dir).resolve(), None)
+    if lock is not None:
+        lock.release()
 
 
 def new_run_dir(name: str, seed: int | None = None, root: str | Path = RUNS_ROOT, create: bool = True,

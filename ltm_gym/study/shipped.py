@@ -56,7 +56,7 @@ def ship(study: StudyDir, dest: Path | None = None) -> dict[str, dict[str, float
     for name in SHIPPED_FILES:
         src = study.root / name
         if src.is_dir():
-            shutil.copytree(src, staging / name, ignore=shutil.ignore_patterns("*.lock", "__pycache__"))
+            shutil.copytree(src, staging / name, ignore=shutil.ignore_patterns("*.lock", "*.lock.owner", "__pycache__"))
         else:
             shutil.copy2(src, staging / name)
     payload = {"split": "test", "adapters": sorted(ADAPTER_FILES), "rows": rows}

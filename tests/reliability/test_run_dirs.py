@@ -29,9 +29,9 @@ def test_a_locked_run_dir_is_refused_naming_the_holder_and_a_dead_holders_lock_i
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    assert (run / ".lock").read_text().strip() == str(holder.pid)        # the dead holder's file is left
+    assert (run / ".lock.owner").read_text().strip() == str(holder.pid)        # the dead holder's file is left
     assert lock_run_dir(run) is True                                     # and taken over
-    assert (run / ".lock").read_text().strip() == str(os.getpid())
+    assert (run / ".lock.owner").read_text().strip() == str(os.getpid())
     assert lock_run_dir(run) is False                                    # held by this process already
     unlock_run_dir(run)
 
