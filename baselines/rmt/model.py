@@ -129,27 +129,14 @@ class RecurrentMemoryLM(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """The trained parameters (the memory embeddings and the LM's or its adapters'), safetensors."""
-        from safetensors.torch import save_file
+        from ltm_gym.core.checkpoint import save_tensors
 
-        from ltm_gym.core import atomic_write
-
-        path = Path(path)
-        state = self.trainable_state()
-        atomic_write(path, lambda tmp: save_file(state, str(tmp)))
-        return path
+        return save_tensors(self.trainable_state(), path)
 
     def load(self, path: str | Path) -> None:
-        from safetensors.torch import load_file
+        from ltm_gym.core.checkpoint import load_tensors
 
-        from ltm_gym.core.errors import ArtifactError
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no RMT weights at {path}")
-        try:
-            state = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error types by damage kind
-            raise ArtifactError(path, "RMT weights (safetensors)", exc) from exc
+        state = load_tensors(path, "RMT weights file")
         own = dict(self.named_parameters())
         bad = sorted(n for n in state if n not in own or own[n].shape != state[n].shape)
         if bad:

@@ -64,3 +64,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict):
         raise ArtifactError(path, "checkpoint", TypeError(f"it holds a {type(state).__name__}, not a dict"))
     return state
+
+
+def save_tensors(state: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """``state`` as a safetensors file, written atomically."""
+    from safetensors.torch import save_file
+
+    return atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+
+
+def load_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing file is a FileNotFoundError, a damaged one an
+    :class:`ArtifactError` naming ``what`` it should have been."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types by damage kind
+        raise ArtifactError(path, f"{what} (safetensors)", exc) from exc

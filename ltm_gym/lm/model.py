@@ -336,30 +336,18 @@ class LLMLTM(nn.Module):
 
     def save_adapters(self, path: str | Path) -> Path:
         """Save the trainable parameters with safetensors (atomically) plus their settings."""
-        from safetensors.torch import save_file
-
         from ltm_gym.core import atomic_write
+        from ltm_gym.core.checkpoint import save_tensors
 
-        path = Path(path)
-        state = self.adapter_state()
-        atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+        path = save_tensors(self.adapter_state(), path)
         meta = {"memory": vars(self.mem_cfg), "lora": vars(self.lora_cfg)}
         atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
         return path
 
     def load_adapters(self, path: str | Path) -> None:
-        from safetensors.torch import load_file
+        from ltm_gym.core.checkpoint import load_tensors
 
-        from ltm_gym.core.errors import ArtifactError
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no adapter file at {path}")
-        try:
-            state = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error types by damage kind
-            raise ArtifactError(path, "adapter file (safetensors)", exc) from exc
-        self.load_adapter_state(state, str(path))
+        self.load_adapter_state(load_tensors(path, "adapter file"), str(path))
 
     def load_adapter_state(self, state: dict[str, torch.Tensor], source: str = "the state") -> None:
         """Copy trainable parameters (:meth:`adapter_state`) into this model, checked by name and shape."""
