@@ -143,8 +143,8 @@ def train_rmt(cfg: RMTConfig, run_dir: str | Path, resume: bool = True) -> RMTSe
     if from_environment().is_main:
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "curriculum.json").write_text(json.dumps(
-            [{"stage": i, "task": t.name, "from_step": i * cfg.stage_steps if i < len(setup.stages) - 1 else
-              (len(setup.stages) - 1) * cfg.stage_steps} for i, t in enumerate(setup.stages)], indent=2))
+            [{"stage": i, "task": t.name, "from_step": i * cfg.stage_steps} for i, t in enumerate(setup.stages)],
+            indent=2))
     train_docs = [setup.documents(training_task(t, cfg.train_documents), "train") for t in setup.stages]
     val_docs = setup.documents(setup.task, "validation")
     val = document_batch(val_docs, min(cfg.eval_documents, len(val_docs)), torch.Generator().manual_seed(cfg.train.seed + 99))

@@ -71,7 +71,9 @@ def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.G
     (B, L) of a segment t >= 1, ``prev`` (B, S, L) its whole document and ``select`` (B, n_slots)
     positions of it: the facts segment t asks (each with probability :data:`FACT_KEPT`; a question's
     VALUE has the code of its statement), facts asked in other segments, then random positions of
-    the segments before t, in random slot order. Documents of one number of segments S (the first's)."""
+    the segments before t, in random slot order. Documents of one number of segments S (the first's).
+    ``ordered`` (a reader with ``memory.slot_order``) orders the memories of bAbI-in-books documents
+    (:func:`supporting_fact_batch`); those of the recall corpus keep a random slot order."""
     if docs[0].oracle is not None:
         return supporting_fact_batch(docs, batch, n_slots, g, ordered)
     S = docs[0].n_segments
