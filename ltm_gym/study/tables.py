@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -365,9 +366,10 @@ def ladder_summary(rows: dict[str, SegmentMetrics]) -> dict[str, dict[str, float
     """Each row's summary plus ``gap`` and its interval (``gap_lo``, ``gap_hi``)."""
     out = {name: m.summary() for name, m in rows.items()}
     base, oracle = out["lora_baseline"]["answer_ce"], out["oracle"]["answer_ce"]
+    defined = base > oracle                             # an oracle no better than no memory: no gap to close
     for name, s in out.items():
-        s["gap"] = (base - s["answer_ce"]) / (base - oracle) if base != oracle else float("nan")
-        ci = answer_gap_interval(rows, name) if name not in ("lora_baseline", "oracle") else None
+        s["gap"] = (base - s["answer_ce"]) / (base - oracle) if defined else float("nan")
+        ci = answer_gap_interval(rows, name) if defined and name not in ("lora_baseline", "oracle") else None
         if ci is not None:
             s["gap_lo"], s["gap_hi"] = ci
     return out
@@ -381,7 +383,8 @@ def ladder_table(task_name: str, summaries: dict[str, dict[str, float]]) -> str:
     head = ["row", "answer CE", "recall", "gap closed (95% CI)", "held"] + [f"d{d}" for d in distances]
     lines = [f"### {task_name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in summaries.items():
-        gap = f"{s['gap']:+.3f}" + (f" ({s['gap_lo']:+.3f} .. {s['gap_hi']:+.3f})" if "gap_lo" in s else "")
+        gap = "n/a" if math.isnan(s["gap"]) else \
+            f"{s['gap']:+.3f}" + (f" ({s['gap_lo']:+.3f} .. {s['gap_hi']:+.3f})" if "gap_lo" in s else "")
         cells = [name, f"{s['answer_ce']:.3f}", f"{s['recall_acc']:.3f}", gap,
                  f"{s['held']:.3f}" if "held" in s else "-"]
         cells += [f"{s[f'recall_d{d}']:.3f}" if f"recall_d{d}" in s else "-" for d in distances]
