@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ltm_gym.core import ConfigError
-from ltm_gym.lm import LoraSettings, check_vocab, load_pretrained_lm
+from ltm_gym.lm import LoraSettings, check_vocab, load_pretrained_lm, token_losses
 from ltm_gym.lm.trunk import base_lm
 
 Finetune = Literal["full", "lora"]
@@ -119,9 +118,7 @@ class RecurrentMemoryLM(nn.Module):
     def token_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and CE (in fp32 at least) of ``targets`` (...) from ``hidden`` (..., H)."""
         logits = self.logits(hidden)
-        wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        losses = F.cross_entropy(wide.reshape(-1, wide.shape[-1]), targets.reshape(-1), reduction="none")
-        return logits, losses.view(targets.shape)
+        return logits, token_losses(logits, targets)
 
     # ------------------------------------------------------------------ saving
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,21 @@ class MemorySettings:
               "false with read_path prefix (a prefix has no query)")
 
 
+def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each target token (``targets``' shape) under ``logits`` (..., V), computed
+    in at least fp32 (bf16 logits are widened; fp64 stays fp64)."""
+    wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return F.cross_entropy(wide.reshape(-1, wide.shape[-1]), targets.reshape(-1), reduction="none").view(targets.shape)
+
+
+def read_into_output(reader: MemoryCrossAttention, slots: torch.Tensor, codes: torch.Tensor | None,
+                     block: nn.Module, args: tuple, output):
+    """A forward hook's body: ``block``'s output with ``slots`` read into its hidden states."""
+    if isinstance(output, tuple):
+        return (reader(output[0], slots, codes),) + tuple(output[1:])
+    return reader(output, slots, codes)
+
+
 def find_blocks(lm: nn.Module) -> nn.ModuleList:
     """The transformer blocks of a HF causal LM (GPT-2 ``transformer.h``, Llama ``model.layers``, ...)."""
     n = getattr(lm.config, "num_hidden_layers", None) or getattr(lm.config, "n_layer", None)
@@ -137,41 +153,42 @@ class LLMLTM(nn.Module):
             self.memory_proj.weight.copy_(fixed_projection(m.slot_dim, self.hidden, m.projection_seed))
         self.slot_embed = nn.Parameter(torch.zeros(m.n_slots, self.hidden)) if m.slot_order else None
         self.readers = nn.ModuleList()
-        self._memory: torch.Tensor | None = None
-        self._codes: torch.Tensor | None = None
         self.trunk_cache: TrunkCache | None = TrunkCache()
         """Trunk states per segment while the trunk is frozen (:meth:`cached_trunk`); None: never cached."""
+        self._trunk_generation = 0
+        for module in self.lm.modules():        # loading weights anywhere in the LM may change the trunk
+            module.register_load_state_dict_post_hook(self._weights_loaded)
         if m.read_path == "cross_attention":
             heads = m.n_head or getattr(cfg, "num_attention_heads", None) or cfg.n_head
-            blocks = find_blocks(self.lm)
-            for block in list(blocks)[-m.n_memory_layers:]:
-                reader = MemoryCrossAttention(self.hidden, heads, m.read_scale, m.slot_dim if m.query_code else 0)
-                self.readers.append(reader)
-                block.register_forward_hook(self._read_hook(reader))
+            for _ in range(min(m.n_memory_layers, len(find_blocks(self.lm)))):
+                self.readers.append(MemoryCrossAttention(self.hidden, heads, m.read_scale,
+                                                         m.slot_dim if m.query_code else 0))
 
-    def _read_hook(self, reader: MemoryCrossAttention):
-        def hook(module: nn.Module, args, output):
-            if self._memory is None:
-                return output
-            if isinstance(output, tuple):
-                return (reader(output[0], self._memory, self._codes),) + tuple(output[1:])
-            return reader(output, self._memory, self._codes)
-
-        return hook
+    def memory_blocks(self) -> list[nn.Module]:
+        """The LM blocks whose outputs the :attr:`readers` read memory into (the last ones)."""
+        blocks = list(find_blocks(self.lm))
+        return blocks[len(blocks) - len(self.readers):]
 
     @contextmanager
     def _reading(self, memory: torch.Tensor | None, ids: torch.Tensor, copies: int = 1):
-        """The memory (B', m, d) that the read hooks see while inside, and, with query codes, the
-        codes of ``ids`` (B, T) repeated ``copies`` times (B' = copies B)."""
-        self._memory = self.memory_proj(memory.to(self.memory_proj.weight.dtype)) if memory is not None else None
-        if memory is not None and self.slot_embed is not None:
-            self._memory = self._memory + self.slot_embed[: memory.shape[1]].to(self._memory.dtype)
-        if memory is not None and self.mem_cfg.query_code:
-            self._codes = selection_codes(self, ids).repeat(copies, 1, 1)
+        """Read ``memory`` (B', m, d) into the memory blocks' outputs for the forwards run inside:
+        each block gets a hook bound to this memory (and, with query codes, to the codes of ``ids``
+        (B, T) repeated ``copies`` times, B' = copies B) for the duration of the call alone, so
+        that no state outlives it."""
+        if memory is None or not self.readers:
+            yield
+            return
+        slots = self.memory_proj(memory.to(self.memory_proj.weight.dtype))
+        if self.slot_embed is not None:
+            slots = slots + self.slot_embed[: memory.shape[1]].to(slots.dtype)
+        codes = selection_codes(self, ids).repeat(copies, 1, 1) if self.mem_cfg.query_code else None
+        handles = [block.register_forward_hook(partial(read_into_output, reader, slots, codes))
+                   for block, reader in zip(self.memory_blocks(), self.readers)]
         try:
             yield
         finally:
-            self._memory = self._codes = None
+            for handle in handles:
+                handle.remove()
 
     @property
     def vocab_size(self) -> int:
@@ -207,8 +224,7 @@ class LLMLTM(nn.Module):
             with self._reading(memory, ids):
                 out = self.lm(input_ids=ids, output_hidden_states=return_hidden)
         logits = out.logits[:, start:-1]
-        wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32, fp64 stays
-        losses = F.cross_entropy(wide.reshape(-1, logits.shape[-1]), input_ids.reshape(-1), reduction="none").view(B, L)
+        losses = token_losses(logits, input_ids)
         if return_hidden:
             return logits, losses, out.hidden_states[-1][:, -L:]
         return logits, losses
@@ -217,20 +233,17 @@ class LLMLTM(nn.Module):
         """:meth:`forward` from the cached trunk: the memory blocks, the final norm, the output layer."""
         B, L = input_ids.shape
         ids = torch.cat([input_ids.new_full((B, 1), self.bos_token_id), input_ids], dim=1)
-        blocks = list(find_blocks(self.lm))
         trunk = self.cached_trunk(ids)
         with self._reading(memory, ids):
-            hidden = final_norm(self.lm)(run_blocks(blocks[len(blocks) - len(self.readers):], trunk))
+            hidden = final_norm(self.lm)(run_blocks(self.memory_blocks(), trunk))
         logits = base_lm(self.lm).get_output_embeddings()(hidden[:, :L])
-        wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        losses = F.cross_entropy(wide.reshape(-1, logits.shape[-1]), input_ids.reshape(-1), reduction="none").view(B, L)
+        losses = token_losses(logits, input_ids)
         if return_hidden:
             return logits, losses, hidden[:, -L:]
         return logits, losses
 
     def _trunk_parameters(self) -> list[nn.Parameter]:
-        blocks = list(find_blocks(self.lm))
-        above = {id(p) for b in blocks[len(blocks) - len(self.readers):] for p in b.parameters()}
+        above = {id(p) for b in self.memory_blocks() for p in b.parameters()}
         above |= {id(p) for p in final_norm(self.lm).parameters()}
         return [p for p in self.lm.parameters() if id(p) not in above]
 
@@ -256,15 +269,24 @@ class LLMLTM(nn.Module):
     def cached_trunk(self, ids: torch.Tensor) -> Trunk:
         """What the first memory block receives for ``ids`` (B, T) ([BOS, segment]): from
         :attr:`trunk_cache` when :meth:`trunk_cacheable`, else computed."""
-        blocks = list(find_blocks(self.lm))
-        cut = blocks[len(blocks) - len(self.readers)]
+        cut = self.memory_blocks()[0]
         params = self._cacheable_trunk()
         if params is None:
             return run_trunk(self.lm, cut, ids)
         device = ids.device.type
         state = (str(ids.device), str(params[0].dtype), torch.is_autocast_enabled(device),
-                 str(torch.get_autocast_dtype(device)), tuple((p.data_ptr(), p._version) for p in params))
+                 str(torch.get_autocast_dtype(device)), self._trunk_generation,
+                 tuple(p.data_ptr() for p in params))
         return self.trunk_cache.trunk(self.lm, cut, ids, state)
+
+    def _weights_loaded(self, module: nn.Module, incompatible) -> None:
+        self.trunk_changed()           # a bound method: a deep copy of the model rebinds it to the copy
+
+    def trunk_changed(self) -> None:
+        """Say that the trunk's weights changed in place, so that :attr:`trunk_cache` is not read
+        again: called by every load of weights into the LM; code that edits frozen trunk weights by
+        hand calls it too."""
+        self._trunk_generation += 1
 
     @property
     def shares_trunk(self) -> bool:
@@ -287,11 +309,9 @@ class LLMLTM(nn.Module):
         flat = memories.reshape(K * B, *memories.shape[2:])
         self._check_memory(flat, K * B)
         ids = torch.cat([input_ids.new_full((B, 1), self.bos_token_id), input_ids], dim=1)
-        blocks = list(find_blocks(self.lm))
-        cut = len(blocks) - len(self.readers)
         trunk = self.cached_trunk(ids).repeated(K)
         with self._reading(flat, ids, K):
-            hidden = run_blocks(blocks[cut:], trunk)
+            hidden = run_blocks(self.memory_blocks(), trunk)
         hidden = final_norm(self.lm)(hidden)[:, :L]                       # position p predicts input_ids[:, p]
         want = (torch.ones_like(input_ids, dtype=torch.bool) if positions is None
                 else positions.to(input_ids.device, torch.bool)).repeat(K, 1)
@@ -300,9 +320,7 @@ class LLMLTM(nn.Module):
         rows = max(1, LOGIT_BYTES // (4 * self.vocab_size))
         ce = []
         for i in range(0, len(picked), rows):
-            logits = head(picked[i:i + rows])
-            ce.append(F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)),
-                                      targets[i:i + rows], reduction="none"))
+            ce.append(token_losses(head(picked[i:i + rows]), targets[i:i + rows]))
         losses = torch.zeros(K * B, L, device=hidden.device, dtype=ce[0].dtype if ce else torch.float32)
         if ce:
             losses[want] = torch.cat(ce)
@@ -361,3 +379,4 @@ class LLMLTM(nn.Module):
                 raise ValueError(f"{source}: {name} has shape {tuple(value.shape)}, model has {tuple(own[name].shape)}")
             with torch.no_grad():
                 own[name].copy_(value)
+        self.trunk_changed()

@@ -1,6 +1,8 @@
 """K candidate memories sharing the memory-free trunk: the same losses as K plain forwards, on the
 GPT-2 and Llama families, with and without LoRA, at chosen positions, and under bf16 autocast."""
 
+import copy
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -142,12 +144,21 @@ def test_a_changed_trunk_empties_the_cache():
     ids, memories = inputs(5)
     with torch.no_grad():
         before = model(ids, memories[0])[1]
-        model.lm.get_input_embeddings().weight.mul_(1.5)                  # in place: its version moves
+        embeddings = model.lm.get_input_embeddings()
+        embeddings.load_state_dict({"weight": embeddings.weight * 1.5})   # loaded into a submodule
         after = model(ids, memories[0])[1]
         want = uncached(model, ids, memories[0])[1]
+        model.lm.get_input_embeddings().weight.mul_(1.5)                  # edited by hand, then said
+        model.trunk_changed()
+        edited = model(ids, memories[0])[1]
+        want_edited = uncached(model, ids, memories[0])[1]
+        twin = copy.deepcopy(model)                                       # a copy's loads reach its own cache
+        twin.load_state_dict(model.state_dict())
+        assert twin._trunk_generation == model._trunk_generation + len(list(model.lm.modules()))
     assert not torch.allclose(before, after, atol=1e-3)
     torch.testing.assert_close(after, want, atol=1e-5, rtol=1e-5)
-    assert model.trunk_cache.misses == 2 * B
+    torch.testing.assert_close(edited, want_edited, atol=1e-5, rtol=1e-5)
+    assert model.trunk_cache.misses == 3 * B
 
 
 def test_what_is_never_cached():
