@@ -18,11 +18,11 @@ def tiny_study_config(**overrides) -> StudyConfig:
                    "segment_len": 32, "min_tokens": 64, "vocab_size": 512},
         "lm": {"tiny": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 128},
                "memory": {"n_slots": 4, "slot_dim": 16}, "lora": {"r": 4}},
-        "pretrain": {"batch_size": 4, "context_segments": 2,
+        "pretrain": {"batch_size": 4, "context_segments": 2, "induction_hint": 0.0,
                      "train": {"steps": 4, "device": "cpu", "progress": False, "log_every": 1}},
         "lora": {"batch_size": 4, "train": {"steps": 3, "device": "cpu", "progress": False, "log_every": 1}},
         "memory": {"batch_size": 4, "train": {"steps": 3, "device": "cpu", "progress": False, "log_every": 1}},
-        "select": {"batch_size": 4, "train": {"steps": 3, "device": "cpu", "progress": False, "log_every": 1}},
+        "select": {"batch_size": 4, "fact_memories": 0.0, "train": {"steps": 3, "device": "cpu", "progress": False, "log_every": 1}},
         "eval_batch": 8,
         "oracle_segments": 1,
     }

@@ -44,7 +44,7 @@ ITEM_LEN = FACT_WORDS + 1
 class SyntheticConfig:
     """Knobs of the recall corpus (the ``tiny`` preset's defaults)."""
 
-    n_documents: int = 1000
+    n_documents: int = 1200
     n_segments: int = 4
     segment_len: int = 64
     n_facts: int = 3

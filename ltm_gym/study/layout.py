@@ -31,12 +31,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ltm_gym.core import ConfigError, config_changes, load_config, save_config, to_dict
+from ltm_gym.core import ConfigError, config_changes, save_config, to_dict
 from ltm_gym.data.corpus import build_corpus, load_tokenizer
 from ltm_gym.data.segments import Document
 from ltm_gym.lm import LLMLTM, build_llmltm
 
-from .config import StudyConfig
+from .config import StudyConfig, load_study_config
 
 ENV_VAR = "LTM_GYM_STUDY_DIR"
 ADAPTER_FILES = {"lora": "lora_baseline.safetensors", "memory": "memory_lm.safetensors",
@@ -147,7 +147,7 @@ class StudyDir:
             return
         if self._config_source is not None or self._overrides:
             wanted = to_dict(self.config)
-            if to_dict(load_config(StudyConfig, source / "config.yaml")) != wanted:
+            if to_dict(load_study_config(source / "config.yaml")) != wanted:
                 return
         self.root.parent.mkdir(parents=True, exist_ok=True)
         staging = self.root.parent / f".{self.root.name}.{os.getpid()}.shipped"
@@ -238,14 +238,14 @@ class StudyDir:
     def config(self) -> StudyConfig:
         source = self._config_source
         if isinstance(source, StudyConfig):
-            return load_config(StudyConfig, to_dict(source), self._overrides)
+            return load_study_config(to_dict(source), self._overrides)
         if source is None:
             if not self.exists():
                 raise StudyNotFoundError(
                     f"{self.root} holds no study (no config.yaml); build one with "
                     f"`python scripts/pretrain_lm.py --study-dir {self.root}` (or `make demo` for the default study)")
             source = self.config_file
-        return load_config(StudyConfig, source, self._overrides)
+        return load_study_config(source, self._overrides)
 
     def create(self) -> "StudyDir":
         """Make the directory and write the config; an existing study with another config is refused,
@@ -253,7 +253,7 @@ class StudyDir:
         or continued for longer: it resumes from its checkpoint and ends at the new count)."""
         cfg = self.config
         if self.exists():
-            stored = load_config(StudyConfig, self.config_file)
+            stored = load_study_config(self.config_file)
             if to_dict(stored) != to_dict(cfg):
                 changed = config_changes(to_dict(stored), to_dict(cfg))
                 if all(self._unfinished_steps(c) for c in changed):

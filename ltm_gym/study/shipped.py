@@ -12,9 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-from ltm_gym.core import ConfigError, config_changes, load_config, to_dict
+from ltm_gym.core import ConfigError, config_changes, to_dict
 
-from .config import StudyConfig
+from .config import StudyConfig, load_study_config
 from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_FILES, SHIPPED_STUDIES, StudyDir, StudyNotFoundError
 from .tables import study_dir_rows
 
@@ -31,7 +31,7 @@ def check_shippable(study: StudyDir) -> str:
     name = study.config.name
     if name not in SHIPPED_STUDIES:
         raise ConfigError(f"{study.root} is a study of {name!r}; the package ships studies of {', '.join(SHIPPED_STUDIES)}")
-    changed = config_changes(to_dict(study.config), to_dict(load_config(StudyConfig, name)))
+    changed = config_changes(to_dict(study.config), to_dict(load_study_config(name)))
     if changed:
         raise ConfigError(f"{study.root} is not a study of the {name!r} preset ({', '.join(changed[:4])}); "
                           "a shipped study must be that preset's study")

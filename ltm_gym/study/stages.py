@@ -29,7 +29,7 @@ from ltm_gym.data.segments import Document
 from ltm_gym.lm import LLMLTM, build_llmltm, previous_segment_memory, selection_codes
 from ltm_gym.lm.induction import captured_attention, induction_hint_loss
 
-from .config import StageConfig
+from .config import MemoryStageConfig, PretrainConfig, SelectStageConfig, StageConfig
 from .layout import StudyDir
 
 
@@ -200,7 +200,7 @@ class PretrainStage(Stage):
             p.requires_grad_(True)
         return model
 
-    def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+    def batch(self, study: StudyDir, docs: list[Document], sc: PretrainConfig, step: int, g: torch.Generator) -> dict:
         batch = window_batch(docs, sc.batch_size, sc.context_segments, g)
         if sc.hint_at(step) > 0:
             batch["hint"] = torch.full((sc.batch_size,), sc.hint_at(step))
@@ -257,7 +257,7 @@ class MemoryStage(Stage):
     ZERO, NOISE, OTHER = 1, 2, 3
     """Kinds of uninformative rows (0: the previous segment's memory)."""
 
-    def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+    def batch(self, study: StudyDir, docs: list[Document], sc: MemoryStageConfig, step: int, g: torch.Generator) -> dict:
         batch = pair_batch(docs, sc.batch_size, g)
         if sc.uninformative > 0:
             B, m = len(batch["ids"]), study.config.lm.memory
@@ -292,7 +292,7 @@ class SelectStage(Stage):
         corpus = study.config.corpus
         return corpus.synthetic.distance if corpus.source == "synthetic" else 1
 
-    def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
+    def batch(self, study: StudyDir, docs: list[Document], sc: SelectStageConfig, step: int, g: torch.Generator) -> dict:
         m = study.config.lm.memory.n_slots
         if sc.fact_memories > 0 and float(torch.rand((), generator=g)) < sc.fact_memories:
             batch = fact_memory_batch(docs, sc.batch_size, m, g, study.config.lm.memory.slot_order)
@@ -356,10 +356,7 @@ def run_stage(name: str, study: StudyDir, resume: bool = True) -> Path:
         return stage.batch(study, docs, sc, step, g)
 
     g_val = torch.Generator().manual_seed(seed + 99)
-    val = stage.batch(study, val_docs, StageConfig(sc.train, 64, sc.context_segments, all_positions=sc.all_positions,
-                                                   fact_memories=sc.fact_memories, answer_loss=sc.answer_loss,
-                                                   answer_weight=sc.answer_weight),
-                      1 << 30, g_val)
+    val = stage.batch(study, val_docs, sc.validation(), 1 << 30, g_val)
 
     def eval_fn(m: torch.nn.Module) -> dict[str, float]:
         dev = next(m.parameters()).device
