@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                         num_envs=args.num_envs, steps=args.steps, seed=args.seed, device=args.device,
                         hyperparams=hyper, init_from=str(args.init_from) if args.init_from else None)
         env_name = cfg.env_id.split("/")[-1]
-        run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed, create=False)
+        run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed, create=False, device=args.device)
     existed = run_dir.exists()
     if rank.is_main:
         lock_run_dir(run_dir)                   # another run in it is refused before anything is written

@@ -16,10 +16,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .distributed import from_environment
+from .device import choose_device
+from .distributed import DistInfo, broadcast_object, from_environment, init_distributed
 
 RUNS_ROOT = Path("runs")
-_STARTED = time.time()
 RESUME_KEYS = ("train.steps",)
 """What ``--set`` may change when resuming a run."""
 LOCK_NAME = ".lock"
@@ -63,41 +63,19 @@ def unlock_run_dir(run_dir: str | Path) -> None:
 
 
 def new_run_dir(name: str, seed: int | None = None, root: str | Path = RUNS_ROOT, create: bool = True,
-                rank: int | None = None, world_size: int | None = None, timeout: float = 120.0) -> Path:
+                device: str = "auto") -> Path:
     """``runs/{name}__{seed}__{YYYYmmdd-HHMMSS}``, created unless ``create=False``.
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank gets the directory rank 0 chose: rank 0
-    writes its path to a marker in ``root`` named after the launch, the others wait for it."""
-    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
-    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
-    root = Path(root)
-    marker = root / f".run-dir-{name}-{_launch_id()}"
-    if world_size > 1 and rank > 0:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if marker.is_file() and marker.stat().st_mtime >= _STARTED - 30:   # not a previous launch's
-                return Path(marker.read_text())
-            time.sleep(0.05)
-        raise TimeoutError(f"rank {rank} waited {timeout:.0f} s for rank 0 to choose a run directory ({marker})")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    parts = [name] + ([str(seed)] if seed is not None else []) + [stamp]
-    path = root / "__".join(parts)
-    if create or world_size > 1:
-        path.mkdir(parents=True, exist_ok=True)
-    if world_size > 1:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(str(path))
-        os.replace(tmp, marker)
-    return path
-
-
-def _launch_id() -> str:
-    """Names one torchrun launch on this machine (the same in all its ranks)."""
-    rid = os.environ.get("TORCHELASTIC_RUN_ID", "none")
-    if rid == "none":
-        rid = f"{os.environ.get('MASTER_ADDR', '')}-{os.environ.get('MASTER_PORT', '')}"
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in rid)
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank gets the directory rank 0 chose: the ranks
+    join the process group for ``device`` (as the run will) and rank 0 broadcasts its path."""
+    info = init_distributed(choose_device(device)) if from_environment().enabled else DistInfo()
+    path = None
+    if info.is_main:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / "__".join([name] + ([str(seed)] if seed is not None else []) + [stamp])
+        if create or info.enabled:
+            path.mkdir(parents=True, exist_ok=True)
+    return Path(broadcast_object(path, info))
 
 
 def add_run_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
@@ -151,7 +129,7 @@ def prepare_run_dir(args: argparse.Namespace, name: str, seed: int | None) -> Pa
         _lock_on_rank0(args.run_dir)
         refuse_existing_run(Path(args.run_dir))   # again, holding the lock: a run that started meanwhile
         return Path(args.run_dir)
-    path = new_run_dir(name, seed)
+    path = new_run_dir(name, seed, device=getattr(args, "device", "auto"))
     _lock_on_rank0(path)
     return path
 

@@ -18,7 +18,7 @@ question is the last one.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import random
 import re
@@ -28,6 +28,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from ltm_gym.core import ConfigError, check, to_dict
+from ltm_gym.core.keyed import Keyed
 
 from .babi import ANSWER_CUE, QA_TASKS, Question, Story, generate_story
 from .books import BOOK_SPLITS, load_books
@@ -249,15 +250,12 @@ class BabiSplits(Mapping):
         return len(BOOK_SPLITS)
 
 
-_SPLITS: dict[str, BabiSplits] = {}
-
-
 def babi_documents(task: BabiTaskConfig, tokenizer, segment_len: int) -> BabiSplits:
     """The task's documents in ``tokenizer``'s tokens, shared per process (by task and tokenizer)."""
-    key = hashlib.sha1(json.dumps([to_dict(task), tokenizer_fingerprint(tokenizer), segment_len],
-                                  sort_keys=True).encode()).hexdigest()
-    if key not in _SPLITS:
-        if len(_SPLITS) >= 8:
-            _SPLITS.pop(next(iter(_SPLITS)))
-        _SPLITS[key] = BabiSplits(task, tokenizer, segment_len)
-    return _SPLITS[key]
+    key = json.dumps([to_dict(task), tokenizer_fingerprint(tokenizer), segment_len], sort_keys=True)
+    return _babi_splits(Keyed(key, (task, tokenizer, segment_len)))
+
+
+@functools.lru_cache(maxsize=8)
+def _babi_splits(args: Keyed[tuple[BabiTaskConfig, Any, int]]) -> BabiSplits:
+    return BabiSplits(*args.value)

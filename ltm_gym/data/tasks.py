@@ -18,11 +18,13 @@ tokenizer's tokens (a word may be several), generated from the task's own seed a
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from ltm_gym.core import ConfigError, check, from_dict, load_config, to_dict
+from ltm_gym.core.keyed import Keyed
 
 from .babilong import BabiTaskConfig, babi_documents, babi_level, is_babi
 from .segments import Document, split_documents, tokenize_documents
@@ -118,9 +120,6 @@ def _preset(name: str) -> AnyTask:
     return load_config(TaskConfig, f"tasks/{name}")
 
 
-_DOCUMENTS: dict[tuple[str, str, str], dict[str, list[Document]]] = {}
-
-
 def task_documents(task: AnyTask, corpus: Any, tokenizer, segment_len: int | None = None) -> Mapping[str, list[Document]]:
     """The task's ``train``/``validation``/``test`` documents, in the vocabulary of a study whose
     corpus config is ``corpus`` (a :class:`~ltm_gym.data.corpus.CorpusConfig`; of the synthetic
@@ -139,14 +138,17 @@ def task_documents(task: AnyTask, corpus: Any, tokenizer, segment_len: int | Non
     syn = task.synthetic(corpus.synthetic)
     key = (json.dumps(to_dict(task), sort_keys=True), json.dumps(to_dict(syn), sort_keys=True),
            tokenizer_fingerprint(tokenizer))
-    if key not in _DOCUMENTS:
-        if len(_DOCUMENTS) >= 8:
-            _DOCUMENTS.pop(next(iter(_DOCUMENTS)))
-        records = [d.record(i) for i, d in enumerate(generate_corpus(syn, word_costs(syn, tokenizer)))]
-        docs = tokenize_documents(records, tokenizer, syn.segment_len, 0, None)
-        short = [d.doc_id for d in docs if d.n_segments != syn.n_segments]
-        if short or len(docs) != len(records):
-            raise ConfigError(f"task {task.name!r}: the tokenizer does not tokenize the corpus word by word "
-                              f"(documents {short[:3]} are not {syn.n_segments} segments of {syn.segment_len} tokens)")
-        _DOCUMENTS[key] = split_documents(docs, task.split_seed)
-    return _DOCUMENTS[key]
+    return _synthetic_splits(Keyed(key, (task, syn, tokenizer)))
+
+
+@functools.lru_cache(maxsize=8)
+def _synthetic_splits(args: Keyed[tuple[TaskConfig, Any, Any]]) -> dict[str, list[Document]]:
+    """The recall ladder's split documents of (task, its synthetic config, tokenizer), once per process."""
+    task, syn, tokenizer = args.value
+    records = [d.record(i) for i, d in enumerate(generate_corpus(syn, word_costs(syn, tokenizer)))]
+    docs = tokenize_documents(records, tokenizer, syn.segment_len, 0, None)
+    short = [d.doc_id for d in docs if d.n_segments != syn.n_segments]
+    if short or len(docs) != len(records):
+        raise ConfigError(f"task {task.name!r}: the tokenizer does not tokenize the corpus word by word "
+                          f"(documents {short[:3]} are not {syn.n_segments} segments of {syn.segment_len} tokens)")
+    return split_documents(docs, task.split_seed)

@@ -24,6 +24,7 @@ package has a study without pre-training one (``shipped=False`` or ``--from-scra
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ltm_gym.core import ConfigError, config_changes, save_config, to_dict
+from ltm_gym.core.keyed import Keyed
 from ltm_gym.data.corpus import build_corpus, load_tokenizer
 from ltm_gym.data.segments import Document
 from ltm_gym.lm import LLMLTM, build_llmltm
@@ -108,11 +110,7 @@ class StudyData:
     def shared(cfg: StudyConfig, cache_dir: str | Path) -> "StudyData":
         """The process's one StudyData of ``cfg``'s corpus in ``cache_dir`` (documents are read-only)."""
         key = (json.dumps(to_dict(cfg.corpus), sort_keys=True), str(Path(cache_dir).resolve()))
-        if key not in _SHARED_DATA:
-            if len(_SHARED_DATA) >= 4:
-                _SHARED_DATA.pop(next(iter(_SHARED_DATA)))
-            _SHARED_DATA[key] = StudyData(cfg, cache_dir)
-        return _SHARED_DATA[key]
+        return _shared_data(Keyed(key, (cfg, cache_dir)))
 
     def documents(self, split: str) -> list[Document]:
         if split not in self.splits:
@@ -120,7 +118,9 @@ class StudyData:
         return self.splits[split]
 
 
-_SHARED_DATA: dict[tuple[str, str], StudyData] = {}
+@functools.lru_cache(maxsize=4)
+def _shared_data(args: Keyed[tuple[StudyConfig, str | Path]]) -> StudyData:
+    return StudyData(*args.value)
 
 
 class StudyDir:

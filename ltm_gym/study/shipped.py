@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ltm_gym.core import ConfigError, config_changes, to_dict
 
-from .config import StudyConfig, load_study_config
+from .config import load_study_config
 from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_FILES, SHIPPED_STUDIES, StudyDir, StudyNotFoundError
 from .tables import study_dir_rows
 
