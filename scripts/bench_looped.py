@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""``ltm-gym bench-looped`` from a checkout: a thin wrapper of :mod:`ltm_gym.cli.bench_looped` (``--help`` says what it does)."""
+"""``ltm-gym bench-looped`` from a checkout: a thin wrapper of :mod:`ltm_gym.cli.bench.looped` (``--help`` says what it does)."""
 
-from ltm_gym.cli.bench_looped import main
+from ltm_gym.cli.bench.looped import main
 from ltm_gym.core.errors import run_main
 
 if __name__ == "__main__":

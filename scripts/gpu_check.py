@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""``ltm-gym gpu-check`` from a checkout: a thin wrapper of :mod:`ltm_gym.cli.gpu_check` (``--help`` says what it does)."""
+"""``ltm-gym gpu-check`` from a checkout: a thin wrapper of :mod:`ltm_gym.cli.bench.gpu_check` (``--help`` says what it does)."""
 
-from ltm_gym.cli.gpu_check import main
+from ltm_gym.cli.bench.gpu_check import main
 from ltm_gym.core.errors import run_main
 
 if __name__ == "__main__":

@@ -11,11 +11,9 @@ import difflib
 import importlib
 import sys
 
-COMMANDS = {
+USER_COMMANDS = {
     "pretrain-lm": ("pretrain_lm", "the study's LM stages: tiny LM, LoRA baseline, memory and select readers"),
     "build-linked-corpus": ("build_linked_corpus", "linked HTML pages (e.g. a Debian manual) -> linked-context records"),
-    "build-books": ("build_books", "rebuild the shipped book text (bAbI tasks' background) from Debian's janeaustenr"),
-    "ship-study": ("ship_study", "ship a finished tiny study as the package's default study"),
     "evaluate-lm": ("evaluate_lm", "the study's LM table (no memory, memory conditions, oracle)"),
     "train-agent": ("train_agent", "train a memory agent (reinforce, ppo, a2c, sac, td3, ddpg, tqc)"),
     "evaluate-agent": ("evaluate_agent", "an agent run's row beside the LM rows"),
@@ -26,19 +24,27 @@ COMMANDS = {
     "train-looped": ("train_looped", "train a looped transformer or GPT-2 on in-context regression"),
     "eval-looped": ("eval_looped", "evaluate a looped-regression run against least squares"),
     "compare-looped": ("compare_looped", "looped vs GPT-2 (and the report's variants) on the same prompts"),
-    "bench-env": ("bench_env", "benchmark: env steps per second"),
-    "bench-reward": ("bench_reward", "benchmark: the reward's forward"),
-    "bench-looped": ("bench_looped", "benchmark: a looped training step against the reference code"),
-    "bench-ddp": ("bench_ddp", "benchmark: REINFORCE under torchrun against one process"),
-    "gpu-check": ("gpu_check", "maintenance: the CUDA tests and one table of speeds on a GPU (make gpu-check)"),
 }
+BENCHMARKS = {
+    "bench-env": ("bench.env", "env steps per second"),
+    "bench-reward": ("bench.reward", "the reward's forward"),
+    "bench-looped": ("bench.looped", "a looped training step against the reference code"),
+    "bench-ddp": ("bench.ddp", "REINFORCE under torchrun against one process"),
+    "gpu-check": ("bench.gpu_check", "the CUDA tests and one table of speeds on a GPU (make gpu-check)"),
+}
+MAINTENANCE = {
+    "ship-study": ("maintenance.ship_study", "ship a finished tiny study as the package's default study"),
+    "build-books": ("maintenance.build_books", "rebuild the shipped book text (bAbI tasks' background) from Debian's janeaustenr"),
+}
+COMMANDS = {**USER_COMMANDS, **BENCHMARKS, **MAINTENANCE}
+"""Every command: its module under ``ltm_gym.cli`` and one line of what it does."""
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: ltm-gym COMMAND [ARGS]   (ltm-gym COMMAND --help for a command's arguments)", "",
-             "commands:"]
-    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines = ["usage: ltm-gym COMMAND [ARGS]   (ltm-gym COMMAND --help for a command's arguments)"]
+    for title, group in (("commands", USER_COMMANDS), ("benchmarks", BENCHMARKS), ("maintenance", MAINTENANCE)):
+        lines += ["", f"{title}:"] + [f"  {name:<{width}}  {text}" for name, (_, text) in group.items()]
     return "\n".join(lines)
 
 

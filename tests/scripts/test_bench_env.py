@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ltm_gym.cli import bench_env
+from ltm_gym.cli.bench import env as bench_env
 
 
 def test_worker_times_one_method_and_reports_its_rewards():

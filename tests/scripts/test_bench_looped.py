@@ -14,7 +14,7 @@ def test_bench_refuses_emulated_bf16(monkeypatch, capsys):
 
 
 def test_gemm_peak_reports_every_shape():
-    from ltm_gym.cli import bench_looped as bench
+    from ltm_gym.cli.bench import looped as bench
 
     peaks = bench.gemm_peak(1, [(64, 32, 16), (128, 128, 128)], repeats=2)
     assert list(peaks) == ["64 x 32 x 16", "128 x 128 x 128"]

@@ -75,7 +75,7 @@ def agent_rows(steps: int) -> list[tuple]:
 
     import ltm_gym  # noqa: F401  (registers the env ids)
     from ltm_gym.agents import make
-    from ltm_gym.cli.bench_env import build_model, documents
+    from ltm_gym.cli.bench.env import build_model, documents
     from ltm_gym.envs import LLMMemoryVectorEnv, MemoryLMBackend
 
     rows = []

@@ -100,7 +100,7 @@ def worker(kind: str, d: int, points: int, steps: int, precision: str, threads: 
 
 
 def run_case(kind: str, d: int, points: int, args: argparse.Namespace, reference: bool) -> dict:
-    cmd = [sys.executable, "-m", "ltm_gym.cli.bench_looped", "--worker", kind, str(d), str(points), "--steps", str(args.steps),
+    cmd = [sys.executable, "-m", "ltm_gym.cli.bench.looped", "--worker", kind, str(d), str(points), "--steps", str(args.steps),
            "--precision", args.precision, "--threads", str(args.threads),
            "--checkpoint-loops", str(args.checkpoint_loops), "--profile", str(0 if reference else args.profile)] \
         + (["--reference"] if reference else [])

@@ -58,7 +58,7 @@ def launch(args: argparse.Namespace, ranks: int, threads: int) -> dict:
     passed = ["--num-envs", str(args.num_envs), "--warmup", str(args.warmup), "--updates", str(args.updates),
               *sum((["--set", o] for o in args.overrides), []),
               *(["--env-kwargs", *args.env_kwargs] if args.env_kwargs else [])]
-    me = ["-m", "ltm_gym.cli.bench_ddp", WORKER_FLAG, *passed]
+    me = ["-m", "ltm_gym.cli.bench.ddp", WORKER_FLAG, *passed]
     cmd = ([sys.executable, *me] if ranks == 1 else
            [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *me])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}

@@ -137,7 +137,7 @@ def worker(name: str, method: str, n: int, k: int, length: int, reward: str, rep
 
 
 def spawn(args: argparse.Namespace, name: str, method: str) -> dict:
-    cmd = [sys.executable, "-m", "ltm_gym.cli.bench_env", "--worker", name, method, "--n", str(args.n), "--k", str(args.k),
+    cmd = [sys.executable, "-m", "ltm_gym.cli.bench.env", "--worker", name, method, "--n", str(args.n), "--k", str(args.k),
            "--length", str(args.length), "--reward", args.reward, "--repeats", str(args.repeats),
            "--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True)
