@@ -218,9 +218,13 @@ def babi_document(task: BabiTaskConfig, split: str, index: int, tokenizer, segme
             if due[marked[f]] <= 0:                                      # the first question that asks it
                 due[marked[f]] = seg
     oracle = torch.tensor([t for f in final.support for t in fact_ids[f] + dot], dtype=torch.long)
+    actors = sorted({f.actor for f in story.facts})
+    actor = torch.zeros(n, dtype=torch.int16)
+    for x, i in marked.items():
+        actor[i] = 1 + actors.index(story.facts[x].actor)
     shape = (S, segment_len)
     return Document(torch.tensor(ids, dtype=torch.long).view(shape), answer_mask.view(shape), f"{split}-{index}",
-                    distance.view(shape), due.view(shape), oracle)
+                    distance.view(shape), due.view(shape), oracle, actor.view(shape))
 
 
 class BabiSplits(Mapping):

@@ -16,7 +16,9 @@ class Document:
     the synthetic corpus also, per token, the distance of the fact an answer asks
     (``answer_distance``, 0 elsewhere) and the segment that asks a stated fact's VALUE
     (``fact_due``: -1 never asked, 0 where no fact is stated); for a bAbI-in-books document the
-    tokens of its final question's supporting facts (``oracle``, :mod:`ltm_gym.data.babilong`)."""
+    tokens of its final question's supporting facts (``oracle``, :mod:`ltm_gym.data.babilong`) and,
+    at each fact's marked word, 1 + the index of the actor the fact is about (``fact_actor``, 0
+    elsewhere: which facts a later one about the same actor overwrites)."""
 
     ids: torch.Tensor
     answer_mask: torch.Tensor
@@ -24,6 +26,7 @@ class Document:
     answer_distance: torch.Tensor | None = None
     fact_due: torch.Tensor | None = None
     oracle: torch.Tensor | None = None
+    fact_actor: torch.Tensor | None = None
 
     @property
     def n_segments(self) -> int:

@@ -98,6 +98,11 @@ class SelectStageConfig(StageConfig):
     and of random earlier positions, in random slot order (synthetic corpus: a question's VALUE has
     its statement's code). Teaches the reader to pick one fact among many held from several
     segments back, as the long-memory tasks need."""
+    held_facts: str = "asked"
+    """bAbI-in-books documents: which facts a fact memory holds (``asked``: those the segment asks;
+    ``current``: and every other actor's latest fact; ``all``: every fact stated, in the order a
+    selection keeps them, for a reader with ``lm.memory.slot_order``), see
+    :func:`~ltm_gym.study.stages.supporting_fact_batch`."""
     answer_loss: bool = False
     """Train on the answer tokens' loss alone, the output layer run only there
     (:meth:`~ltm_gym.lm.LLMLTM.candidate_losses`). On a real LM's 49k-token vocabulary the output
@@ -107,6 +112,7 @@ class SelectStageConfig(StageConfig):
         super().validate()
         check(0 <= self.all_positions <= 1, "all_positions", self.all_positions, "in [0, 1]")
         check(0 <= self.fact_memories <= 1, "fact_memories", self.fact_memories, "in [0, 1]")
+        check(self.held_facts in ("asked", "current", "all"), "held_facts", self.held_facts, "asked, current or all")
 
 
 def _stage_train(steps: int, lr: float, every: int, **cosine: float | int | str) -> TrainConfig:
@@ -136,6 +142,9 @@ class StudyConfig:
 
     def validate(self) -> None:
         check(self.eval_batch >= 1, "eval_batch", self.eval_batch, ">= 1")
+        if self.select.held_facts == "all" or self.lm.memory.slot_order:
+            check(self.select.held_facts == "all" and self.lm.memory.slot_order, "select.held_facts",
+                  self.select.held_facts, "'all' exactly when lm.memory.slot_order (memories in the order kept)")
         if self.corpus.source in ("synthetic", "babi"):
             need = self.pretrain.context_segments * self.corpus.segment_len + 1
             if self.lm.base == "tiny":

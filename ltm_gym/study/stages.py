@@ -66,16 +66,15 @@ RECENT = 8
 
 
 def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator,
-                      ordered: bool = False) -> dict[str, torch.Tensor]:
+                      held: str = "asked") -> dict[str, torch.Tensor]:
     """Memories as a store-and-keep agent writes them, for the ``select`` reader: ids, answer_mask
     (B, L) of a segment t >= 1, ``prev`` (B, S, L) its whole document and ``select`` (B, n_slots)
     positions of it: the facts segment t asks (each with probability :data:`FACT_KEPT`; a question's
     VALUE has the code of its statement), facts asked in other segments, then random positions of
     the segments before t, in random slot order. Documents of one number of segments S (the first's).
-    ``ordered`` (a reader with ``memory.slot_order``) orders the memories of bAbI-in-books documents
-    (:func:`supporting_fact_batch`); those of the recall corpus keep a random slot order."""
+    ``held`` chooses the facts of bAbI-in-books documents' memories (:func:`supporting_fact_batch`)."""
     if docs[0].oracle is not None:
-        return supporting_fact_batch(docs, batch, n_slots, g, ordered)
+        return supporting_fact_batch(docs, batch, n_slots, g, held)
     S = docs[0].n_segments
     pool = [d for d in docs if d.n_segments == S and d.answer_mask[1:].any()]
     if not pool or S < 2:
@@ -97,14 +96,15 @@ def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.G
 
 
 def memory_positions(chosen: list[int], t: int, L: int, n_slots: int, g: torch.Generator,
-                     ordered: bool = False) -> torch.Tensor:
+                     ordered: bool = False, avoid: frozenset[int] = frozenset()) -> torch.Tensor:
     """``chosen`` positions, filled up to ``n_slots`` with random positions of the :data:`RECENT`
-    segments before ``t``, in random slot order, or ``ordered`` as a selection that stored each
-    position at its own segment and kept it would hold them: the latest segment's first, in
-    segment order within one."""
+    segments before ``t`` (none of ``avoid``), in random slot order, or ``ordered`` as a selection
+    that stored each position at its own segment and kept it would hold them: the latest
+    segment's first, in segment order within one."""
     lo = max(0, t - RECENT) * L
     filler = (lo + torch.randperm(t * L - lo, generator=g)).tolist()
-    chosen = chosen + [p for p in filler if p not in chosen][: n_slots - len(chosen)]
+    taken = set(chosen) | avoid
+    chosen = chosen + [p for p in filler if p not in taken][: n_slots - len(chosen)]
     if ordered:
         return torch.tensor(sorted(chosen, key=lambda p: (-(p // L), p)))
     order = torch.randperm(len(chosen), generator=g).tolist()
@@ -127,15 +127,18 @@ def _answer_stats(losses: torch.Tensor, batch: dict) -> dict[str, float]:
 
 
 def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator,
-                          ordered: bool = False) -> dict[str, torch.Tensor]:
+                          held: str = "asked") -> dict[str, torch.Tensor]:
     """:func:`fact_memory_batch` for bAbI-in-books documents: a segment t that asks about a fact of
-    an earlier segment, and a memory of the codes of those facts (``fact_due == t``, each with probability
+    an earlier segment, and a memory of the codes of facts stated before t (each with probability
     :data:`FACT_KEPT`), then random positions of the segments before t, in random slot order.
-    Other facts are left out: a fact about the same actor that a later one overwrote would make
-    the answer ambiguous (slots carry no order). ``ordered`` (a reader with ``memory.slot_order``):
-    every fact stated before t (each with probability :data:`FACT_KEPT`, the latest ``n_slots``),
-    in the order a selection that stores and keeps them holds them (:func:`memory_positions`), so
-    the reader learns to take the latest fact about what is asked."""
+    ``held`` (:data:`HELD_FACTS`): which facts --
+
+    - ``asked``: the facts segment t asks (``fact_due == t``) alone;
+    - ``current``: those, and the latest fact of every other actor (what a memory that keeps each
+      actor's latest fact holds): to answer, the reader must find the slot about the actor asked;
+    - ``all``: every fact stated (the latest ``n_slots``), in the order a selection that stores and
+      keeps them holds them (:func:`memory_positions`; a reader with ``memory.slot_order``): the
+      reader learns to take the latest fact about what is asked."""
     S = docs[0].n_segments
     L = docs[0].ids.shape[1]
 
@@ -151,11 +154,32 @@ def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: tor
     for _ in range(batch):
         d, asked = pool[int(torch.randint(len(pool), (1,), generator=g))]
         t = asked[int(torch.randint(len(asked), (1,), generator=g))]
-        due = d.fact_due.reshape(-1)[: t * L]
-        stated = (due != 0) if ordered else (due == t)
-        own = [p for p in stated.nonzero().flatten().tolist() if float(torch.rand((), generator=g)) < FACT_KEPT]
-        rows.append((d, t, memory_positions(own[-n_slots:], t, L, n_slots, g, ordered)))
+        facts = held_facts(d, t, held)
+        own = [p for p in facts if float(torch.rand((), generator=g)) < FACT_KEPT]
+        facts_elsewhere = frozenset((d.fact_actor.reshape(-1)[: t * L] > 0).nonzero().flatten().tolist()
+                                    if held == "current" else ())            # no overwritten fact by chance
+        rows.append((d, t, memory_positions(own[-n_slots:], t, L, n_slots, g, held == "all", facts_elsewhere)))
     return memory_batch(rows)
+
+
+HELD_FACTS = ("asked", "current", "all")
+"""Which facts a bAbI reader's training memories hold (:func:`supporting_fact_batch`)."""
+
+
+def held_facts(d: Document, t: int, held: str) -> list[int]:
+    """Flat positions (in order) of the facts of document ``d`` stated before segment ``t`` that a
+    memory of kind ``held`` (:data:`HELD_FACTS`) holds when segment ``t`` is read."""
+    L = d.ids.shape[1]
+    due = d.fact_due.reshape(-1)[: t * L]
+    if held == "all":
+        return (due != 0).nonzero().flatten().tolist()
+    asked = (due == t).nonzero().flatten().tolist()
+    if held == "asked":
+        return asked
+    actor = d.fact_actor.reshape(-1)[: t * L]
+    named = {int(actor[p]) for p in asked}
+    latest = {int(actor[p]): p for p in (actor > 0).nonzero().flatten().tolist()}   # later facts overwrite
+    return sorted(asked + [p for a, p in latest.items() if a not in named])
 
 
 class Stage:
@@ -295,7 +319,7 @@ class SelectStage(Stage):
     def batch(self, study: StudyDir, docs: list[Document], sc: SelectStageConfig, step: int, g: torch.Generator) -> dict:
         m = study.config.lm.memory.n_slots
         if sc.fact_memories > 0 and float(torch.rand((), generator=g)) < sc.fact_memories:
-            batch = fact_memory_batch(docs, sc.batch_size, m, g, study.config.lm.memory.slot_order)
+            batch = fact_memory_batch(docs, sc.batch_size, m, g, sc.held_facts)
         else:
             batch = pair_batch(docs, sc.batch_size, g, self.depth(study))
             B, n = len(batch["ids"]), batch["prev"][0].numel()

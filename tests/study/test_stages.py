@@ -292,7 +292,7 @@ def test_supporting_fact_memories_hold_the_facts_the_question_asks(tmp_path):
         wanted = (doc.fact_due.reshape(-1)[: t * 64] == t).nonzero().flatten().tolist()
         held += all(p in chosen for p in wanted)
     assert held >= 8                                                       # each kept with probability 0.8
-    ordered = supporting_fact_batch(docs, 16, 6, torch.Generator().manual_seed(0), ordered=True)
+    ordered = supporting_fact_batch(docs, 16, 6, torch.Generator().manual_seed(0), held="all")
     stated = 0
     for row in range(16):
         chosen = ordered["select"][row].tolist()
@@ -301,3 +301,12 @@ def test_supporting_fact_memories_hold_the_facts_the_question_asks(tmp_path):
         facts = (doc.fact_due.reshape(-1)[: 7 * 64] != 0).nonzero().flatten().tolist()
         stated += sum(p in chosen for p in facts)
     assert stated >= 16 * 3                                                # every fact stated before, not only the asked
+    current = supporting_fact_batch(docs, 16, 6, torch.Generator().manual_seed(0), held="current")
+    for row in range(16):
+        doc = next(d for d in docs if torch.equal(d.ids, current["prev"][row]))
+        chosen = current["select"][row].tolist()
+        actor = doc.fact_actor.reshape(-1)
+        facts = [p for p in chosen if actor[p] > 0]
+        assert len({int(actor[p]) for p in facts}) == len(facts)           # one fact per actor: none overwritten
+        for p in facts:                                                    # each the latest about its actor
+            assert not any(actor[q] == actor[p] for q in range(p + 1, 7 * 64))
