@@ -22,8 +22,8 @@ import gymnasium as gym
 import yaml
 
 import ltm_gym  # noqa: F401  (registers the env ids)
-from ltm_gym.core import (ConfigError, announce, atomic_write, choose_device, config_changes, from_dict, load_config,
-                          lock_run_dir, unlock_run_dir)
+from ltm_gym.core import (ArtifactError, ConfigError, announce, atomic_write, choose_device, config_changes, from_dict,
+                          load_config, lock_run_dir, unlock_run_dir)
 from ltm_gym.core.distributed import DistInfo, agree_max, broadcast_object, current, from_environment, init_distributed
 from ltm_gym.core.interrupt import Interrupted, stop_requested, stop_signals
 
@@ -49,7 +49,13 @@ class RunConfig:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunConfig":
-        return load_config(cls, Path(run_dir) / "config.yaml")
+        """The config a run wrote; an empty file (a run killed while writing it, or truncated
+        since) is an error naming it, not a run of the defaults."""
+        path = Path(run_dir) / "config.yaml"
+        if path.is_file() and not path.read_text().strip():
+            raise ArtifactError(path, "run config", ValueError("the file is empty"),
+                                "delete the run directory and start the run again")
+        return load_config(cls, path)
 
     def save(self, run_dir: str | Path) -> None:
         text = yaml.safe_dump(asdict(self), sort_keys=False)

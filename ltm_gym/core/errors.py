@@ -19,7 +19,8 @@ class ArtifactError(ValueError):
     """A file the package wrote (checkpoint, agent, adapters) that cannot be read back."""
 
     def __init__(self, path: str | Path, what: str, cause: BaseException | None = None, hint: str = "") -> None:
-        detail = f" ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else 'no detail'})" if cause else ""
+        first = str(cause).splitlines()[0].split(". ")[0] if cause is not None and str(cause) else "no detail"
+        detail = f" ({type(cause).__name__}: {first})" if cause is not None else ""
         super().__init__(f"{path} is not a readable {what}{detail}: damaged, or a file of another kind"
                          + (f"; {hint}" if hint else ""))
         self.path = Path(path)

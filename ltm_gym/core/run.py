@@ -41,6 +41,8 @@ def lock_run_dir(run_dir: str | Path) -> bool:
     run_dir = Path(run_dir).resolve()
     if run_dir in _HELD:
         return False
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"run directory {run_dir} is a file; choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(run_dir / LOCK_NAME), timeout=0)
     try:

@@ -72,6 +72,12 @@ def test_agent_run_mistakes_leave_nothing_behind(tiny_study, tmp_path, capsys):
     assert str(writer) in line and not run.exists()
     assert "no such file" in fails("train_agent", ["--init-from", str(tmp_path / "nope.pt"), *env], capsys)
     assert "holds no run" in fails("train_agent", ["--run-dir", str(tmp_path), "--resume"], capsys)
+    assert f"{writer} is a file" in fails("train_agent", ["--run-dir", str(writer), *env], capsys)
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.yaml").write_text("")
+    line = fails("evaluate_agent", ["--run-dir", str(damaged)], capsys)
+    assert "config.yaml is not a readable run config" in line and "empty" in line
 
 
 def test_agent_resume_keeps_its_config(tiny_study, tmp_path, capsys):
