@@ -209,8 +209,12 @@ def babi_document(task: BabiTaskConfig, split: str, index: int, tokenizer, segme
     due = torch.zeros(n, dtype=torch.int16)
     for i in marked.values():
         due[i] = -1
+    source = torch.full((n,), -1, dtype=torch.long)
     for at, question in answers:
         width = len(pieces(question.answer))
+        stating = [marked[f] for f in question.support if ids[marked[f]] == ids[at]]
+        if stating:
+            source[at] = max(stating)
         seg = at // segment_len
         answer_mask[at : at + width] = True
         distance[at : at + width] = seg - min(marked[f] for f in question.support) // segment_len
@@ -224,7 +228,7 @@ def babi_document(task: BabiTaskConfig, split: str, index: int, tokenizer, segme
         actor[i] = 1 + actors.index(story.facts[x].actor)
     shape = (S, segment_len)
     return Document(torch.tensor(ids, dtype=torch.long).view(shape), answer_mask.view(shape), f"{split}-{index}",
-                    distance.view(shape), due.view(shape), oracle, actor.view(shape))
+                    distance.view(shape), due.view(shape), oracle, actor.view(shape), source.view(shape))
 
 
 class BabiSplits(Mapping):

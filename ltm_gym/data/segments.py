@@ -18,7 +18,9 @@ class Document:
     (``fact_due``: -1 never asked, 0 where no fact is stated); for a bAbI-in-books document the
     tokens of its final question's supporting facts (``oracle``, :mod:`ltm_gym.data.babilong`) and,
     at each fact's marked word, 1 + the index of the actor the fact is about (``fact_actor``, 0
-    elsewhere: which facts a later one about the same actor overwrites)."""
+    elsewhere: which facts a later one about the same actor overwrites), and at each answer's first
+    token the flat index of the supporting fact's word that states the answer (``answer_source``,
+    -1 elsewhere or where no supporting fact states it)."""
 
     ids: torch.Tensor
     answer_mask: torch.Tensor
@@ -27,6 +29,7 @@ class Document:
     fact_due: torch.Tensor | None = None
     oracle: torch.Tensor | None = None
     fact_actor: torch.Tensor | None = None
+    answer_source: torch.Tensor | None = None
 
     @property
     def n_segments(self) -> int:

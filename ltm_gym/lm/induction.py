@@ -30,7 +30,7 @@ def _attention(block: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def captured_attention(lm: nn.Module, layers: tuple[int, int]) -> Iterator[list[torch.Tensor]]:
+def captured_attention(lm: nn.Module, layers: tuple[int, ...]) -> Iterator[list[torch.Tensor]]:
     """Attention probabilities (B, H, T, T) of blocks ``layers`` during the forwards inside.
     Switches the LM to the eager implementation (the fused one does not expose them)."""
     blocks = list(find_blocks(lm))
@@ -61,6 +61,19 @@ def induction_targets(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ind = torch.zeros_like(same)
     ind[:, :, 1:] = same[:, :, :-1]
     return prev, ind
+
+
+def answer_hint_loss(probs: torch.Tensor, source: torch.Tensor, head: int = 0) -> torch.Tensor:
+    """-log of the attention mass that head ``head`` of a block (probabilities (B, H, T + 1, T + 1)
+    over [BOS, ids]) puts, at the position that predicts an answer token, on the context word that
+    states the answer: ``source`` (B, T) holds at each answer token the index in ids of that word
+    (-1: none). The question-answering twin of the induction hint (bAbI facts in book text: the
+    supporting fact's location, several hundred tokens back); 0 when the batch has no target."""
+    rows, answers = (source >= 0).nonzero(as_tuple=True)
+    if len(rows) == 0:
+        return probs.new_zeros((), dtype=torch.float32)
+    mass = probs[rows, head, answers, source[rows, answers] + 1].float()     # query: the token before the answer
+    return -mass.clamp_min(1e-9).log().mean()
 
 
 def induction_hint_loss(attentions: list[torch.Tensor], ids: torch.Tensor, head: int = 0) -> torch.Tensor:

@@ -49,6 +49,10 @@ class PretrainConfig(StageConfig):
     answer_weight: float = 0.0
     """The answer tokens' mean CE is added to the loss with this weight (bAbI documents: a
     question's answer is 1 token of ~100, and it is what the oracle must learn)."""
+    answer_hint: float = 0.0
+    """bAbI documents: weight of an auxiliary loss that points one head of the last block, at the
+    position that predicts an answer, at the supporting fact's word that states it
+    (:func:`~ltm_gym.lm.induction.answer_hint_loss`); 0 disables it."""
 
     def validate(self) -> None:
         super().validate()
@@ -56,9 +60,10 @@ class PretrainConfig(StageConfig):
         check(self.induction_hint >= 0, "induction_hint", self.induction_hint, ">= 0")
         check(self.induction_hint_steps >= 0, "induction_hint_steps", self.induction_hint_steps, ">= 0")
         check(self.answer_weight >= 0, "answer_weight", self.answer_weight, ">= 0")
+        check(self.answer_hint >= 0, "answer_hint", self.answer_hint, ">= 0")
 
     def validation(self) -> "PretrainConfig":
-        return replace(self, batch_size=64, induction_hint=0.0)
+        return replace(self, batch_size=64, induction_hint=0.0, answer_hint=0.0)
 
     def hint_at(self, step: int) -> float:
         """The induction hint's weight at optimizer step ``step``."""

@@ -18,6 +18,7 @@ A stage whose artifact exists is not run again; an interrupted one resumes from 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -26,24 +27,32 @@ import torch
 from ltm_gym.core import Trainer, seed_everything, step_generator
 from ltm_gym.data.corpus import fresh_synthetic_documents
 from ltm_gym.data.segments import Document
-from ltm_gym.lm import LLMLTM, build_llmltm, previous_segment_memory, selection_codes
-from ltm_gym.lm.induction import captured_attention, induction_hint_loss
+from ltm_gym.lm import LLMLTM, build_llmltm, find_blocks, previous_segment_memory, selection_codes
+from ltm_gym.lm.induction import answer_hint_loss, captured_attention, induction_hint_loss
 
 from .config import MemoryStageConfig, PretrainConfig, SelectStageConfig, StageConfig
 from .layout import StudyDir
 
 
 def window_batch(docs: list[Document], batch: int, n_ctx: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random windows of ``n_ctx`` consecutive segments: ids and answer_mask (B, n_ctx * L)."""
-    rows, masks = [], []
+    """Random windows of ``n_ctx`` consecutive segments: ids and answer_mask (B, n_ctx * L), and
+    for documents with ``answer_source`` the window index of each answer's source (-1: none, or
+    outside the window)."""
+    rows, masks, sources = [], [], []
     for _ in range(batch):
         d = docs[int(torch.randint(len(docs), (1,), generator=g))]
         n = min(n_ctx, d.n_segments)
         s = int(torch.randint(d.n_segments - n + 1, (1,), generator=g))
         rows.append(d.ids[s : s + n].reshape(-1))
         masks.append(d.answer_mask[s : s + n].reshape(-1))
+        if d.answer_source is not None:
+            source = d.answer_source[s : s + n].reshape(-1) - s * d.ids.shape[1]
+            sources.append(torch.where(source >= 0, source, -1))
     width = min(len(r) for r in rows)
-    return {"ids": torch.stack([r[:width] for r in rows]), "answer_mask": torch.stack([m[:width] for m in masks])}
+    batch_ = {"ids": torch.stack([r[:width] for r in rows]), "answer_mask": torch.stack([m[:width] for m in masks])}
+    if len(sources) == len(rows):
+        batch_["answer_source"] = torch.stack([x[:width] for x in sources])
+    return batch_
 
 
 def pair_batch(docs: list[Document], batch: int, g: torch.Generator, depth: int = 1) -> dict[str, torch.Tensor]:
@@ -230,23 +239,35 @@ class PretrainStage(Stage):
             batch["hint"] = torch.full((sc.batch_size,), sc.hint_at(step))
         if sc.answer_weight > 0:
             batch["answer_weight"] = torch.full((sc.batch_size,), sc.answer_weight)
+        if sc.answer_hint > 0 and "answer_source" in batch:
+            batch["answer_hint"] = torch.full((sc.batch_size,), sc.answer_hint)
+        else:
+            batch.pop("answer_source", None)
         return batch
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        hint = float(batch["hint"][0]) if "hint" in batch else 0.0
-        if hint <= 0:
+        weight = lambda key: float(batch[key][0]) if key in batch else 0.0  # noqa: E731
+        hint, answer_hint = weight("hint"), weight("answer_hint")
+        last = len(find_blocks(model.lm)) - 1
+        layers = (0, 1) if hint > 0 else ()
+        layers += (last,) if answer_hint > 0 else ()
+        watch = captured_attention(model.lm, layers) if layers else contextlib.nullcontext([])
+        with watch as attentions:
             _, losses = model(batch["ids"])
-            mask = batch["answer_mask"]
-            if "answer_weight" not in batch or not mask.any():
-                return losses.mean(), {}
+        total, stats = losses.mean(), {}
+        mask = batch["answer_mask"]
+        if weight("answer_weight") > 0 and mask.any():
             answer_ce = losses[mask].mean()
-            return losses.mean() + float(batch["answer_weight"][0]) * answer_ce, {"answer_ce": float(answer_ce.detach())}
-        inner = model
-        with captured_attention(inner.lm, (0, 1)) as attentions:
-            _, losses = model(batch["ids"])
-        bos = batch["ids"].new_full((len(batch["ids"]), 1), inner.bos_token_id)
-        aux = induction_hint_loss(attentions, torch.cat([bos, batch["ids"]], 1))
-        return losses.mean() + hint * aux, {"induction_hint": float(aux.detach())}
+            total = total + weight("answer_weight") * answer_ce
+            stats["answer_ce"] = float(answer_ce.detach())
+        if hint > 0:
+            bos = batch["ids"].new_full((len(batch["ids"]), 1), model.bos_token_id)
+            aux = induction_hint_loss(attentions[:2], torch.cat([bos, batch["ids"]], 1))
+            total, stats["induction_hint"] = total + hint * aux, float(aux.detach())
+        if answer_hint > 0:
+            aux = answer_hint_loss(attentions[-1], batch["answer_source"])
+            total, stats["answer_hint"] = total + answer_hint * aux, float(aux.detach())
+        return total, stats
 
     def save(self, model: LLMLTM, study: StudyDir) -> None:
         tmp = study.root / "lm.partial"

@@ -96,6 +96,10 @@ def test_a_document_is_the_story_in_book_text_with_the_question_at_the_end(token
     assert tokenizer.decode(flat[support[0]]).strip() == tokenizer.decode(flat[answer[0]]).strip()   # qa1: its location
     assert doc.oracle.tolist() == flat[support[0] - 4 : support[0] + 2].tolist()   # "Mary moved to the X ."
     assert int(doc.answer_distance.reshape(-1)[answer[0]]) == 7 - support[0] // 64
+    source = doc.answer_source.reshape(-1)
+    assert source[answer[0]] == support[0] and (source[: answer[0]] == -1).all()   # the word that states the answer
+    actor = doc.fact_actor.reshape(-1)
+    assert ((actor > 0) == (due != 0)).all() and tokenizer.decode(flat[support[0] - 4]).strip() in babi.ACTORS
 
 
 def test_splits_are_built_when_read_and_levels_are_named_by_length(tokenizer):

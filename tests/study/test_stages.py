@@ -265,20 +265,27 @@ def test_stages_draw_the_train_split_without_fresh_documents(study_data, tmp_pat
     assert kinds == ["validation", "train", "train"]          # the evaluation batch, then one per step
 
 
-def test_supporting_fact_memories_hold_the_facts_the_question_asks(tmp_path):
-    """bAbI-in-books documents: the select reader's memories hold the supporting facts of the segment
-    it predicts (from earlier segments), the rest random earlier positions."""
+def small_babi_tokenizer():
+    """A byte-level BPE that keeps every bAbI story word one token (trained on generated stories)."""
     import random
 
     from ltm_gym.data import babi
-    from ltm_gym.data.babilong import BabiTaskConfig, babi_documents
     from ltm_gym.data.tokenizer import train_bpe
-    from ltm_gym.study.stages import supporting_fact_batch
 
     rng = random.Random(0)
     texts = [" ".join(f.text for f in babi.generate_story(1 + i % 3, 8, rng).facts) for i in range(200)]
     questions = [" Where is Mary? Answer: kitchen. Where was the apple before the office? Answer: garden."] * 50
-    tok = train_bpe(texts + questions + ["It was a fine day. She said so."], 500, babi.words())
+    return train_bpe(texts + questions + ["It was a fine day. She said so."], 500, babi.words())
+
+
+def test_supporting_fact_memories_hold_the_facts_the_question_asks(tmp_path):
+    """bAbI-in-books documents: the select reader's memories hold the supporting facts of the segment
+    it predicts (from earlier segments), the rest random earlier positions."""
+
+    from ltm_gym.data.babilong import BabiTaskConfig, babi_documents
+    from ltm_gym.study.stages import supporting_fact_batch
+
+    tok = small_babi_tokenizer()
     docs = babi_documents(BabiTaskConfig(name="t", qa=1, tokens=512, n_documents=12, n_eval=2), tok, 64)["train"]
     batch = supporting_fact_batch(docs, 16, 6, torch.Generator().manual_seed(0))
     assert batch["select"].shape == (16, 6) and batch["ids"].shape == (16, 64)
@@ -310,3 +317,30 @@ def test_supporting_fact_memories_hold_the_facts_the_question_asks(tmp_path):
         assert len({int(actor[p]) for p in facts}) == len(facts)           # one fact per actor: none overwritten
         for p in facts:                                                    # each the latest about its actor
             assert not any(actor[q] == actor[p] for q in range(p + 1, 7 * 64))
+
+
+def test_the_answer_hint_trains_the_last_blocks_attention_on_bAbI_windows():
+    """Pre-training windows of bAbI-in-books documents carry each answer's source word, and the
+    answer hint's loss moves the last block's attention towards it."""
+
+    from ltm_gym.data.babilong import BabiTaskConfig, babi_documents
+    from ltm_gym.lm import build_llmltm
+    from ltm_gym.core import from_dict
+    from ltm_gym.lm.setup import LMConfig
+    from ltm_gym.study.stages import STAGES, window_batch
+
+    tok = small_babi_tokenizer()
+    docs = babi_documents(BabiTaskConfig(name="t", qa=1, tokens=256, questions=3, n_documents=8, n_eval=2), tok, 64)["train"]
+    batch = window_batch(docs, 6, 4, torch.Generator().manual_seed(0))
+    rows, answers = (batch["answer_source"] >= 0).nonzero(as_tuple=True)
+    assert len(rows) >= 6                                             # several questions a document
+    src = batch["answer_source"][rows, answers]
+    assert (src < answers).all() and torch.equal(batch["ids"][rows, src], batch["ids"][rows, answers])
+    cfg = from_dict(LMConfig, {"tiny": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 260}})
+    model = build_llmltm(cfg, tok, lora=False, seed=0)
+    batch["answer_hint"] = torch.ones(6)
+    loss, stats = STAGES["pretrain"].loss(model, batch)
+    assert set(stats) == {"answer_hint"} and stats["answer_hint"] > 1.0   # attention spread over ~100 tokens
+    loss.backward()
+    last, first = model.lm.transformer.h[1].attn.c_attn.weight.grad, model.lm.transformer.h[0].attn.c_attn.weight.grad
+    assert last.abs().sum() > 0 and first.abs().sum() > 0
