@@ -56,7 +56,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = 
     split other than test ``agent_table_<split>``, so that it leaves the test table) and returns
     the printed report."""
     from ltm_gym.study import StudyDir
-    from ltm_gym.study.tables import eval_documents, ladder_summary, ladder_table, report, study_dir_rows, task_lm_rows
+    from ltm_gym.study.scoring import eval_documents, study_dir_rows, task_lm_rows
+    from ltm_gym.study.reports import ladder_summary, ladder_table, report
 
     from .training import RunConfig, build, check_study
 

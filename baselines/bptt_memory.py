@@ -261,7 +261,7 @@ def evaluate_writer(writer: MemoryWriter, backend: MemoryLMBackend, cfg: BPTTCon
     ``lora_baseline`` and ``oracle``) and the writer's, the writer stepping the env as an agent does."""
     from ltm_gym.agents.evaluation import agent_metrics, eval_env
     from ltm_gym.study import StudyDir
-    from ltm_gym.study.tables import eval_documents, study_dir_rows, task_lm_rows
+    from ltm_gym.study.scoring import eval_documents, study_dir_rows, task_lm_rows
 
     study = StudyDir(cfg.study_dir)
     if cfg.task is None:

@@ -4,7 +4,7 @@ Rows of one level (all on the level's test documents, :mod:`ltm_gym.data.tasks`)
 
 * ``lora_baseline``: the LoRA-tuned LM without memory (what every memory row must beat);
 * ``oracle``: the same LM with one segment that states the facts each segment asks in its context
-  (:func:`~ltm_gym.study.tables.stated_facts`; at a fixed distance d, the segment d back): a
+  (:func:`~ltm_gym.study.scoring.stated_facts`; at a fixed distance d, the segment d back): a
   perfect-memory reference that needs no copying across more than one segment;
 * ``{policy}[{reader}]``: a scripted selection policy (:mod:`ltm_gym.baselines.scripted_memory`: ``store``,
   ``fifo``, ``unasked``, ``patient``, ``keep``) through a reader (the study's ``select`` adapters,
@@ -31,7 +31,7 @@ from ltm_gym.data.babilong import BabiTaskConfig
 from ltm_gym.data.tasks import AnyTask, load_task
 from ltm_gym.metrics import SegmentMetrics
 from ltm_gym.study import StudyDir
-from ltm_gym.study.tables import task_lm_rows
+from ltm_gym.study.scoring import task_lm_rows
 
 from .retrieval import retrieval_row
 from .scripted_memory import POLICIES, scripted_row

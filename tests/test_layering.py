@@ -76,10 +76,19 @@ def test_no_part_imports_one_above_it(path):
 
 def test_the_check_sees_a_function_level_import():
     """The rule covers imports inside functions (where the study pipeline's used to be)."""
-    source = "def f():\n    from ltm_gym.agents.training import train_run\n    from .tables import report\n"
+    source = "def f():\n    from ltm_gym.agents.training import train_run\n    from .reports import report\n"
     found = imported(source, "ltm_gym.study.probe")
-    assert found == {"ltm_gym.agents.training", "ltm_gym.study.tables"}
+    assert found == {"ltm_gym.agents.training", "ltm_gym.study.reports"}
     assert {part(m) for m in found} - ALLOWED["ltm_gym.study"] - {"ltm_gym.study"} == {"ltm_gym.agents"}
+
+
+def test_reports_run_no_model():
+    """Scoring (ltm_gym.study.scoring) runs models; reporting formats what it scored."""
+    path = ROOT / "ltm_gym/study/reports.py"
+    tree = ast.parse(path.read_text())
+    modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in modules if m.split(".")[0] == "torch" or m.startswith(("ltm_gym.lm", "ltm_gym.study"))}
 
 
 def test_no_top_level_agents_or_baselines_import():

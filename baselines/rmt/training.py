@@ -224,7 +224,7 @@ def evaluate_rmt(setup: RMTSetup, tasks: list[str | dict[str, Any]] | None = Non
                  with_lm_rows: bool = True) -> dict[str, dict[str, SegmentMetrics]]:
     """Per task (default: the run's own), on its test documents: the study's ``lora_baseline``
     (no memory) and ``oracle`` rows and the ``rmt`` row."""
-    from ltm_gym.study.tables import task_lm_rows
+    from ltm_gym.study.scoring import task_lm_rows
 
     out = {}
     for spec in tasks or [setup.cfg.task]:

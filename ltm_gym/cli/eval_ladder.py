@@ -27,7 +27,7 @@ from ltm_gym.baselines.scripted_memory import POLICIES
 from ltm_gym.core.errors import run_main
 from ltm_gym.data.tasks import LEVELS, load_task
 from ltm_gym.study import StudyDir
-from ltm_gym.study.tables import ladder_summary, ladder_table, write_ladder
+from ltm_gym.study.reports import ladder_summary, ladder_table, write_ladder
 
 
 def main(argv: list[str] | None = None) -> None:

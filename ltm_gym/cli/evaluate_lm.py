@@ -15,7 +15,8 @@ from pathlib import Path
 from ltm_gym.core.errors import run_main
 from ltm_gym.study.layout import StudyNotFoundError
 from ltm_gym.study import StudyDir
-from ltm_gym.study.tables import report, study_dir_rows
+from ltm_gym.study.scoring import study_dir_rows
+from ltm_gym.study.reports import report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,7 @@ import argparse
 from ltm_gym.baselines.bptt_memory import BPTTConfig, evaluate_writer, train_writer
 from ltm_gym.core import add_run_args, announce, distributed, load_config, prepare_run_dir, run_config_source
 from ltm_gym.core.errors import run_main
-from ltm_gym.study.tables import report
+from ltm_gym.study.reports import report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ import argparse
 from ltm_gym.baselines.rmt import RMTConfig, evaluate_rmt, train_rmt
 from ltm_gym.core import add_run_args, announce, distributed, load_config, prepare_run_dir, run_config_source
 from ltm_gym.core.errors import run_main
-from ltm_gym.study.tables import ladder_summary, ladder_table, report, write_ladder
+from ltm_gym.study.reports import ladder_summary, ladder_table, report, write_ladder
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,8 @@ from ltm_gym.data.tasks import load_task
 from ltm_gym.study import StudyDir
 from ltm_gym.study.plots import plot_study
 from ltm_gym.study.stages import run_stage, stages_for
-from ltm_gym.study.tables import eval_documents, ladder_summary, ladder_table, report, study_dir_rows, write_ladder
+from ltm_gym.study.scoring import eval_documents, study_dir_rows
+from ltm_gym.study.reports import ladder_summary, ladder_table, report, write_ladder
 
 from ltm_gym.baselines.bptt_memory import BPTTConfig, WriterAgent, evaluate_writer, train_writer
 from ltm_gym.baselines.ladder import agent_row, ladder_rows

@@ -16,7 +16,7 @@ from ltm_gym.core import ConfigError, config_changes, to_dict
 
 from .config import load_study_config
 from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_FILES, SHIPPED_STUDIES, StudyDir, StudyNotFoundError
-from .tables import study_dir_rows
+from .scoring import study_dir_rows
 
 def reference_rows(study: StudyDir) -> dict[str, dict[str, float]]:
     """The study's table rows (no memory, memory conditions, oracle) on the test split, summarized."""

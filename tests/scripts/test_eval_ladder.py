@@ -5,7 +5,7 @@ import torch
 import yaml
 
 from ltm_gym.data.tasks import task_documents
-from ltm_gym.study.tables import stated_facts
+from ltm_gym.study.scoring import stated_facts
 from tests.fixtures import load_script
 
 TASK = {"name": "tiny-d2", "distance": 2, "n_segments": 6, "n_facts": 2, "n_documents": 30}   # 3 test documents

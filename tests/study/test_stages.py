@@ -4,7 +4,8 @@ import torch
 from ltm_gym.core import ConfigError
 from ltm_gym.study import StudyDir
 from ltm_gym.study.stages import run_stage
-from ltm_gym.study.tables import COLUMNS, markdown_table, study_rows, write_tables
+from ltm_gym.study.scoring import study_rows
+from ltm_gym.study.reports import COLUMNS, markdown_table, write_tables
 from tests.fixtures import tiny_study_config
 
 
@@ -32,7 +33,7 @@ def test_stages_then_tables(study_data, tmp_path):
     assert "| oracle |" in markdown_table(summaries)
     # a selection agent's reference: the select reader with n_slots random previous positions
     from ltm_gym.lm import selection_codes
-    from ltm_gym.study.tables import random_positions, study_dir_rows
+    from ltm_gym.study.scoring import random_positions, study_dir_rows
 
     select = reopened.load_lm("select")
     prev = study_data.splits["test"][0].ids[:2]
@@ -67,7 +68,7 @@ def test_batches(study_data):
 
 
 def test_gap_report():
-    from ltm_gym.study.tables import gap_report
+    from ltm_gym.study.reports import gap_report
 
     rows = {"lora_baseline": {"answer_ce": 3.9}, "oracle": {"answer_ce": 0.9}, "agent": {"answer_ce": 2.4}}
     assert "agent: +0.500" in gap_report(rows)
@@ -77,7 +78,7 @@ def test_gap_report():
 
 def test_answer_gap_interval_is_a_paired_bootstrap_over_documents():
     from ltm_gym.metrics import SegmentMetrics
-    from ltm_gym.study.tables import answer_gap_interval, gap_report
+    from ltm_gym.study.reports import answer_gap_interval, gap_report
 
     def row(answer_ce: list[float]) -> SegmentMetrics:
         m = SegmentMetrics(ks=(1,))
@@ -101,7 +102,7 @@ def test_answer_gap_interval_is_a_paired_bootstrap_over_documents():
 
 def test_ce_difference_is_a_paired_bootstrap_over_documents():
     from ltm_gym.metrics import SegmentMetrics
-    from ltm_gym.study.tables import ce_difference_interval, ce_report
+    from ltm_gym.study.reports import ce_difference_interval, ce_report
 
     def row(doc_ce: list[list[float]]) -> SegmentMetrics:
         m = SegmentMetrics(ks=(1,))

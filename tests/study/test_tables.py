@@ -1,7 +1,7 @@
 import math
 
 from ltm_gym.metrics import TOP_K, SegmentMetrics
-from ltm_gym.study.tables import ladder_summary, ladder_table
+from ltm_gym.study.reports import ladder_summary, ladder_table
 
 
 def row(answer_ce: float, docs: int = 4) -> SegmentMetrics:

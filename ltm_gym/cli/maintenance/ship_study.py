@@ -18,7 +18,7 @@ from ltm_gym.core.errors import run_main
 from ltm_gym.study import StudyDir
 from ltm_gym.study.layout import SHIPPED_STUDIES
 from ltm_gym.study.shipped import ship
-from ltm_gym.study.tables import markdown_table
+from ltm_gym.study.reports import markdown_table
 
 
 def main(argv: list[str] | None = None) -> None:
