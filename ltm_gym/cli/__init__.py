@@ -24,6 +24,7 @@ USER_COMMANDS = {
     "train-looped": ("train_looped", "train a looped transformer or GPT-2 on in-context regression"),
     "eval-looped": ("eval_looped", "evaluate a looped-regression run against least squares"),
     "compare-looped": ("compare_looped", "looped vs GPT-2 (and the report's variants) on the same prompts"),
+    "report": ("report", "one markdown page of every result table under runs/, dated and placed"),
 }
 BENCHMARKS = {
     "bench-env": ("bench.env", "env steps per second"),

@@ -1,6 +1,7 @@
 """The study's tables from scored rows (:mod:`ltm_gym.study.scoring`): markdown, CSV and JSON
-with per-position curves, the share of the answer-CE gap each row closes with its bootstrap
-interval, and the task ladder's summaries. Nothing here runs a model."""
+with per-position curves (each with its provenance: date, machine, command), the share of the
+answer-CE gap each row closes with its bootstrap interval, and the task ladder's summaries.
+Nothing here runs a model."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ltm_gym.core.provenance import write_provenance
 from ltm_gym.metrics import TOP_K, SegmentMetrics
 
 
@@ -127,6 +129,7 @@ def write_tables(out_dir: Path, rows: dict[str, SegmentMetrics], stem: str = "lm
             w.writerow([name] + [s.get(c, "") for c in COLUMNS])
     payload = {name: {**summaries[name], "position_curve": rows[name].position_curve()} for name in rows}
     (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2))
+    write_provenance(out_dir / f"{stem}.json")
     return summaries
 
 
@@ -182,4 +185,5 @@ def write_ladder(out_dir: str | Path, task_name: str, summaries: dict[str, dict[
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{task_name}.json"
     path.write_text(json.dumps(summaries, indent=2))
+    write_provenance(path)
     return path
