@@ -182,16 +182,20 @@ def babi_document(task: BabiTaskConfig, split: str, index: int, tokenizer, segme
     ids: list[int] = []
     answers: list[tuple[int, Question]] = []                             # (answer token index, question)
     marked: dict[int, int] = {}                                          # fact -> token index of its marked word
+    first: dict[int, int] = {}                                           # fact -> token index of its actor
+    asked_at: dict[int, int] = {}                                        # question (id) -> index of its first token
     placed = 0
     for k in range(len(book) + 1):
         while placed < len(items) and slots[placed] == k:
             kind, x = items[placed]
             if kind == "fact":
+                first[x] = len(ids)
                 ids += fact_ids[x]
                 marked[x] = len(ids) - 1
                 ids += dot
             else:
                 q, a, d = q_ids[id(x)]
+                asked_at[id(x)] = len(ids)
                 ids += q
                 answers.append((len(ids), x))
                 ids += a + d
@@ -199,6 +203,7 @@ def babi_document(task: BabiTaskConfig, split: str, index: int, tokenizer, segme
         if k < len(book):
             ids += book[k]
     q, a, d = q_ids[id(final)]
+    asked_at[id(final)] = len(ids)
     ids += q
     answers.append((len(ids), final))
     ids += a + d
@@ -210,7 +215,13 @@ def babi_document(task: BabiTaskConfig, split: str, index: int, tokenizer, segme
     for i in marked.values():
         due[i] = -1
     source = torch.full((n,), -1, dtype=torch.long)
+    subject = torch.full((n,), -1, dtype=torch.long)
+    for x, i in marked.items():
+        subject[i] = first[x]
     for at, question in answers:
+        named = [p for p in range(asked_at[id(question)], at) for f in question.support if ids[p] == ids[first[f]]]
+        if named:
+            subject[at - 1] = named[-1]                                  # the question's actor, read before the answer
         width = len(pieces(question.answer))
         stating = [marked[f] for f in question.support if ids[marked[f]] == ids[at]]
         if stating:
@@ -228,7 +239,8 @@ def babi_document(task: BabiTaskConfig, split: str, index: int, tokenizer, segme
         actor[i] = 1 + actors.index(story.facts[x].actor)
     shape = (S, segment_len)
     return Document(torch.tensor(ids, dtype=torch.long).view(shape), answer_mask.view(shape), f"{split}-{index}",
-                    distance.view(shape), due.view(shape), oracle, actor.view(shape), source.view(shape))
+                    distance.view(shape), due.view(shape), oracle, actor.view(shape), source.view(shape),
+                    subject.view(shape))
 
 
 class BabiSplits(Mapping):

@@ -20,7 +20,9 @@ class Document:
     at each fact's marked word, 1 + the index of the actor the fact is about (``fact_actor``, 0
     elsewhere: which facts a later one about the same actor overwrites), and at each answer's first
     token the flat index of the supporting fact's word that states the answer (``answer_source``,
-    -1 elsewhere or where no supporting fact states it)."""
+    -1 elsewhere or where no supporting fact states it) and ``subject_source``: at each fact's marked
+    word the index of the fact's actor, at the token before an answer the index of the actor the
+    question names (-1 elsewhere)."""
 
     ids: torch.Tensor
     answer_mask: torch.Tensor
@@ -30,6 +32,7 @@ class Document:
     oracle: torch.Tensor | None = None
     fact_actor: torch.Tensor | None = None
     answer_source: torch.Tensor | None = None
+    subject_source: torch.Tensor | None = None
 
     @property
     def n_segments(self) -> int:

@@ -63,17 +63,26 @@ def induction_targets(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return prev, ind
 
 
-def answer_hint_loss(probs: torch.Tensor, source: torch.Tensor, head: int = 0) -> torch.Tensor:
+def attention_hint_loss(probs: torch.Tensor, targets: torch.Tensor, head: int = 0) -> torch.Tensor:
     """-log of the attention mass that head ``head`` of a block (probabilities (B, H, T + 1, T + 1)
-    over [BOS, ids]) puts, at the position that predicts an answer token, on the context word that
-    states the answer: ``source`` (B, T) holds at each answer token the index in ids of that word
-    (-1: none). The question-answering twin of the induction hint (bAbI facts in book text: the
-    supporting fact's location, several hundred tokens back); 0 when the batch has no target."""
-    rows, answers = (source >= 0).nonzero(as_tuple=True)
+    over [BOS, ids]) puts, from the position that reads ``ids[i]``, on the one that reads
+    ``ids[targets[i]]`` (``targets`` (B, T); -1: no target), averaged over the positions that have
+    one; 0 when none has. The question-answering twins of the induction hint (bAbI facts in book
+    text): each fact's location attends to its actor, the question's last token to the actor it
+    names, and, a block later, that token to the supporting fact's location."""
+    rows, queries = (targets >= 0).nonzero(as_tuple=True)
     if len(rows) == 0:
         return probs.new_zeros((), dtype=torch.float32)
-    mass = probs[rows, head, answers, source[rows, answers] + 1].float()     # query: the token before the answer
+    mass = probs[rows, head, queries + 1, targets[rows, queries] + 1].float()
     return -mass.clamp_min(1e-9).log().mean()
+
+
+def answer_targets(source: torch.Tensor) -> torch.Tensor:
+    """:func:`attention_hint_loss` targets from ``answer_source`` (B, T): the position that predicts
+    an answer (it reads the token before it) attends to the word that states the answer."""
+    targets = torch.full_like(source, -1)
+    targets[:, :-1] = source[:, 1:]
+    return targets
 
 
 def induction_hint_loss(attentions: list[torch.Tensor], ids: torch.Tensor, head: int = 0) -> torch.Tensor:

@@ -50,9 +50,10 @@ class PretrainConfig(StageConfig):
     """The answer tokens' mean CE is added to the loss with this weight (bAbI documents: a
     question's answer is 1 token of ~100, and it is what the oracle must learn)."""
     answer_hint: float = 0.0
-    """bAbI documents: weight of an auxiliary loss that points one head of the last block, at the
-    position that predicts an answer, at the supporting fact's word that states it
-    (:func:`~ltm_gym.lm.induction.answer_hint_loss`); 0 disables it."""
+    """bAbI documents: weight of two auxiliary attention losses (:func:`~ltm_gym.lm.induction.attention_hint_loss`):
+    one head of the first block points each fact's location, and a question's last token, at the
+    actor they are about; one head of the last block points the position that predicts an answer
+    at the supporting fact's word that states it. 0 disables them."""
 
     def validate(self) -> None:
         super().validate()

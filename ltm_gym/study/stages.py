@@ -28,7 +28,7 @@ from ltm_gym.core import Trainer, seed_everything, step_generator
 from ltm_gym.data.corpus import fresh_synthetic_documents
 from ltm_gym.data.segments import Document
 from ltm_gym.lm import LLMLTM, build_llmltm, find_blocks, previous_segment_memory, selection_codes
-from ltm_gym.lm.induction import answer_hint_loss, captured_attention, induction_hint_loss
+from ltm_gym.lm.induction import answer_targets, attention_hint_loss, captured_attention, induction_hint_loss
 
 from .config import MemoryStageConfig, PretrainConfig, SelectStageConfig, StageConfig
 from .layout import StudyDir
@@ -36,8 +36,8 @@ from .layout import StudyDir
 
 def window_batch(docs: list[Document], batch: int, n_ctx: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     """Random windows of ``n_ctx`` consecutive segments: ids and answer_mask (B, n_ctx * L), and
-    for documents with ``answer_source`` the window index of each answer's source (-1: none, or
-    outside the window)."""
+    for bAbI-in-books documents ``answer_source`` and ``subject_source`` in window indices (-1:
+    none, or outside the window)."""
     rows, masks, sources = [], [], []
     for _ in range(batch):
         d = docs[int(torch.randint(len(docs), (1,), generator=g))]
@@ -46,12 +46,14 @@ def window_batch(docs: list[Document], batch: int, n_ctx: int, g: torch.Generato
         rows.append(d.ids[s : s + n].reshape(-1))
         masks.append(d.answer_mask[s : s + n].reshape(-1))
         if d.answer_source is not None:
-            source = d.answer_source[s : s + n].reshape(-1) - s * d.ids.shape[1]
-            sources.append(torch.where(source >= 0, source, -1))
+            shift = s * d.ids.shape[1]
+            sources.append([torch.where(x >= shift, x - shift, -1)
+                            for x in (d.answer_source[s : s + n].reshape(-1), d.subject_source[s : s + n].reshape(-1))])
     width = min(len(r) for r in rows)
     batch_ = {"ids": torch.stack([r[:width] for r in rows]), "answer_mask": torch.stack([m[:width] for m in masks])}
     if len(sources) == len(rows):
-        batch_["answer_source"] = torch.stack([x[:width] for x in sources])
+        batch_["answer_source"] = torch.stack([a[:width] for a, _ in sources])
+        batch_["subject_source"] = torch.stack([b[:width] for _, b in sources])
     return batch_
 
 
@@ -243,17 +245,18 @@ class PretrainStage(Stage):
             batch["answer_hint"] = torch.full((sc.batch_size,), sc.answer_hint)
         else:
             batch.pop("answer_source", None)
+            batch.pop("subject_source", None)
         return batch
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         weight = lambda key: float(batch[key][0]) if key in batch else 0.0  # noqa: E731
         hint, answer_hint = weight("hint"), weight("answer_hint")
         last = len(find_blocks(model.lm)) - 1
-        layers = (0, 1) if hint > 0 else ()
-        layers += (last,) if answer_hint > 0 else ()
+        layers = tuple(sorted(({0, 1} if hint > 0 else set()) | ({0, last} if answer_hint > 0 else set())))
         watch = captured_attention(model.lm, layers) if layers else contextlib.nullcontext([])
-        with watch as attentions:
+        with watch as captured:
             _, losses = model(batch["ids"])
+        attention = dict(zip(layers, captured))                  # hooks fire in block order, once a block
         total, stats = losses.mean(), {}
         mask = batch["answer_mask"]
         if weight("answer_weight") > 0 and mask.any():
@@ -262,11 +265,13 @@ class PretrainStage(Stage):
             stats["answer_ce"] = float(answer_ce.detach())
         if hint > 0:
             bos = batch["ids"].new_full((len(batch["ids"]), 1), model.bos_token_id)
-            aux = induction_hint_loss(attentions[:2], torch.cat([bos, batch["ids"]], 1))
+            aux = induction_hint_loss([attention[0], attention[1]], torch.cat([bos, batch["ids"]], 1))
             total, stats["induction_hint"] = total + hint * aux, float(aux.detach())
-        if answer_hint > 0:
-            aux = answer_hint_loss(attentions[-1], batch["answer_source"])
-            total, stats["answer_hint"] = total + answer_hint * aux, float(aux.detach())
+        if answer_hint > 0:      # block 0 reads each fact's and question's actor, the last block the answer
+            subject = attention_hint_loss(attention[0], batch["subject_source"])
+            answer = attention_hint_loss(attention[last], answer_targets(batch["answer_source"]))
+            total = total + answer_hint * (subject + answer)
+            stats["subject_hint"], stats["answer_hint"] = float(subject.detach()), float(answer.detach())
         return total, stats
 
     def save(self, model: LLMLTM, study: StudyDir) -> None:

@@ -56,14 +56,16 @@ def test_hint_gradient_reaches_only_through_attention():
     assert lm.lm_head.weight.grad is None                      # the output layer plays no part
 
 
-def test_answer_hint_is_the_attention_on_the_word_that_states_the_answer():
-    from ltm_gym.lm.induction import answer_hint_loss
+def test_attention_hints_by_hand():
+    from ltm_gym.lm.induction import answer_targets, attention_hint_loss
 
     source = torch.full((2, 5), -1)
     source[0, 4] = 1                                           # answer ids[4], stated at ids[1]
+    targets = answer_targets(source)
+    assert targets[0].tolist() == [-1, -1, -1, 1, -1] and (targets[1] == -1).all()   # read from ids[3]
     probs = torch.ones(6, 6).tril()
     probs = (probs / probs.sum(-1, keepdim=True))[None, None].repeat(2, 2, 1, 1)   # over [BOS, ids]
-    assert float(answer_hint_loss(probs, source)) == pytest.approx(torch.tensor(5.0).log().item())
-    probs[0, 0, 4] = torch.nn.functional.one_hot(torch.tensor(2), 6).float()        # row: the token before ids[4]
-    assert float(answer_hint_loss(probs, source)) == pytest.approx(0.0, abs=1e-6)
-    assert float(answer_hint_loss(probs, torch.full((2, 5), -1))) == 0.0               # no question, no hint
+    assert float(attention_hint_loss(probs, targets)) == pytest.approx(torch.tensor(5.0).log().item())
+    probs[0, 0, 4] = torch.nn.functional.one_hot(torch.tensor(2), 6).float()        # the row that reads ids[3]
+    assert float(attention_hint_loss(probs, targets)) == pytest.approx(0.0, abs=1e-6)
+    assert float(attention_hint_loss(probs, torch.full((2, 5), -1))) == 0.0          # no target, no hint

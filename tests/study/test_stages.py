@@ -337,11 +337,14 @@ def test_the_answer_hint_trains_the_last_blocks_attention_on_bAbI_windows():
     assert len(rows) >= 6                                             # several questions a document
     src = batch["answer_source"][rows, answers]
     assert (src < answers).all() and torch.equal(batch["ids"][rows, src], batch["ids"][rows, answers])
+    subject = batch["subject_source"]
+    assert (subject[rows, answers - 1] >= 0).all()                    # qa1: every question names its actor
+    assert torch.equal(batch["ids"][rows, subject[rows, answers - 1]], batch["ids"][rows, subject[rows, src]])
     cfg = from_dict(LMConfig, {"tiny": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 260}})
     model = build_llmltm(cfg, tok, lora=False, seed=0)
     batch["answer_hint"] = torch.ones(6)
     loss, stats = STAGES["pretrain"].loss(model, batch)
-    assert set(stats) == {"answer_hint"} and stats["answer_hint"] > 1.0   # attention spread over ~100 tokens
+    assert set(stats) == {"subject_hint", "answer_hint"} and stats["answer_hint"] > 1.0   # spread over ~100 tokens
     loss.backward()
     last, first = model.lm.transformer.h[1].attn.c_attn.weight.grad, model.lm.transformer.h[0].attn.c_attn.weight.grad
     assert last.abs().sum() > 0 and first.abs().sum() > 0
