@@ -36,17 +36,20 @@ from ltm_gym.study.scoring import task_lm_rows
 from .retrieval import retrieval_row
 from .scripted_memory import POLICIES, scripted_row
 
-BABI_POLICIES = ("keep", "fifo", "random")
-"""The scripted rows of a bAbI level: ``keep`` (the supporting facts, privileged), ``fifo`` (every fact
-stated, newest first: what a policy that learned to store and keep facts writes) and ``random``
-(the others need facts asked at known distances)."""
+BABI_POLICIES = ("keep", "latest", "fifo", "random")
+"""The scripted rows of a bAbI level: ``keep`` (the supporting facts, privileged), ``latest`` (each
+actor's latest fact), ``fifo`` (every fact stated, newest first: what a policy that learned to
+store and keep facts writes) and ``random`` (the others need facts asked at known distances)."""
+RECALL_POLICIES = tuple(p for p in POLICIES if p != "latest")
+"""The scripted rows of a recall level (``latest`` needs the actors of bAbI facts)."""
 
 
 def ladder_rows(study_dir: str | Path | None, task: str | dict | AnyTask, readers: Sequence[str] = ("select",),
                 policies: Sequence[str] | None = None, n_documents: int | None = None,
                 device: str = "auto") -> dict[str, SegmentMetrics]:
     """The reference rows of one level: the LM rows and every scripted policy through every reader
-    (default policies: all of them, :data:`BABI_POLICIES` on a bAbI level, plus its retrieval row)."""
+    (default policies: :data:`RECALL_POLICIES`, or :data:`BABI_POLICIES` and the retrieval row on a
+    bAbI level)."""
     study = StudyDir(study_dir)
     task = load_task(task)
     babi = isinstance(task, BabiTaskConfig)
@@ -54,7 +57,7 @@ def ladder_rows(study_dir: str | Path | None, task: str | dict | AnyTask, reader
     for reader in readers:
         name = Path(reader).stem if reader.endswith(".safetensors") else reader
         kwargs: dict[str, Any] = {"study_dir": str(study.root), "task": task, "adapters": reader, "device": device}
-        for policy in policies or (BABI_POLICIES if babi else POLICIES):
+        for policy in policies or (BABI_POLICIES if babi else RECALL_POLICIES):
             rows[f"{policy}[{name}]"] = scripted_row(policy, kwargs, n_documents)
         if babi:
             rows[f"retrieval[{name}]"] = retrieval_row(study.root, task, reader, n_documents, device)

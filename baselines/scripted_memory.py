@@ -22,6 +22,10 @@ segment that will ask it, -1 if none, 0 where no fact is stated):
   asked after k segments is asked at the next one with probability 1 / (12 - k), rising with age);
 * ``keep``: perfect store-and-keep: the facts that will still be asked, new or kept, the ones asked
   soonest first when they do not all fit (privileged: it reads when each fact is asked);
+* ``latest`` (bAbI-in-books documents): each actor's latest fact: this segment's stated facts,
+  then the slots whose actor has not been restated, newest first (the memory a reader trained with
+  ``select.held_facts: current`` reads; scripted from the documents' actor annotations, though an
+  agent can see the actor in the segment);
 * ``random``: uniform random scores (seeded per document): the memory of a policy that learned
   nothing, random positions and slots of the recent past.
 
@@ -40,7 +44,7 @@ from ltm_gym.envs.episodes import Episodes
 from ltm_gym.envs.selection import top_choices
 from ltm_gym.metrics import SegmentMetrics
 
-POLICIES = ("store", "fifo", "unasked", "patient", "keep", "random")
+POLICIES = ("store", "fifo", "unasked", "patient", "keep", "latest", "random")
 
 
 class ScriptedSelector:
@@ -54,13 +58,16 @@ class ScriptedSelector:
         self.rng = np.random.default_rng(seed)
         self.slot_due = np.zeros(n_slots, dtype=np.int64)
         self.slot_age = np.zeros(n_slots, dtype=np.int64)
+        self.slot_actor = np.zeros(n_slots, dtype=np.int64)
 
     def reset(self) -> None:
         self.slot_due[:] = 0
         self.slot_age[:] = 0
+        self.slot_actor[:] = 0
 
-    def act(self, fact_due: np.ndarray, segment: int) -> np.ndarray:
-        """The action for the current segment (index ``segment``) given its ``fact_due`` (L,)."""
+    def act(self, fact_due: np.ndarray, segment: int, fact_actor: np.ndarray | None = None) -> np.ndarray:
+        """The action for the current segment (index ``segment``) given its ``fact_due`` (L,) and,
+        for ``latest``, its ``fact_actor`` (L,: 1 + the actor of each stated fact, 0 elsewhere)."""
         L, m = self.L, self.m
         score = np.full(L + m, -1.0, dtype=np.float32)
         stated = fact_due != 0
@@ -84,10 +91,19 @@ class ScriptedSelector:
             score[:L][new] = 1.0 - 0.01 * np.minimum(fact_due[new] - segment, 40)
             kept = self.slot_due > segment
             score[L:][kept] = 1.0 - 0.01 * np.minimum(self.slot_due[kept] - segment, 40)
+        actor = np.zeros(L, dtype=np.int64) if fact_actor is None else fact_actor.astype(np.int64)
+        if self.policy == "latest":
+            if fact_actor is None:
+                raise ValueError("the 'latest' policy needs the documents' fact actors (bAbI-in-books tasks)")
+            restated = np.isin(self.slot_actor, actor[actor > 0])
+            score[:L][stated] = 1.0
+            held = (self.slot_actor > 0) & ~restated
+            score[L:][held] = 0.5 - 0.01 * np.minimum(self.slot_age[held], 40)
         chosen = top_choices(score[None], m)[0]
         due = np.concatenate([np.where(stated, fact_due, 0), self.slot_due])
         age = np.concatenate([np.zeros(L, dtype=np.int64), self.slot_age + 1])
-        self.slot_due, self.slot_age = due[chosen], age[chosen]       # -1: a fact never asked
+        who = np.concatenate([actor, self.slot_actor])
+        self.slot_due, self.slot_age, self.slot_actor = due[chosen], age[chosen], who[chosen]   # -1: never asked
         return score
 
 
@@ -120,9 +136,14 @@ def scripted_metrics(env: LLMMemoryEnv, policy: str, n_documents: int | None = N
         selectors = [ScriptedSelector(policy, backend.segment_len, backend.n_slots,
                                       getattr(task, "longest", 1) if task is not None else 1, seed=doc)
                      for doc in chunk]
+        def actors(i: int) -> np.ndarray | None:           # privileged: the document's annotation
+            annotated = episodes.docs[episodes.doc[i]].fact_actor
+            return None if annotated is None else annotated[int(episodes.t[i])].numpy()
+
         done = False
         while not done:
-            actions = np.stack([sel.act(due, int(t)) for sel, due, t in zip(selectors, dues, episodes.t)])
+            actions = np.stack([sel.act(due, int(t), actors(i))
+                                for i, (sel, due, t) in enumerate(zip(selectors, dues, episodes.t))])
             _, terminated, truncated, infos = episodes.step(actions, rngs[:len(chunk)])
             for doc, info in zip(chunk, infos):
                 metrics.add_info(info, doc)

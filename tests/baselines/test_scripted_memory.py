@@ -81,3 +81,14 @@ def test_batched_documents_give_the_rows_of_one_document_at_a_time(study_backend
     assert one.doc_answers.keys() == many.doc_answers.keys()
     for doc, (s, n) in one.doc_answers.items():
         assert many.doc_answers[doc][1] == n and many.doc_answers[doc][0] == pytest.approx(s, rel=1e-5)
+
+
+def test_latest_keeps_each_actors_latest_fact():
+    sel = ScriptedSelector("latest", segment_len=6, n_slots=3)
+    sel.act(np.array([0, -1, 0, 4, 0, 0]), 0, np.array([0, 1, 0, 2, 0, 0]))      # actors 1 and 2
+    assert sorted(sel.slot_actor.tolist()) == [0, 1, 2]
+    a = sel.act(np.array([0, 0, 5, 0, 0, 0]), 1, np.array([0, 0, 1, 0, 0, 0]))   # actor 1 again
+    assert a[2] == 1.0 and sorted(sel.slot_actor.tolist()) == [0, 1, 2]
+    assert sel.slot_due[sel.slot_actor == 1].tolist() == [5]                      # the older fact of 1 dropped
+    with pytest.raises(ValueError, match="fact actors"):
+        ScriptedSelector("latest", 6, 3).act(np.zeros(6, dtype=np.int64), 0)
