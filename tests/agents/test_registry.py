@@ -174,3 +174,9 @@ def test_make_applies_the_preset_the_command_uses(backend):
     with pytest.warns(UserWarning, match="already taken"):
         agent.learn(16).learn(16)
     assert agent.num_timesteps == 16
+
+
+def test_td3_and_ddpg_on_selections_say_which_algorithms_learn_them(backend):
+    env = LLMMemoryVectorEnv(num_envs=2, backend=backend, action_mode="select", obs_mode="tokens")
+    with pytest.warns(UserWarning, match="reinforce, ppo, a2c, sac, tqc learn"):
+        agents.make("td3", env, device="cpu", features={"d_model": 16, "n_head": 2}, buffer_size=100)
