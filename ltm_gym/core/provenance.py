@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+from importlib import metadata
 import sys
 import time
 from pathlib import Path
@@ -20,14 +21,16 @@ SUFFIX = ".provenance.yaml"
 def provenance() -> dict[str, Any]:
     """The date (UTC), the machine (CPU, and the GPU when one is visible), the command line and the
     package version of this process."""
-    from ltm_gym import __version__
-
+    try:
+        version = metadata.version("ltm-gym")
+    except metadata.PackageNotFoundError:          # a checkout on sys.path, not installed
+        version = "unknown"
     machine = cpu_name()
     if torch.cuda.is_available():
         machine += f"; GPU {torch.cuda.get_device_name(0)}"
     command = " ".join(shlex.quote(a) for a in sys.argv)
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine,
-            "command": command, "version": __version__}
+            "command": command, "version": version}
 
 
 def write_provenance(table: str | Path) -> Path:
