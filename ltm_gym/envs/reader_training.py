@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from ltm_gym.core import distributed
@@ -92,8 +93,12 @@ class CoTrainReaderVector(gym.vector.VectorWrapper):
         return getattr(self.env, name)
 
     def step(self, actions: Any):
+        """The env's step, then one reader update; its loss (one batch for all envs) is in every
+        env's ``infos["lm_loss"]``, an array as the other vector infos are."""
         obs, rewards, terminated, truncated, infos = self.env.step(actions)
-        infos["lm_loss"] = self.training.update(self.env.unwrapped.episodes)
+        loss = self.training.update(self.env.unwrapped.episodes)
+        infos["lm_loss"] = np.full(self.num_envs, loss)
+        infos["_lm_loss"] = np.ones(self.num_envs, dtype=bool)
         return obs, rewards, terminated, truncated, infos
 
     def get_state(self) -> dict[str, Any]:

@@ -113,3 +113,28 @@ def test_candidate_head_scores_every_candidate_alike_and_reloads(backend, tmp_pa
     np.testing.assert_array_equal(again.predict(obs)[0], agent.predict(obs)[0])
     with pytest.raises(ConfigError, match="candidate_head"):
         agents.make("sac", env, device="cpu", seed=0, **{**hyperparams("sac"), "candidate_head": True})
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_sb3_agents_train_a_co_trained_reader(backend, algo):
+    """lm_update=True (the co-training wrapper) under SB3: the reader's loss reaches every env's
+    info as an array, and the reader moves while the agent trains."""
+    import gymnasium as gym
+
+    env = gym.make_vec("ltm_gym/LLMMemory-v0", num_envs=2, vectorization_mode="vector_entry_point", backend=backend,
+                       action_mode="select", lm_update=True, lm_lr=1e-2)
+    reader = {n: p.detach().clone() for n, p in backend.model.named_parameters() if p.requires_grad}
+    try:
+        env.reset(seed=0)
+        *_, infos = env.step(env.action_space.sample())
+        assert infos["lm_loss"].shape == (2,) and infos["_lm_loss"].all() and np.isfinite(infos["lm_loss"]).all()
+        config = {"features": {"d_model": 16, "n_head": 2}, **({"n_steps": 8, "batch_size": 16} if algo == "ppo"
+                                                                 else {"learning_starts": 4, "batch_size": 8})}
+        agents.make(algo, env, device="cpu", seed=0, **config).learn(16)
+        assert any(not torch.equal(p, reader[n]) for n, p in backend.model.named_parameters() if n in reader)
+    finally:
+        with torch.no_grad():                                       # the shared backend's reader, as it was
+            for n, p in backend.model.named_parameters():
+                if n in reader:
+                    p.copy_(reader[n])
+        backend.model_changed()
