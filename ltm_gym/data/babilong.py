@@ -116,14 +116,14 @@ class TokenPieces:
         return [self._cache[" " + t] for t in texts]
 
 
-_PIECES: dict[str, TokenPieces] = {}
-
-
 def pieces_for(tokenizer) -> TokenPieces:
-    key = tokenizer_fingerprint(tokenizer)
-    if key not in _PIECES:
-        _PIECES[key] = TokenPieces(tokenizer)
-    return _PIECES[key]
+    """The text pieces of ``tokenizer``, shared by every tokenizer with its fingerprint."""
+    return _pieces(Keyed(tokenizer_fingerprint(tokenizer), tokenizer))
+
+
+@functools.lru_cache(maxsize=8)
+def _pieces(tokenizer: Keyed[Any]) -> TokenPieces:
+    return TokenPieces(tokenizer.value)
 
 
 def _story(task: BabiTaskConfig, rng: random.Random) -> tuple[Story, list[tuple[int, Question]]]:
