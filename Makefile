@@ -23,13 +23,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/run_study.py $(DEMO_ARGS)
 
+# One pytest-xdist worker per core (each computes on its share of the threads: tests/conftest.py);
+# TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 test: $(STAMP)
-	$(PY) -m pytest -q $(TEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(TEST_ARGS)
 
 # The suite as on a CPU with native bf16 (AVX512-BF16/AMX), where train.precision: auto picks bf16:
 # any machine can check that the results the tests pin do not depend on the CPU kind.
 test-bf16: $(STAMP)
-	LTM_GYM_CPU_BF16=1 $(PY) -m pytest -q $(TEST_ARGS)
+	LTM_GYM_CPU_BF16=1 $(PY) -m pytest -q -n $(TEST_WORKERS) $(TEST_ARGS)
 
 # Optional, never needed by `make test`: natural text for the smollm2-gimp-help preset, the GIMP
 # manual's linked HTML pages from Debian's mirror (a package registry; nothing is installed system-wide:

@@ -20,7 +20,6 @@ from gymnasium import spaces
 from torch import nn
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
-from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from ltm_gym.core import ArtifactError, ConfigError, atomic_write, load_checkpoint
@@ -29,6 +28,7 @@ from ltm_gym.envs.selection import is_selection
 
 from .base import Callback, EpisodeTracker, RunLogger, check_total, env_state, load_reader, save_reader
 from .networks import ObservationEncoder, WriterConfig
+from .sb3_selection import SELECTION_POLICIES, CandidateHead
 
 SB3_NAMES = ("ppo", "a2c", "sac", "td3", "ddpg", "tqc")
 
@@ -152,40 +152,6 @@ class MemoryFeaturesExtractor(BaseFeaturesExtractor):
         return self.squeeze(context).flatten(1)
 
 
-class CandidateHead(nn.Module):
-    """A selection policy's outputs (B, C) from the extractor's per-candidate features (B, C * h):
-    one small linear map shared by every candidate, plus a bias per candidate (where the keep and
-    store priors go). What makes a position worth storing (a VALUE after "remember : KEY") is the
-    same wherever it stands, so a head shared across positions learns it once, not once per position
-    as a dense layer over all of them must."""
-
-    def __init__(self, n_candidates: int, per_candidate: int) -> None:
-        super().__init__()
-        self.n, self.h = n_candidates, per_candidate
-        self.score = nn.Linear(per_candidate, 1)
-        nn.init.orthogonal_(self.score.weight, gain=0.01)       # SB3's start for action heads: near uniform
-        nn.init.zeros_(self.score.bias)
-        self.bias = nn.Parameter(torch.zeros(n_candidates))
-
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.score(latent.view(latent.shape[0], self.n, self.h)).squeeze(-1) + self.bias
-
-
-class SelectionActorCriticPolicy(MultiInputActorCriticPolicy):
-    """PPO/A2C's policy for selection envs with ``candidate_head``: the actor is a
-    :class:`CandidateHead` on the per-candidate features (its MLP is empty), the critic SB3's MLP."""
-
-    def _build(self, lr_schedule: Any) -> None:
-        super()._build(lr_schedule)
-        space = self.action_space
-        n = space.n if isinstance(space, spaces.MultiBinary) else space.shape[0]
-        if self.mlp_extractor.latent_dim_pi % n:
-            raise ValueError(f"candidate_head: {self.mlp_extractor.latent_dim_pi} actor features are not "
-                             f"{n} candidates' (its net_arch must leave the actor empty)")
-        self.action_net = CandidateHead(n, self.mlp_extractor.latent_dim_pi // n)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-
-
 class LossWriter(KVWriter):
     """SB3's own training scalars (``train/policy_gradient_loss``, ...) into the shared
     :class:`~agents.base.RunLogger` as ``losses/...``."""
@@ -268,15 +234,14 @@ class SB3Agent:
         policy_kwargs = {"features_extractor_class": MemoryFeaturesExtractor, "features_extractor_kwargs": features,
                          **config.pop("policy_kwargs", {})}
         candidate_head = bool(config.pop("candidate_head", False))
-        if candidate_head and (name in OFF_POLICY or not is_selection(env.single_observation_space,
-                                                                      env.single_action_space)):
-            raise ConfigError(f"candidate_head scores each candidate of a selection (action_mode=select) with "
-                              f"an on-policy algorithm (ppo, a2c); not {name} on an action space of shape "
-                              f"{tuple(env.single_action_space.shape)}")
+        if candidate_head and not is_selection(env.single_observation_space, env.single_action_space):
+            raise ConfigError(f"candidate_head scores each candidate of a selection (action_mode=select); "
+                              f"not an action space of shape {tuple(env.single_action_space.shape)}")
         if "net_arch" in config:
             policy_kwargs["net_arch"] = config.pop("net_arch")
-        if candidate_head:                              # the actor is the shared head; the MLP is the critic's
-            policy_kwargs["net_arch"] = {"pi": [], "vf": list(policy_kwargs.get("net_arch", [64, 64]))}
+        if candidate_head:          # the actor is the shared head; the net_arch sizes the critic
+            critic = list(policy_kwargs.get("net_arch", [64, 64]))
+            policy_kwargs["net_arch"] = {"pi": [], "qf" if name in OFF_POLICY else "vf": critic}
         if "log_std_init" in config:
             policy_kwargs["log_std_init"] = float(config.pop("log_std_init"))
         priors = float(config.pop("keep_prior", 0.0)), float(config.pop("store_prior", 0.0))
@@ -290,7 +255,7 @@ class SB3Agent:
             config.setdefault("buffer_size", 10_000)
             config.setdefault("learning_starts", 100)
             policy_kwargs.setdefault("share_features_extractor", False)
-        policy = SelectionActorCriticPolicy if candidate_head else "MultiInputPolicy"
+        policy = SELECTION_POLICIES[name] if candidate_head else "MultiInputPolicy"
         self.model = self.cls(policy, self.venv, seed=seed, device=device, policy_kwargs=policy_kwargs,
                               verbose=0, **config)
         self.model.set_logger(Logger(None, [LossWriter(self.logger)]))
@@ -304,10 +269,11 @@ class SB3Agent:
         by chance, so a late answer can reward storing and keeping it. With ``binary_select``,
         ``store: -2.5`` starts by choosing about 5 of 64 positions."""
         obs_space, act_shape = env.single_observation_space, tuple(env.single_action_space.shape)
-        net = getattr(self.model.policy, "action_net", None)
+        policy = self.model.policy
+        net = getattr(policy, "action_head", None) or getattr(policy, "action_net", None)
         if not is_selection(obs_space, env.single_action_space) or not isinstance(net, (nn.Linear, CandidateHead)):
             raise ConfigError(f"keep_prior={keep}, store_prior={store} bias a selection policy's outputs: they "
-                              f"need action_mode=select and an on-policy algorithm (ppo, a2c), not {self.name} "
+                              f"need action_mode=select and PPO or A2C, or candidate_head; not {self.name} "
                               f"on an action space of shape {act_shape}")
         n_slots = obs_space["memory"].shape[0]
         with torch.no_grad():

@@ -64,5 +64,5 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: unknown command {name!r}{hint}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
     module = importlib.import_module(f"ltm_gym.cli.{COMMANDS[name][0]}")
-    sys.argv[0] = f"ltm-gym {name}"
+    sys.argv[:] = [f"ltm-gym {name}", *args[1:]]       # as the command's own usage and provenance name it
     run_main(module.main, args[1:])

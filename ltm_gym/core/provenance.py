@@ -28,7 +28,7 @@ def provenance() -> dict[str, Any]:
     machine = cpu_name()
     if torch.cuda.is_available():
         machine += f"; GPU {torch.cuda.get_device_name(0)}"
-    command = " ".join(shlex.quote(a) for a in sys.argv)
+    command = " ".join([sys.argv[0], *(shlex.quote(a) for a in sys.argv[1:])])
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine,
             "command": command, "version": version}
 

@@ -176,7 +176,19 @@ def test_make_applies_the_preset_the_command_uses(backend):
     assert agent.num_timesteps == 16
 
 
-def test_td3_and_ddpg_on_selections_say_which_algorithms_learn_them(backend):
-    env = LLMMemoryVectorEnv(num_envs=2, backend=backend, action_mode="select", obs_mode="tokens")
-    with pytest.warns(UserWarning, match="reinforce, ppo, a2c, sac, tqc learn"):
-        agents.make("td3", env, device="cpu", features={"d_model": 16, "n_head": 2}, buffer_size=100)
+@pytest.mark.parametrize("name", ["sac", "td3", "ddpg", "tqc"])
+def test_off_policy_agents_get_the_selection_policy_on_selection_envs(backend, name):
+    """agents.make (so train-agent) gives every off-policy algorithm its select preset on a selection
+    env (the shared candidate head and additive critic) and SB3's dense policy elsewhere."""
+    import warnings
+
+    from ltm_gym.agents.sb3_selection import SELECTION_POLICIES
+
+    small = {"features": {"d_model": 16, "n_head": 2}, "buffer_size": 100}
+    select = LLMMemoryVectorEnv(num_envs=2, backend=backend, action_mode="select", obs_mode="tokens")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # no warning left for any of them
+        agent = agents.make(name, select, device="cpu", **small)
+    assert type(agent.model.policy) is SELECTION_POLICIES[name]
+    dense = agents.make(name, LLMMemoryVectorEnv(num_envs=2, backend=backend), device="cpu", **small)
+    assert type(dense.model.policy) is not SELECTION_POLICIES[name]

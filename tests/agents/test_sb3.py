@@ -41,7 +41,9 @@ def test_selection_envs_get_the_binary_ppo_preset(backend):
     finite and small, with no target_kl to stop them."""
     select, full = hyperparams("ppo", "select"), hyperparams("ppo", "full")
     assert select["binary_select"] and select["candidate_head"] and select["target_kl"] is None
-    assert full == hyperparams("ppo") and "binary_select" not in full and hyperparams("sac", "select") == hyperparams("sac")
+    assert full == hyperparams("ppo") and "binary_select" not in full
+    assert all(hyperparams(a, "select")["candidate_head"] and not hyperparams(a).get("candidate_head")
+               for a in ("sac", "td3", "ddpg", "tqc"))
     assert hyperparams("a2c", "select")["candidate_head"] and hyperparams("a2c", "select")["gamma"] > 0
     kls = first_updates(backend, "ppo", "select")
     assert len(kls) == 3 and all(math.isfinite(k) and 0 < k < 0.5 for k in kls), kls
@@ -91,7 +93,7 @@ def test_priors_need_a_selection_policy(backend):
 
 
 def test_candidate_head_scores_every_candidate_alike_and_reloads(backend, tmp_path):
-    from ltm_gym.agents.sb3 import CandidateHead
+    from ltm_gym.agents.sb3_selection import CandidateHead
 
     env = LLMMemoryVectorEnv(2, backend=backend, action_mode="select")
     config = {**hyperparams("ppo"), "n_steps": 8, "batch_size": 16, "features": {"d_model": 32, "n_head": 2},
@@ -111,8 +113,43 @@ def test_candidate_head_scores_every_candidate_alike_and_reloads(backend, tmp_pa
     path = agent.save(tmp_path / "agent.zip")
     again = agents.make("ppo", env, device="cpu", seed=1, **config).load(path)
     np.testing.assert_array_equal(again.predict(obs)[0], agent.predict(obs)[0])
+    full = LLMMemoryVectorEnv(2, backend=backend, action_mode="full")
     with pytest.raises(ConfigError, match="candidate_head"):
-        agents.make("sac", env, device="cpu", seed=0, **{**hyperparams("sac"), "candidate_head": True})
+        agents.make("sac", full, device="cpu", seed=0, **{**hyperparams("sac"), "candidate_head": True})
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3", "tqc"])
+def test_off_policy_selection_policies_share_one_head_and_an_additive_critic(backend, tmp_path, algo):
+    """SAC, TD3 (DDPG's policy too) and TQC on selections: the actor scores every candidate with one
+    head; the critic is a sum over candidates of one shared MLP of (features, score, margin over
+    the n_slots-th best score), so permuting candidates with their scores leaves Q unchanged, and
+    what moves Q is whether a candidate crosses into the kept set; a trained agent reloads exactly."""
+    from ltm_gym.agents.sb3_selection import CandidateCritic, CandidateHead
+
+    env = LLMMemoryVectorEnv(2, backend=backend, action_mode="select")
+    config = {**hyperparams(algo, "select"), "learning_starts": 8, "batch_size": 8,
+              "features": {"d_model": 32, "n_head": 2}}
+    agent = agents.make(algo, env, device="cpu", seed=0, **config)
+    policy, n = agent.model.policy, env.single_action_space.shape[0]
+    assert isinstance(policy.action_head, CandidateHead) and policy.action_head.n == n
+    q = agent.model.critic.q_networks[0]
+    assert isinstance(q, CandidateCritic) and q.n_keep == env.single_observation_space["memory"].shape[0]
+    with torch.no_grad():
+        features, scores = torch.randn(3, n * q.h), torch.rand(3, n)
+        perm = torch.randperm(n)
+        permuted = features.view(3, n, q.h)[:, perm].reshape(3, -1)
+        torch.testing.assert_close(q(torch.cat([permuted, scores[:, perm]], 1)), q(torch.cat([features, scores], 1)))
+        q.net[0].weight[:, -2].zero_()                           # the raw score's weights: only the margin is left
+        q_of = lambda s: q(torch.cat([features, s], 1))           # noqa: E731
+        torch.testing.assert_close(q_of(scores + 0.5), q_of(scores))          # margins over the kept set: unchanged
+        crossed = scores.clone()
+        crossed[:, 0] = scores.max() + 1.0                       # candidate 0 joins the kept set
+        assert not torch.allclose(q_of(crossed), q_of(scores))
+    agent.learn(24)
+    obs, _ = env.reset(seed=1)
+    path = agent.save(tmp_path / "agent.zip")
+    again = agents.make(algo, env, device="cpu", seed=1, **config).load(path)
+    np.testing.assert_array_equal(again.predict(obs)[0], agent.predict(obs)[0])
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
