@@ -100,11 +100,16 @@ def from_scratch_study(root: str | Path | None, config: str | Path | None = None
 
 class StudyData:
     """The tokenizer and the split corpus of a study config, built once (:meth:`shared`: once per
-    process, however many StudyDir objects, envs and agents ask for it)."""
+    process, however many StudyDir objects, envs and agents ask for it). The corpus is built when
+    first asked for: an env on a task draws the task's documents and never needs it."""
 
     def __init__(self, cfg: StudyConfig, cache_dir: str | Path) -> None:
         self.tokenizer = load_tokenizer(cfg.corpus, cache_dir)
-        self.splits = build_corpus(cfg.corpus, self.tokenizer)
+        self._corpus = cfg.corpus
+
+    @cached_property
+    def splits(self) -> dict[str, list[Document]]:
+        return build_corpus(self._corpus, self.tokenizer)
 
     @staticmethod
     def shared(cfg: StudyConfig, cache_dir: str | Path) -> "StudyData":

@@ -112,12 +112,11 @@ def test_installed_wheel_has_the_ltm_gym_command(wheel, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     steps = re.search(r"\((\d+) env steps\)", run.stdout)               # whole episodes: at least 8
     assert (cwd / "run" / "agent.pt").is_file() and steps and int(steps.group(1)) >= 8, run.stdout
-    code = ("import gymnasium as gym, ltm_gym; env = gym.make('ltm_gym/LLMMemory-v0'); obs, _ = env.reset(seed=0); "
-            "print(env.step(env.action_space.sample())[1] < 0, obs['memory'].shape)")
+    code = ("import gymnasium as gym, ltm_gym, ltm_gym.cli; env = gym.make('ltm_gym/LLMMemory-v0'); "
+            "obs, _ = env.reset(seed=0); print(env.step(env.action_space.sample())[1] < 0, obs['memory'].shape, "
+            "ltm_gym.cli.__file__)")
     made = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=300,
                           cwd=cwd, env=env)
-    assert made.returncode == 0 and made.stdout.split() == ["True", "(10,", "64)"], made.stderr[-3000:]
+    assert made.returncode == 0 and made.stdout.split()[:3] == ["True", "(10,", "64)"], made.stderr[-3000:]
     assert (tmp_path / "home" / ".cache" / "ltm_gym" / "study-tiny" / "config.yaml").is_file()
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import ltm_gym.cli; print(ltm_gym.cli.__file__)"],
-                           capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
-    assert str(venv) in where.stdout                                     # the installed package, not the checkout
+    assert made.stdout.split()[3].startswith(str(venv))                  # the installed package, not the checkout
