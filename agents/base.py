@@ -33,8 +33,9 @@ class Agent(Protocol):
     @property
     def num_timesteps(self) -> int: ...
 
-    def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "Agent":
-        """Train until ``total_steps`` env steps (summed over envs) have been taken in all."""
+    def learn(self, steps: int, callback: Callback | None = None, progress: bool = False) -> "Agent":
+        """Train ``steps`` more env steps (summed over envs), as SB3's ``learn`` does; on-policy
+        agents stop after a whole rollout, so a call may take a few more."""
 
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, Any]:
         """Actions for one observation or a batch, SB3-style ``(action, state)``."""
@@ -49,14 +50,11 @@ class Agent(Protocol):
         """Start from another run's weights (e.g. pre-trained on EmbeddingMimic-v0, hypothesis 1)."""
 
 
-def check_total(agent: "Agent", total_steps: int) -> None:
-    """Warn when ``learn(total_steps)`` has nothing to do: it takes the total to reach, not a count
-    to add (a resumed run continues to the same total)."""
-    if total_steps <= agent.num_timesteps:
-        import warnings
-
-        warnings.warn(f"learn({total_steps}): the agent has already taken {agent.num_timesteps} env steps; "
-                      f"learn takes the total to reach (learn(agent.num_timesteps + n) trains n more)", stacklevel=3)
+def check_steps(steps: int) -> int:
+    """``learn``'s step count: a whole number >= 0 (0 trains nothing)."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"learn({steps!r}): steps is a whole number of env steps >= 0, how many more to train")
+    return int(steps)
 
 
 class RunLogger:

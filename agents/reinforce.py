@@ -53,7 +53,7 @@ from ltm_gym.core.distributed import (DistInfo, agree_max, all_reduce_grads, all
                                       gather_objects, global_mean, global_std)
 from ltm_gym.envs.selection import is_selection
 
-from .base import Callback, EpisodeTracker, RunLogger, check_total, env_state, load_reader, save_reader
+from .base import Callback, EpisodeTracker, RunLogger, check_steps, env_state, load_reader, save_reader
 from .distributions import (categorical_entropy, gumbel_top_k, leave_one_out, plackett_luce_log_prob,
                             selection_scores)
 from .networks import LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, gaussian_entropy, squashed_log_prob
@@ -419,15 +419,15 @@ class ReinforceAgent:
         stats["group_reward_mean"] = float(global_mean((batch["rewards"] * active).sum(0), self.dist))
         return stats
 
-    def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "ReinforceAgent":
-        """Train until ``total_steps`` env steps (summed over envs) have been taken in all.
-        ``callback(agent, stats)`` runs after every update; returning False stops."""
+    def learn(self, steps: int, callback: Callback | None = None, progress: bool = False) -> "ReinforceAgent":
+        """Train ``steps`` more env steps (summed over envs; whole rollouts, so up to one rollout
+        more). ``callback(agent, stats)`` runs after every update; returning False stops."""
         from ltm_gym.core.progress import progress_bar
 
-        check_total(self, total_steps)
-        if self.cfg.imitate_steps and self.updates == 0:
+        total_steps = self.num_timesteps + check_steps(steps)
+        if steps and self.cfg.imitate_steps and self.updates == 0:
             self.imitate(progress)
-        bar = progress_bar(total=total_steps, initial=min(self.num_timesteps, total_steps),
+        bar = progress_bar(total=total_steps, initial=self.num_timesteps,
                            disable=not (progress and self.dist.is_main), desc="reinforce", dynamic_ncols=True)
         start = time.time()
         while self.num_timesteps < total_steps:

@@ -26,7 +26,7 @@ from ltm_gym.core import ArtifactError, ConfigError, atomic_write, load_checkpoi
 from ltm_gym.envs.sb3_vec import SB3VecEnv
 from ltm_gym.envs.selection import is_selection
 
-from .base import Callback, EpisodeTracker, RunLogger, check_total, env_state, load_reader, save_reader
+from .base import Callback, EpisodeTracker, RunLogger, check_steps, env_state, load_reader, save_reader
 from .networks import ObservationEncoder, WriterConfig
 from .sb3_selection import SELECTION_POLICIES, CandidateHead
 
@@ -292,12 +292,13 @@ class SB3Agent:
     def num_timesteps(self) -> int:
         return int(self.model.num_timesteps)
 
-    def learn(self, total_steps: int, callback: Callback | None = None, progress: bool = False) -> "SB3Agent":
-        """Train until ``total_steps`` env steps in all (continuing a loaded model's count)."""
+    def learn(self, steps: int, callback: Callback | None = None, progress: bool = False) -> "SB3Agent":
+        """Train ``steps`` more env steps (continuing a loaded model's count), as SB3's ``learn``
+        with ``reset_num_timesteps=False``."""
         from ltm_gym.core.progress import progress_bar
 
-        check_total(self, total_steps)
-        remaining = total_steps - self.num_timesteps
+        remaining = check_steps(steps)
+        total_steps = self.num_timesteps + remaining
         if remaining > 0:
             with progress_bar(total=total_steps, initial=self.num_timesteps, disable=not progress, desc=self.name,
                       dynamic_ncols=True) as bar:

@@ -167,7 +167,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, save_every: int, progress: bool
 
     if agent.num_timesteps < cfg.steps:                 # a finished run, resumed, has nothing to learn
         with stop_signals():
-            agent.learn(cfg.steps, callback=checkpoint, progress=progress)
+            agent.learn(cfg.steps - agent.num_timesteps, callback=checkpoint, progress=progress)
     if stopped:
         env.close()
         raise Interrupted(stopped[0][0], ckpt, f"{stopped[0][1]} env steps",

@@ -171,9 +171,10 @@ def test_make_applies_the_preset_the_command_uses(backend):
     bare = agents.make("ppo", env, device="cpu", preset=False, n_steps=8, batch_size=16,
                        features={"d_model": 32, "n_head": 2})
     assert bare.model.n_epochs == 10                                     # SB3's own default
-    with pytest.warns(UserWarning, match="already taken"):
-        agent.learn(16).learn(16)
-    assert agent.num_timesteps == 16
+    agent.learn(16).learn(16)                                            # n more each time, as SB3's learn
+    assert agent.num_timesteps == 32
+    with pytest.raises(ValueError, match=r"learn\(-1\): steps is a whole number"):
+        agent.learn(-1)
 
 
 @pytest.mark.parametrize("name", ["sac", "td3", "ddpg", "tqc"])

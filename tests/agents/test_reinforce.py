@@ -164,7 +164,7 @@ def test_episode_rollouts_resume_exactly(backend, tmp_path):
     first = agent().learn(8)
     first.save(tmp_path / "agent.pt")
     resumed = agent().load(tmp_path / "agent.pt", restore_env=True)
-    resumed.learn(24)
+    resumed.learn(24 - resumed.num_timesteps)
     assert resumed.num_timesteps == straight.num_timesteps == 24
     assert torch.equal(flat(straight), flat(resumed))
     assert resumed.episode_returns == straight.episode_returns

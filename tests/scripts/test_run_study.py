@@ -65,7 +65,7 @@ def test_study_pipeline_small_and_cached(tmp_path, capsys):
 def test_killed_study_resumes_without_rerunning_finished_work(tmp_path):
     """SIGKILL in the middle of LM pre-training, then run again: it continues from the checkpoint."""
     cfg = tmp_path / "study.yaml"
-    study_cfg = tiny_study_config(pretrain={"train": {"steps": 400, "ckpt_every": 10, "log_every": 1,
+    study_cfg = tiny_study_config(pretrain={"train": {"steps": 160, "ckpt_every": 10, "log_every": 1,
                                                       "device": "cpu", "progress": False}})
     cfg.write_text(yaml.safe_dump(to_dict(study_cfg)))
     study = tmp_path / "study"
@@ -83,9 +83,9 @@ def test_killed_study_resumes_without_rerunning_finished_work(tmp_path):
     assert ckpt.is_file() and not (study / "lm").exists()        # killed mid-stage: no artifact yet
     log = study / "stages" / "pretrain" / "metrics.jsonl"
     done = max(json.loads(r)["step"] for r in log.read_text().splitlines())
-    assert 0 < done < 400
+    assert 0 < done < 160
     load_script("run_study").main(args)
     steps = [json.loads(r)["step"] for r in log.read_text().splitlines() if '"train"' in r]
-    assert steps == sorted(steps) and steps[-1] == 400          # continued, not restarted
+    assert steps == sorted(steps) and steps[-1] == 160          # continued, not restarted
     assert len(steps) == len(set(steps))
     assert (study / "lm" / "model.safetensors").is_file() and (study / "eval" / "lm_table.csv").is_file()

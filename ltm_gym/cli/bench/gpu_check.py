@@ -93,7 +93,7 @@ def agent_rows(steps: int) -> list[tuple]:
         agent = make("reinforce", env, device="cuda", seed=0, rollout="episode", group_size=4, keep_prior=2.0)
         agent.learn(160)                                                   # warm-up: kernels, allocator
         start, before = time.perf_counter(), agent.num_timesteps
-        agent.learn(before + steps)
+        agent.learn(steps)
         rows.append((f"REINFORCE select, recall-d4 layout, {name}", "env steps/s",
                      (agent.num_timesteps - before) / (time.perf_counter() - start), peak_gb()))
     return rows
