@@ -17,4 +17,5 @@ trainer.fit(resume=False)
 flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
 torch.save(flat, out / f"rank{trainer.dist.rank}.pt")
 (out / f"rank{trainer.dist.rank}.run_dir").write_text(str(run_dir))
+torch.distributed.barrier()                # no rank tears the group down while another still uses it
 torch.distributed.destroy_process_group()

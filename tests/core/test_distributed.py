@@ -1,6 +1,8 @@
 import os
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -10,12 +12,23 @@ from tests.core.toy import make_trainer
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_torchrun_two_ranks_match_single_process(tmp_path):
+def launch(out: Path) -> subprocess.CompletedProcess:
+    out.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests/core/ddp_worker.py"), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+           str(ROOT / "tests/core/ddp_worker.py"), str(out)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_torchrun_two_ranks_match_single_process(tmp_path):
+    proc = launch(tmp_path / "first")
+    if proc.returncode != 0 and re.search(r"exitcode\s*:\s*-6\b", proc.stderr) and not re.search(r"exitcode\s*:\s*[1-9]", proc.stderr):
+        # a rank aborted inside gloo (C++ std::terminate, seen once under a loaded CI), none exited with a
+        # Python error of ours: launch once more, so a logic failure (which repeats) still fails
+        warnings.warn(f"torchrun launch aborted in gloo, launched again:\n{proc.stderr[:2000]}")
+        proc = launch(tmp_path / "again")
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[:3000]}\n...\n{proc.stderr[-3000:]}"
+    tmp_path = Path(proc.args[-1])
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(r0, r1)
     single = make_trainer(steps=5, dropout=False)
