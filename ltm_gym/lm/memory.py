@@ -4,6 +4,9 @@
   the block's hidden states, keys and values the memory projected 64 -> hidden. Its output
   projection starts at zero, so an untrained LLM-LTM computes exactly what the base LM computes.
 * prefix: the projected memory is prepended to the token embeddings as soft tokens.
+* tokens: each slot spells the window of tokens it was selected with (:func:`window_code`), and the
+  LM reads those windows as text before the segment, oldest slot first: a selection memory read
+  the way the LM reads its own context (the oracle's facts in context, a memory agent's notes).
 * :func:`fixed_projection`: A, a seeded random slot_dim -> hidden matrix. Hypothesis 1 rewards
   memories whose images A m lie close to token embeddings; hypothesis 2 fills memory with
   pinv(A) applied to pooled embeddings of the previous segment (:func:`embedding_memory`).
@@ -51,9 +54,11 @@ class MemoryCrossAttention(nn.Module):
         nn.init.zeros_(self.o.weight)
         nn.init.zeros_(self.o.bias)
 
-    def forward(self, h: torch.Tensor, mem: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
-        """h: (B, L, H) hidden states; mem: (B, m, H) projected memory; codes: (B, L, code_dim),
-        the positions' own selection codes (needed exactly when ``code_dim`` > 0)."""
+    def project(self, h: torch.Tensor, mem: torch.Tensor, codes: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries (B, nh, L, hs) of hidden states ``h`` (B, L, H) and their ``codes`` (B, L,
+        code_dim; needed exactly when ``code_dim`` > 0); keys and values (B, nh, m, hs) of the
+        projected memory ``mem`` (B, m, H)."""
         B, L, H = h.shape
         nh, hs = self.n_head, H // self.n_head
         q = self.q(self.ln(h))
@@ -66,9 +71,21 @@ class MemoryCrossAttention(nn.Module):
         k, v = self.kv(mem.to(h.dtype)).split(H, dim=-1)
         k = k.view(B, -1, nh, hs).transpose(1, 2)                               # (B, nh, m, hs)
         v = v.view(B, -1, nh, hs).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v)
+        return q, k, v
+
+    def forward(self, h: torch.Tensor, mem: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """h: (B, L, H) hidden states; mem: (B, m, H) projected memory; codes: (B, L, code_dim),
+        the positions' own selection codes (needed exactly when ``code_dim`` > 0)."""
+        B, L, H = h.shape
+        y = F.scaled_dot_product_attention(*self.project(h, mem, codes))
         out = self.o(y.transpose(1, 2).reshape(B, L, H))
         return h + (out if self.scale == 1.0 else self.scale * out)
+
+    def log_attention(self, h: torch.Tensor, mem: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, nh, L, m): the log of how much each position's read takes from each slot (the softmax
+        that :meth:`forward` computes fused), for an auxiliary loss on where the reader looks."""
+        q, k, _ = self.project(h, mem, codes)
+        return torch.log_softmax((q @ k.transpose(-1, -2)).float() / math.sqrt(q.shape[-1]), dim=-1)
 
 
 def embedding_memory(embeddings: torch.Tensor, n_slots: int, A: torch.Tensor) -> torch.Tensor:
@@ -111,13 +128,40 @@ def selection_codes(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     c = ``memory.code_context``, BOS before the segment): (B, L, slot_dim) in [-1, 1]. A slot that
     holds it tells the reader the token and the c before it: with c = 1 and one token per word,
     "KEY VALUE"; a tokenizer that cuts a key and a number into several tokens needs c to reach
-    from the number's digits back over the key."""
+    from the number's digits back over the key.
+
+    With ``memory.spelled`` (or ``read_path: tokens``) the last c + 2 entries spell the window out
+    instead (:func:`window_code`): the LM reads a slot as the tokens it holds (:func:`slot_windows`)."""
     emb = model.lm.get_input_embeddings().weight.detach().float()
     c = model.mem_cfg.code_context
-    P = selection_projection(model.mem_cfg.slot_dim, model.hidden, context=c).to(emb.device)
+    spelled = model.mem_cfg.spells
+    width = model.mem_cfg.slot_dim - (c + 2 if spelled else 0)
+    P = selection_projection(width, model.hidden, context=c).to(emb.device)
     ids = ids.to(emb.device)
     padded = torch.cat([ids.new_full((ids.shape[0], c), model.bos_token_id), ids], dim=1)
     L = ids.shape[1]
-    parts = [emb[padded[:, c - j : c - j + L]] for j in range(c + 1)]             # s_p, s_{p-1}, ...
-    v = torch.cat(parts, dim=-1) @ P.T                                           # (B, L, d)
-    return v / v.abs().amax(-1, keepdim=True).clamp_min(1e-12)
+    windows = [padded[:, c - j : c - j + L] for j in range(c + 1)]                # s_p, s_{p-1}, ...
+    v = torch.cat([emb[w] for w in windows], dim=-1) @ P.T                       # (B, L, d)
+    v = v / v.abs().amax(-1, keepdim=True).clamp_min(1e-12)
+    if not spelled:
+        return v
+    return torch.cat([v, window_code(torch.stack(windows[::-1], -1), emb.shape[0])], dim=-1)
+
+
+def window_code(windows: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(..., c + 1) token windows, oldest first, as (..., c + 2) numbers in [0, 1]: a marker 1 (0
+    in an empty slot) and each token id / (V - 1). A slot scaled by any factor decodes the same
+    (:func:`slot_windows` divides by the marker); float32 spells ids exactly up to V ~ 10^6."""
+    ids = windows.float() / max(1, vocab_size - 1)
+    return torch.cat([torch.ones_like(ids[..., :1]), ids], dim=-1)
+
+
+def slot_windows(memory: torch.Tensor, context: int, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token windows a spelled memory (B, m, d) holds (:func:`window_code`): ids (B, m, c + 1)
+    and whether each slot holds one (B, m); an empty slot (marker 0) holds none."""
+    spelled = memory[..., memory.shape[-1] - context - 2 :].float()
+    marker = spelled[..., 0]
+    held = marker.abs() > 1e-6
+    ratio = spelled[..., 1:] / torch.where(held, marker, torch.ones_like(marker))[..., None]
+    ids = (ratio * (vocab_size - 1)).round().clamp(0, vocab_size - 1).long()
+    return ids, held

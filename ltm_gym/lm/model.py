@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from torch import nn
 
 from ltm_gym.core import check
 
-from .memory import MemoryCrossAttention, fixed_projection, selection_codes
+from .memory import MemoryCrossAttention, fixed_projection, selection_codes, slot_windows
 from .trunk import FAMILIES, Trunk, TrunkCache, base_lm, final_norm, model_type, run_blocks, run_trunk
 
 LOGIT_BYTES = 1 << 26
@@ -51,7 +51,10 @@ class LoraSettings:
 class MemorySettings:
     n_slots: int = 10
     slot_dim: int = 64
-    read_path: Literal["cross_attention", "prefix"] = "cross_attention"
+    read_path: Literal["cross_attention", "prefix", "tokens"] = "cross_attention"
+    """How the LM reads memory: cross-attention after its last blocks, soft prefix tokens, or
+    ``tokens``: selection slots that spell their windows, read as text before the segment
+    (:func:`~ltm_gym.lm.memory.slot_windows`; for ``action_mode=select``)."""
     n_memory_layers: int = 2
     """Cross-attention is added after the last this-many blocks."""
     n_head: int = 0
@@ -70,17 +73,39 @@ class MemorySettings:
     the slot that holds it without going through the LM's states (needed on a real LM, whose
     frozen trunk hides the key in the state of the space before a number)."""
 
+    spelled: bool = False
+    """Whether a selection slot spells the window it holds (its token ids, exactly:
+    :func:`~ltm_gym.lm.memory.window_code`) beside a shorter projected code, and the cross-attention
+    reader reads the LM's embeddings of those tokens, concatenated, where a projected code keeps
+    about 1 / (code_context + 1) of each token; the query code is read the same way. Always so with
+    ``read_path: tokens``."""
+
     slot_order: bool = False
     """Whether the reader knows each slot's place in memory (a learned vector per slot index added
     to the projected memory): a selection writes the new positions first and the kept slots after
     them in their old order, so a slot's index says how recent it is, and of two facts about one
     actor the reader can take the later (bAbI: facts overwrite earlier ones)."""
 
+    @property
+    def spells(self) -> bool:
+        """Whether slots spell their windows (``spelled``, or the ``tokens`` read path)."""
+        return self.spelled or self.read_path == "tokens"
+
+    @property
+    def window_width(self) -> int:
+        """Tokens a selection slot's window holds: the selected one and ``code_context`` before it."""
+        return self.code_context + 1
+
     def validate(self) -> None:
         check(self.n_slots >= 1, "memory.n_slots", self.n_slots, ">= 1")
         check(not self.slot_order or self.read_path == "cross_attention", "memory.slot_order", self.slot_order,
               "false with read_path prefix")
         check(self.slot_dim >= 1, "memory.slot_dim", self.slot_dim, ">= 1")
+        check(self.read_path in ("cross_attention", "prefix", "tokens"), "memory.read_path", self.read_path,
+              "cross_attention, prefix, tokens")
+        check(not self.spells or self.slot_dim > self.code_context + 2, "memory.slot_dim", self.slot_dim,
+              f"> code_context + 2 = {self.code_context + 2} when a slot spells its window")
+        check(not self.spelled or self.read_path != "prefix", "memory.spelled", self.spelled, "false with read_path prefix")
         check(self.n_memory_layers >= 1, "memory.n_memory_layers", self.n_memory_layers, ">= 1")
         check(self.code_context >= 1, "memory.code_context", self.code_context, ">= 1")
         check(self.read_scale > 0, "memory.read_scale", self.read_scale, "> 0")
@@ -148,9 +173,12 @@ class LLMLTM(nn.Module):
                     fan_in_fan_out=type(lm).__name__.startswith("GPT2")))
         self.lm = lm
         m = self.mem_cfg
-        self.memory_proj = nn.Linear(m.slot_dim, self.hidden, bias=False)
-        with torch.no_grad():
-            self.memory_proj.weight.copy_(fixed_projection(m.slot_dim, self.hidden, m.projection_seed))
+        self.spelled_reads = m.spells and m.read_path == "cross_attention"
+        read_dim = m.window_width * self.hidden if self.spelled_reads else m.slot_dim
+        self.memory_proj = nn.Linear(read_dim, self.hidden, bias=False)
+        if not self.spelled_reads:
+            with torch.no_grad():
+                self.memory_proj.weight.copy_(fixed_projection(m.slot_dim, self.hidden, m.projection_seed))
         self.slot_embed = nn.Parameter(torch.zeros(m.n_slots, self.hidden)) if m.slot_order else None
         self.readers = nn.ModuleList()
         self.trunk_cache: TrunkCache | None = TrunkCache()
@@ -162,7 +190,7 @@ class LLMLTM(nn.Module):
             heads = m.n_head or getattr(cfg, "num_attention_heads", None) or cfg.n_head
             for _ in range(min(m.n_memory_layers, len(find_blocks(self.lm)))):
                 self.readers.append(MemoryCrossAttention(self.hidden, heads, m.read_scale,
-                                                         m.slot_dim if m.query_code else 0))
+                                                         (read_dim if m.query_code else 0)))
 
     def memory_blocks(self) -> list[nn.Module]:
         """The LM blocks whose outputs the :attr:`readers` read memory into (the last ones)."""
@@ -178,14 +206,31 @@ class LLMLTM(nn.Module):
         if memory is None or not self.readers:
             yield
             return
-        slots = self.memory_proj(memory.to(self.memory_proj.weight.dtype))
+        slots = self.memory_proj(self.slot_inputs(memory))
         if self.slot_embed is not None:
             slots = slots + self.slot_embed[: memory.shape[1]].to(slots.dtype)
-        codes = selection_codes(self, ids).repeat(copies, 1, 1) if self.mem_cfg.query_code else None
+        codes = None
+        if self.mem_cfg.query_code:
+            codes = (self.window_embeddings(ids) if self.spelled_reads else selection_codes(self, ids))
+            codes = codes.repeat(copies, 1, 1)
         handles = [block.register_forward_hook(partial(read_into_output, reader, slots, codes))
                    for block, reader in zip(self.memory_blocks(), self.readers)]
         try:
             yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextmanager
+    def captured_reads(self) -> Iterator[list[torch.Tensor]]:
+        """The log of the readers' attention over the slots, (B, nh, T, m) for [BOS, segment]
+        (T = L + 1), one per reader and forward, in order, for the forwards run inside (an
+        auxiliary loss on where a reader looks: ``select.read_hint``)."""
+        captured: list[torch.Tensor] = []
+        handles = [r.register_forward_hook(lambda mod, args, out: captured.append(mod.log_attention(*args)))
+                   for r in self.readers]
+        try:
+            yield captured
         finally:
             for handle in handles:
                 handle.remove()
@@ -215,7 +260,15 @@ class LLMLTM(nn.Module):
             self._check_memory(memory, B)
         if context_ids is None and self.trunk_cacheable():
             return self._forward_cached(input_ids, memory, return_hidden)
-        if memory is not None and self.mem_cfg.read_path == "prefix":
+        if memory is not None and self.mem_cfg.read_path == "tokens":
+            text, held = self.memory_text(memory)
+            ids = torch.cat([bos, text] + parts[1:], dim=1)
+            attention = torch.cat([torch.ones_like(bos, dtype=torch.bool), held,
+                                   torch.ones_like(ids[:, 1 + text.shape[1]:], dtype=torch.bool)], dim=1)
+            start = ids.shape[1] - L - 1
+            out = self.lm(input_ids=ids, attention_mask=attention.long(),
+                          position_ids=(attention.long().cumsum(1) - 1).clamp_min(0), output_hidden_states=return_hidden)
+        elif memory is not None and self.mem_cfg.read_path == "prefix":
             prefix = self.memory_proj(memory.to(self.memory_proj.weight.dtype))
             embeds = torch.cat([prefix, self.token_embeddings(ids)], dim=1)
             out = self.lm(inputs_embeds=embeds, output_hidden_states=return_hidden)
@@ -228,6 +281,46 @@ class LLMLTM(nn.Module):
         if return_hidden:
             return logits, losses, out.hidden_states[-1][:, -L:]
         return logits, losses
+
+    def slot_inputs(self, memory: torch.Tensor) -> torch.Tensor:
+        """What :attr:`memory_proj` reads of each slot of ``memory`` (B, m, d): the slot itself, or
+        with spelled reads the embeddings of the tokens it spells, concatenated (zero in an empty slot)."""
+        dtype = self.memory_proj.weight.dtype
+        if not self.spelled_reads:
+            return memory.to(dtype)
+        ids, held = slot_windows(memory, self.mem_cfg.code_context, self.vocab_size)
+        emb = self.spelled_embeddings(ids.to(self.memory_proj.weight.device))         # (B, m, w H)
+        return emb * held[..., None].to(emb.device, dtype)
+
+    def spelled_embeddings(self, windows: torch.Tensor) -> torch.Tensor:
+        """(..., w H): the LM's input embeddings of token windows (..., w), each scaled to unit RMS
+        (a small LM's embeddings have entries ~0.03: read as they are, a new reader's query and key
+        would hardly move), concatenated, without gradient into the embeddings."""
+        emb = self.token_embeddings(windows).detach().float()
+        emb = emb / emb.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-6)
+        return emb.flatten(-2).to(self.memory_proj.weight.dtype)
+
+    def window_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T, w H): at each position of ``ids`` (B, T), the LM's embeddings of the window a slot
+        selected there would spell (the token and the ``code_context`` before it, BOS before the
+        start): the query code of spelled reads."""
+        c = self.mem_cfg.code_context
+        padded = torch.cat([ids.new_full((ids.shape[0], c), self.bos_token_id), ids], dim=1)
+        T = ids.shape[1]
+        windows = torch.stack([padded[:, j : j + T] for j in range(c + 1)], dim=-1)    # oldest first
+        return self.spelled_embeddings(windows)
+
+    def memory_text(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a spelled memory (B, m, d) puts before the segment (``read_path: tokens``): the held
+        slots' windows, oldest slot first (a selection writes the newest first), BOS dropped, as ids
+        (B, C) packed to the right and whether each is text (B, C) (False: padding, never attended)."""
+        ids, held = slot_windows(memory, self.mem_cfg.code_context, self.vocab_size)
+        ids, held = ids.flip(1).flatten(1), (held.flip(1)[:, :, None] & (ids.flip(1) != self.bos_token_id)).flatten(1)
+        order = held.int().sort(dim=1, stable=True).indices                     # padding first, text in order
+        ids, held = ids.gather(1, order), held.gather(1, order)
+        width = int(held.sum(1).max()) if held.numel() else 0
+        ids = torch.where(held, ids, torch.full_like(ids, self.bos_token_id))
+        return ids[:, ids.shape[1] - width:], held[:, held.shape[1] - width:]
 
     def _forward_cached(self, input_ids: torch.Tensor, memory: torch.Tensor | None, return_hidden: bool):
         """:meth:`forward` from the cached trunk: the memory blocks, the final norm, the output layer."""

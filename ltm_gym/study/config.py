@@ -109,6 +109,13 @@ class SelectStageConfig(StageConfig):
     ``current``: and every other actor's latest fact; ``all``: every fact stated, in the order a
     selection keeps them, for a reader with ``lm.memory.slot_order``), see
     :func:`~ltm_gym.study.stages.supporting_fact_batch`."""
+    supporting_facts: int = 0
+    """bAbI-in-books fact memories: only questions that rest on this many facts (1: qa1's; 0: any),
+    for a reader of one task family drawn from a study's mixed corpus."""
+    read_hint: float = 0.0
+    """bAbI-in-books fact memories: weight of an auxiliary loss that points head 0 of the last
+    reader, at each answer, at the slot holding its supporting fact
+    (:meth:`~ltm_gym.study.stages.SelectStage.hinted_loss`); 0: the answer loss alone."""
     answer_loss: bool = False
     """Train on the answer tokens' loss alone, the output layer run only there
     (:meth:`~ltm_gym.lm.LLMLTM.candidate_losses`). On a real LM's 49k-token vocabulary the output
@@ -119,6 +126,8 @@ class SelectStageConfig(StageConfig):
         check(0 <= self.all_positions <= 1, "all_positions", self.all_positions, "in [0, 1]")
         check(0 <= self.fact_memories <= 1, "fact_memories", self.fact_memories, "in [0, 1]")
         check(self.held_facts in ("asked", "current", "all"), "held_facts", self.held_facts, "asked, current or all")
+        check(self.read_hint >= 0, "read_hint", self.read_hint, ">= 0")
+        check(self.supporting_facts >= 0, "supporting_facts", self.supporting_facts, ">= 0")
 
 
 def _stage_train(steps: int, lr: float, every: int, **cosine: float | int | str) -> TrainConfig:

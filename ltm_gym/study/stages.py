@@ -77,7 +77,7 @@ RECENT = 8
 
 
 def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator,
-                      held: str = "asked") -> dict[str, torch.Tensor]:
+                      held: str = "asked", supporting: int = 0) -> dict[str, torch.Tensor]:
     """Memories as a store-and-keep agent writes them, for the ``select`` reader: ids, answer_mask
     (B, L) of a segment t >= 1, ``prev`` (B, S, L) its whole document and ``select`` (B, n_slots)
     positions of it: the facts segment t asks (each with probability :data:`FACT_KEPT`; a question's
@@ -85,7 +85,7 @@ def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.G
     the segments before t, in random slot order. Documents of one number of segments S (the first's).
     ``held`` chooses the facts of bAbI-in-books documents' memories (:func:`supporting_fact_batch`)."""
     if docs[0].oracle is not None:
-        return supporting_fact_batch(docs, batch, n_slots, g, held)
+        return supporting_fact_batch(docs, batch, n_slots, g, held, supporting)
     S = docs[0].n_segments
     pool = [d for d in docs if d.n_segments == S and d.answer_mask[1:].any()]
     if not pool or S < 2:
@@ -125,9 +125,27 @@ def memory_positions(chosen: list[int], t: int, L: int, n_slots: int, g: torch.G
 def memory_batch(rows: list[tuple[Document, int, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The batch of (document, target segment, memory positions) rows: ``prev`` the whole
     documents, ``ids`` and ``answer_mask`` the target segments, ``select`` the positions."""
-    return {"prev": torch.stack([d.ids for d, _, _ in rows]), "ids": torch.stack([d.ids[t] for d, t, _ in rows]),
-            "answer_mask": torch.stack([d.answer_mask[t] for d, t, _ in rows]),
-            "select": torch.stack([sel for _, _, sel in rows])}
+    batch = {"prev": torch.stack([d.ids for d, _, _ in rows]), "ids": torch.stack([d.ids[t] for d, t, _ in rows]),
+             "answer_mask": torch.stack([d.answer_mask[t] for d, t, _ in rows]),
+             "select": torch.stack([sel for _, _, sel in rows])}
+    if all(d.answer_source is not None for d, _, _ in rows):
+        batch["support_slot"] = torch.stack([support_slots(d.answer_source[t], sel) if one_supporting_fact(d, t)
+                                             else torch.full_like(d.answer_source[t], -1) for d, t, sel in rows])
+    return batch
+
+
+def one_supporting_fact(d: Document, t: int) -> bool:
+    """Whether segment ``t``'s question rests on one fact (qa1): the one its answer's slot is
+    found by, from the question's own words; qa2 / qa3 chain two or three facts."""
+    return int((d.fact_due == t).sum()) == 1
+
+
+def support_slots(source: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
+    """(L,) at each answer's first token of a segment (``answer_source`` (L,): the flat position
+    of the supporting fact's word that states it), the slot of ``select`` (m,) that holds that
+    position; -1 elsewhere and where no slot holds it."""
+    hit = (source[:, None] >= 0) & (source[:, None] == select[None, :])       # (L, m)
+    return torch.where(hit.any(1), hit.float().argmax(1), torch.full_like(source, -1))
 
 
 def _answer_stats(losses: torch.Tensor, batch: dict) -> dict[str, float]:
@@ -138,7 +156,7 @@ def _answer_stats(losses: torch.Tensor, batch: dict) -> dict[str, float]:
 
 
 def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: torch.Generator,
-                          held: str = "asked") -> dict[str, torch.Tensor]:
+                          held: str = "asked", supporting: int = 0) -> dict[str, torch.Tensor]:
     """:func:`fact_memory_batch` for bAbI-in-books documents: a segment t that asks about a fact of
     an earlier segment, and a memory of the codes of facts stated before t (each with probability
     :data:`FACT_KEPT`), then random positions of the segments before t, in random slot order.
@@ -149,14 +167,17 @@ def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: tor
       actor's latest fact holds): to answer, the reader must find the slot about the actor asked;
     - ``all``: every fact stated (the latest ``n_slots``), in the order a selection that stores and
       keeps them holds them (:func:`memory_positions`; a reader with ``memory.slot_order``): the
-      reader learns to take the latest fact about what is asked."""
+      reader learns to take the latest fact about what is asked.
+
+    ``supporting`` > 0 keeps the questions that rest on that many facts (1: qa1's) alone."""
     S = docs[0].n_segments
     L = docs[0].ids.shape[1]
 
     def remembered(d: Document) -> list[int]:
         """The segments that ask about a fact stated in an earlier segment (what a memory must hold)."""
         due = d.fact_due.reshape(-1)
-        return [t for t in range(1, S) if d.answer_mask[t].any() and (due[: t * L] == t).any()]
+        return [t for t in range(1, S) if d.answer_mask[t].any() and (due[: t * L] == t).any()
+                and (not supporting or int((due == t).sum()) == supporting)]
 
     pool = [(d, ts) for d in docs if d.n_segments == S for ts in [remembered(d)] if ts]
     if not pool:
@@ -345,7 +366,7 @@ class SelectStage(Stage):
     def batch(self, study: StudyDir, docs: list[Document], sc: SelectStageConfig, step: int, g: torch.Generator) -> dict:
         m = study.config.lm.memory.n_slots
         if sc.fact_memories > 0 and float(torch.rand((), generator=g)) < sc.fact_memories:
-            batch = fact_memory_batch(docs, sc.batch_size, m, g, sc.held_facts)
+            batch = fact_memory_batch(docs, sc.batch_size, m, g, sc.held_facts, sc.supporting_facts)
         else:
             batch = pair_batch(docs, sc.batch_size, g, self.depth(study))
             B, n = len(batch["ids"]), batch["prev"][0].numel()
@@ -355,6 +376,8 @@ class SelectStage(Stage):
             batch["select"] = torch.rand(B, n, generator=g).argsort(1)[:, :k].sort(1).values
         if sc.answer_loss:
             batch["answer_only"] = torch.ones(len(batch["ids"]))
+        if sc.read_hint > 0 and "support_slot" in batch:
+            batch["read_hint"] = torch.full((len(batch["ids"]),), sc.read_hint)
         return batch
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -362,21 +385,47 @@ class SelectStage(Stage):
         codes = selection_codes(model, prev.reshape(-1, prev.shape[-1]))
         codes = codes.reshape(len(prev), -1, codes.shape[-1])                         # (B, depth * L, d)
         mem = codes.gather(1, batch["select"][:, :, None].expand(-1, -1, codes.shape[-1]))
+        if "read_hint" in batch:
+            return self.hinted_loss(model, batch, mem)
         if "answer_only" in batch:
             mask = batch["answer_mask"]
-            losses = model.candidate_losses(batch["ids"], mem[None], mask)[0]
+            losses = (model.candidate_losses(batch["ids"], mem[None], mask)[0] if model.shares_trunk
+                      else model(batch["ids"], mem)[1])
             answer_ce = losses[mask].mean()
             return answer_ce, {"answer_ce": float(answer_ce.detach())}
         _, losses = model(batch["ids"], mem)
         return losses.mean(), _answer_stats(losses, batch)
 
 
+    @staticmethod
+    def hinted_loss(model: LLMLTM, batch: dict, mem: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The answer tokens' CE plus ``read_hint`` times -log of the attention that head 0 of the
+        last reader puts, from the position that predicts each answer, on the slot holding its
+        supporting fact (:func:`support_slots`): the reader is shown which slot answers, so that it
+        learns to tell the slot about the actor asked among several facts."""
+        with model.captured_reads() as reads:
+            _, losses = model(batch["ids"], mem)
+        mask = batch["answer_mask"]
+        answer_ce = losses[mask].mean()
+        rows, cols = (batch["support_slot"] >= 0).nonzero(as_tuple=True)
+        stats = {"answer_ce": float(answer_ce.detach())}
+        if len(rows) == 0:
+            return answer_ce, stats
+        hint = -reads[-1][rows, 0, cols, batch["support_slot"][rows, cols]].mean()   # [BOS, seg]: col predicts col
+        stats["read_hint"] = float(hint.detach())
+        return answer_ce + float(batch["read_hint"][0]) * hint, stats
+
+
 STAGES: dict[str, Stage] = {s.name: s for s in (PretrainStage(), LoraStage(), MemoryStage(), SelectStage())}
 
 
 def stages_for(study: StudyDir) -> list[str]:
-    """The stages that apply to the study's config (pretrain only for the tiny LM)."""
-    return [s for s in STAGES if s != "pretrain" or study.config.lm.base == "tiny"]
+    """The stages that apply to the study's config (pretrain only for the tiny LM; no hypothesis-2
+    memory for a reader of spelled slots, ``memory.spelled`` or ``read_path: tokens``, which reads
+    selections alone)."""
+    lm = study.config.lm
+    return [s for s in STAGES if (s != "pretrain" or lm.base == "tiny")
+            and (s != "memory" or not lm.memory.spells)]
 
 
 def run_stage(name: str, study: StudyDir, resume: bool = True) -> Path:

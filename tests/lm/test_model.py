@@ -151,3 +151,61 @@ def test_slot_order_lets_the_reader_tell_slots_apart_by_place(study_data):
     assert "slot_embed" in ordered.adapter_state()
     with pytest.raises(ConfigError, match="slot_order"):
         from_dict(MemorySettings, {"slot_order": True, "read_path": "prefix"})
+
+
+def test_tokens_read_path_reads_the_slots_windows_as_text(study_data):
+    """A spelled slot decodes to the window it was selected with, at any scale; the LM reads the held
+    slots' windows oldest slot first (a selection writes the newest first), as if they were context."""
+    from ltm_gym.lm import selection_codes
+
+    model = make(study_data, read_path="tokens", code_context=2).eval()
+    ids = batch(study_data, n=2)
+    codes = selection_codes(model, ids)                                       # (2, 32, 16)
+    assert codes.shape == (2, 32, 16) and codes.abs().max() <= 1
+    mem = torch.zeros(2, 4, 16)
+    mem[0, 0], mem[0, 1] = 0.5 * codes[0, 9], 0.5 * codes[0, 4]           # newest first, scaled
+    mem[1, 3] = 2.0 * codes[1, 1]                                          # its window starts before the segment
+    text, held = model.memory_text(mem)
+    assert text[0][held[0]].tolist() == ids[0, 2:5].tolist() + ids[0, 7:10].tolist()
+    assert text[1][held[1]].tolist() == ids[1, 0:2].tolist()              # BOS before the segment dropped
+    assert held.sum(1).tolist() == [6, 2]
+    with torch.no_grad():
+        _, losses = model(ids, mem)
+        for i in range(2):
+            _, alone = model(ids[i : i + 1], context_ids=text[i][held[i]][None])
+            assert torch.allclose(losses[i], alone[0], atol=1e-5)
+        _, empty = model(ids, torch.zeros(2, 4, 16))
+        _, none = model(ids)
+    assert torch.allclose(empty, none, atol=1e-5)                           # empty slots hold no text
+    assert len(model.readers) == 0 and not model.shares_trunk
+    with pytest.raises(ConfigError, match="slot_dim"):
+        from_dict(MemorySettings, {"read_path": "tokens", "slot_dim": 4, "code_context": 2})
+
+
+def test_spelled_slots_are_read_as_their_tokens_embeddings(study_data):
+    """With ``spelled``, a cross-attention reader reads a slot as the LM's embeddings of the tokens
+    it spells (the same read for a slot at any scale, zero for an empty slot) and its query code as
+    the embeddings of the window before each position."""
+    from ltm_gym.lm import selection_codes
+
+    model = make(study_data, spelled=True, code_context=2, query_code=True).eval()
+    ids = batch(study_data, n=2)
+    codes = selection_codes(model, ids)
+    mem = torch.zeros(2, 4, 16)
+    mem[:, 0] = codes[:, 7]
+    inputs = model.slot_inputs(mem)
+    assert inputs.shape == (2, 4, 3 * model.hidden) and model.memory_proj.in_features == 3 * model.hidden
+    assert torch.allclose(model.slot_inputs(3.0 * mem), inputs) and (inputs[:, 1:] == 0).all()
+    emb = model.token_embeddings(ids[0, 5:8])
+    expect = (emb / emb.pow(2).mean(-1, keepdim=True).sqrt()).flatten()
+    assert torch.allclose(inputs[0, 0], expect, atol=1e-5)
+    full = torch.cat([torch.full((2, 1), model.bos_token_id), ids], 1)
+    query = model.window_embeddings(full)                                   # (2, 33, 3 H)
+    assert torch.allclose(query[0, 8], expect, atol=1e-5)                   # position 8 of [BOS, ids] reads ids[7]
+    with torch.no_grad():
+        model.readers.apply(lambda m: torch.nn.init.normal_(m.weight) if isinstance(m, torch.nn.Linear) else None)
+        a, b = model(ids, mem)[1], model(ids, 2.0 * mem)[1]
+        c = model(ids, torch.cat([mem[:, :1], codes[:, 3:4]], 1))[1]
+    assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-3)
+    with pytest.raises(ConfigError, match="spelled"):
+        from_dict(MemorySettings, {"spelled": True, "read_path": "prefix"})

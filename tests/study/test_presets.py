@@ -20,3 +20,20 @@ def test_the_smollm2_natural_text_preset_reads_linked_pages_with_carried_answers
     assert cfg.lm.lora.layers == "memory" and cfg.lm.memory.read_path == "cross_attention"
     assert not any(getattr(cfg, s).fresh_documents for s in ("lora", "memory", "select"))
     assert cfg.select.fact_memories == 0 and not cfg.select.answer_loss    # natural text: every position's loss
+
+
+def test_the_spelled_babi_preset_is_babi_tiny_with_another_select_reader(tmp_path):
+    """babi-spelled shares babi-tiny's corpus and LM stages; its reader reads spelled slots and is
+    trained on every fact of qa1 questions with the read hint, and it has no hypothesis-2 stage."""
+    from ltm_gym.core import to_dict
+    from ltm_gym.study.layout import StudyDir
+    from ltm_gym.study.stages import stages_for
+
+    spelled, tiny = load_config(StudyConfig, "babi-spelled"), load_config(StudyConfig, "babi-tiny")
+    for part in ("corpus", "pretrain", "lora"):
+        assert to_dict(getattr(spelled, part)) == to_dict(getattr(tiny, part))
+    m = spelled.lm.memory
+    assert m.spelled and m.spells and m.slot_order and m.query_code and m.read_path == "cross_attention"
+    assert spelled.select.held_facts == "all" and spelled.select.supporting_facts == 1 and spelled.select.read_hint > 0
+    assert stages_for(StudyDir(tmp_path / "s", spelled)) == ["pretrain", "lora", "select"]
+    assert stages_for(StudyDir(tmp_path / "t", tiny)) == ["pretrain", "lora", "memory", "select"]

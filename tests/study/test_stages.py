@@ -348,3 +348,45 @@ def test_the_answer_hint_trains_the_last_blocks_attention_on_bAbI_windows():
     loss.backward()
     last, first = model.lm.transformer.h[1].attn.c_attn.weight.grad, model.lm.transformer.h[0].attn.c_attn.weight.grad
     assert last.abs().sum() > 0 and first.abs().sum() > 0
+
+
+def test_the_read_hint_points_the_last_reader_at_the_supporting_slot():
+    """bAbI fact memories say which slot holds each answer's supporting fact, and the read hint's
+    loss is -log of the last reader's attention there, which a few steps on it raise."""
+
+    from ltm_gym.core import from_dict
+    from ltm_gym.data.babilong import BabiTaskConfig, babi_documents
+    from ltm_gym.lm import build_llmltm
+    from ltm_gym.lm.setup import LMConfig
+    from ltm_gym.study.stages import STAGES, support_slots, supporting_fact_batch
+
+    tok = small_babi_tokenizer()
+    docs = babi_documents(BabiTaskConfig(name="t", qa=1, tokens=512, n_documents=12, n_eval=2), tok, 64)["train"]
+    batch = supporting_fact_batch(docs, 16, 6, torch.Generator().manual_seed(0), held="all")
+    rows, cols = (batch["support_slot"] >= 0).nonzero(as_tuple=True)
+    assert len(rows) >= 8 and (batch["answer_mask"][rows, cols]).all()     # at answers, where the fact is held
+    held = batch["select"][rows, batch["support_slot"][rows, cols]]
+    stating = batch["prev"].flatten(1)[rows, held]
+    assert torch.equal(stating, batch["ids"][rows, cols])                   # the slot's word is the answer
+    assert support_slots(torch.tensor([-1, 5, 9]), torch.tensor([9, 4])).tolist() == [-1, -1, 0]
+    mixed = babi_documents(BabiTaskConfig(name="m", qa=0, tokens=512, n_documents=24, n_eval=2), tok, 64)["train"]
+    qa1 = supporting_fact_batch(mixed, 16, 6, torch.Generator().manual_seed(1), held="all", supporting=1)
+    for row in range(16):                                                  # qa1 questions only: one supporting fact
+        doc = next(d for d in mixed if torch.equal(d.ids, qa1["prev"][row]))
+        assert int((doc.fact_due == 7).sum()) == 1 and (qa1["support_slot"][row] >= 0).sum() <= 1
+    cfg = from_dict(LMConfig, {"tiny": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 260},
+                               "memory": {"n_slots": 6, "slot_dim": 16, "n_memory_layers": 1, "code_context": 5,
+                                          "query_code": True, "slot_order": True}})
+    model = build_llmltm(cfg, tok, lora=False, seed=0)
+    batch["read_hint"] = torch.ones(16)
+    params = [p for n, p in model.named_parameters() if n.startswith(("readers", "memory_proj", "slot_embed"))]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    first = None
+    for _ in range(15):
+        loss, stats = STAGES["select"].loss(model, batch)
+        first = stats["read_hint"] if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert set(stats) == {"answer_ce", "read_hint"}
+    assert first > 1.0 and stats["read_hint"] < first - 0.3                # from ~log 6 towards the slot
