@@ -1,4 +1,4 @@
-"""LLM-LTM: any HF causal LM + a memory read path (cross-attention or prefix) + LoRA.
+"""LLM-LTM: any HF causal LM + a memory read path (cross-attention, prefix, or spelled slots read as text) + LoRA.
 
 Does not know it is inside an environment.
 """

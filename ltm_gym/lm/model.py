@@ -105,7 +105,8 @@ class MemorySettings:
               "cross_attention, prefix, tokens")
         check(not self.spells or self.slot_dim > self.code_context + 2, "memory.slot_dim", self.slot_dim,
               f"> code_context + 2 = {self.code_context + 2} when a slot spells its window")
-        check(not self.spelled or self.read_path != "prefix", "memory.spelled", self.spelled, "false with read_path prefix")
+        check(not self.spelled or self.read_path != "prefix", "memory.spelled", self.spelled,
+              "false with read_path prefix")
         check(self.n_memory_layers >= 1, "memory.n_memory_layers", self.n_memory_layers, ">= 1")
         check(self.code_context >= 1, "memory.code_context", self.code_context, ">= 1")
         check(self.read_scale > 0, "memory.read_scale", self.read_scale, "> 0")
@@ -141,7 +142,8 @@ class LLMLTM(nn.Module):
     """A causal LM plus a memory read path (and LoRA adapters when enabled).
 
     ``memory=None`` runs the LM without memory (the LoRA baseline); a tensor (B, n_slots, slot_dim)
-    is read through cross-attention or as a soft prefix.
+    is read through cross-attention, as a soft prefix, or (spelled selection slots, ``read_path:
+    tokens``) as the text of the windows its slots hold.
     """
 
     def __init__(self, lm: nn.Module, memory: MemorySettings | None = None, lora: LoraSettings | None = None,
@@ -266,8 +268,9 @@ class LLMLTM(nn.Module):
             attention = torch.cat([torch.ones_like(bos, dtype=torch.bool), held,
                                    torch.ones_like(ids[:, 1 + text.shape[1]:], dtype=torch.bool)], dim=1)
             start = ids.shape[1] - L - 1
-            out = self.lm(input_ids=ids, attention_mask=attention.long(),
-                          position_ids=(attention.long().cumsum(1) - 1).clamp_min(0), output_hidden_states=return_hidden)
+            positions = (attention.long().cumsum(1) - 1).clamp_min(0)
+            out = self.lm(input_ids=ids, attention_mask=attention.long(), position_ids=positions,
+                          output_hidden_states=return_hidden)
         elif memory is not None and self.mem_cfg.read_path == "prefix":
             prefix = self.memory_proj(memory.to(self.memory_proj.weight.dtype))
             embeds = torch.cat([prefix, self.token_embeddings(ids)], dim=1)
