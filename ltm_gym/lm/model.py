@@ -99,7 +99,7 @@ class MemorySettings:
     def validate(self) -> None:
         check(self.n_slots >= 1, "memory.n_slots", self.n_slots, ">= 1")
         check(not self.slot_order or self.read_path == "cross_attention", "memory.slot_order", self.slot_order,
-              "false with read_path prefix")
+              f"false with read_path {self.read_path} (a reader's slot vectors are cross-attention's)")
         check(self.slot_dim >= 1, "memory.slot_dim", self.slot_dim, ">= 1")
         check(self.read_path in ("cross_attention", "prefix", "tokens"), "memory.read_path", self.read_path,
               "cross_attention, prefix, tokens")
@@ -111,7 +111,7 @@ class MemorySettings:
         check(self.code_context >= 1, "memory.code_context", self.code_context, ">= 1")
         check(self.read_scale > 0, "memory.read_scale", self.read_scale, "> 0")
         check(not self.query_code or self.read_path == "cross_attention", "memory.query_code", self.query_code,
-              "false with read_path prefix (a prefix has no query)")
+              f"false with read_path {self.read_path} (only cross-attention has a query)")
 
 
 def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
