@@ -137,15 +137,20 @@ def selection_codes(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     spelled = model.mem_cfg.spells
     width = model.mem_cfg.slot_dim - (c + 2 if spelled else 0)
     P = selection_projection(width, model.hidden, context=c).to(emb.device)
-    ids = ids.to(emb.device)
-    padded = torch.cat([ids.new_full((ids.shape[0], c), model.bos_token_id), ids], dim=1)
-    L = ids.shape[1]
-    windows = [padded[:, c - j : c - j + L] for j in range(c + 1)]                # s_p, s_{p-1}, ...
-    v = torch.cat([emb[w] for w in windows], dim=-1) @ P.T                       # (B, L, d)
+    windows = token_windows(ids.to(emb.device), c, model.bos_token_id)            # (B, L, c + 1), oldest first
+    v = emb[windows.flip(-1)].flatten(-2) @ P.T                                  # [E(s_p); E(s_{p-1}); ...] P^T
     v = v / v.abs().amax(-1, keepdim=True).clamp_min(1e-12)
     if not spelled:
         return v
-    return torch.cat([v, window_code(torch.stack(windows[::-1], -1), emb.shape[0])], dim=-1)
+    return torch.cat([v, window_code(windows, emb.shape[0])], dim=-1)
+
+
+def token_windows(ids: torch.Tensor, context: int, bos_token_id: int) -> torch.Tensor:
+    """(B, L, context + 1): at each position of ``ids`` (B, L), the token and the ``context``
+    before it, oldest first (BOS before the start): what a slot selected there holds."""
+    padded = torch.cat([ids.new_full((ids.shape[0], context), bos_token_id), ids], dim=1)
+    L = ids.shape[1]
+    return torch.stack([padded[:, j : j + L] for j in range(context + 1)], dim=-1)
 
 
 def window_code(windows: torch.Tensor, vocab_size: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from torch import nn
 
 from ltm_gym.core import check
 
-from .memory import MemoryCrossAttention, fixed_projection, selection_codes, slot_windows
+from .memory import MemoryCrossAttention, fixed_projection, selection_codes, slot_windows, token_windows
 from .trunk import FAMILIES, Trunk, TrunkCache, base_lm, final_norm, model_type, run_blocks, run_trunk
 
 LOGIT_BYTES = 1 << 26
@@ -307,11 +307,7 @@ class LLMLTM(nn.Module):
         """(B, T, w H): at each position of ``ids`` (B, T), the LM's embeddings of the window a slot
         selected there would spell (the token and the ``code_context`` before it, BOS before the
         start): the query code of spelled reads."""
-        c = self.mem_cfg.code_context
-        padded = torch.cat([ids.new_full((ids.shape[0], c), self.bos_token_id), ids], dim=1)
-        T = ids.shape[1]
-        windows = torch.stack([padded[:, j : j + T] for j in range(c + 1)], dim=-1)    # oldest first
-        return self.spelled_embeddings(windows)
+        return self.spelled_embeddings(token_windows(ids, self.mem_cfg.code_context, self.bos_token_id))
 
     def memory_text(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What a spelled memory (B, m, d) puts before the segment (``read_path: tokens``): the held

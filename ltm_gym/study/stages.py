@@ -129,15 +129,15 @@ def memory_batch(rows: list[tuple[Document, int, torch.Tensor]]) -> dict[str, to
              "answer_mask": torch.stack([d.answer_mask[t] for d, t, _ in rows]),
              "select": torch.stack([sel for _, _, sel in rows])}
     if all(d.answer_source is not None for d, _, _ in rows):
-        batch["support_slot"] = torch.stack([support_slots(d.answer_source[t], sel) if one_supporting_fact(d, t)
+        batch["support_slot"] = torch.stack([support_slots(d.answer_source[t], sel) if supporting_count(d, t) == 1
                                              else torch.full_like(d.answer_source[t], -1) for d, t, sel in rows])
     return batch
 
 
-def one_supporting_fact(d: Document, t: int) -> bool:
-    """Whether segment ``t``'s question rests on one fact (qa1): the one its answer's slot is
-    found by, from the question's own words; qa2 / qa3 chain two or three facts."""
-    return int((d.fact_due == t).sum()) == 1
+def supporting_count(d: Document, t: int) -> int:
+    """How many facts segment ``t``'s question rests on: 1 (qa1), whose slot a reader finds from the
+    question's own words; qa2 / qa3 chain two or three."""
+    return int((d.fact_due == t).sum())
 
 
 def support_slots(source: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
@@ -177,7 +177,7 @@ def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: tor
         """The segments that ask about a fact stated in an earlier segment (what a memory must hold)."""
         due = d.fact_due.reshape(-1)
         return [t for t in range(1, S) if d.answer_mask[t].any() and (due[: t * L] == t).any()
-                and (not supporting or int((due == t).sum()) == supporting)]
+                and (not supporting or supporting_count(d, t) == supporting)]
 
     pool = [(d, ts) for d in docs if d.n_segments == S for ts in [remembered(d)] if ts]
     if not pool:
