@@ -48,11 +48,13 @@ ADAPTER_FILES = {"lora": "lora_baseline.safetensors", "memory": "memory_lm.safet
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "default_study"
 SHIPPED_FILES = ("config.yaml", "cache", "lm", *ADAPTER_FILES.values(),
                  *(Path(f).with_suffix(".json").name for f in ADAPTER_FILES.values()))
+"""Every file a shipped study may hold (one whose config has no stage of an adapter lacks it)."""
 REFERENCE_FILE = "reference.json"
 """The shipped study's table rows (test split) as measured when it was built: a test recomputes them."""
 
 
-SHIPPED_STUDIES = {"tiny": SHIPPED_DIR, "babi-tiny": SHIPPED_DIR.parent / "studies" / "babi-tiny"}
+SHIPPED_STUDIES = {"tiny": SHIPPED_DIR, **{name: SHIPPED_DIR.parent / "studies" / name
+                                           for name in ("babi-tiny", "babi-spelled")}}
 """Studies shipped inside the package, by the preset they were built from: the default study, and
 the others that ``study_dir=NAME`` names (copied to ``study-NAME`` beside the default study)."""
 

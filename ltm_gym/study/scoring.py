@@ -183,8 +183,6 @@ def oracle_context(doc: Document, t: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-
-
 def score_task(model: LLMLTM, docs: list[Document], batch: int, with_facts: bool, device: str = "auto") -> SegmentMetrics:
     """Metrics of ``model`` without memory on every segment t >= 1 of task documents (of bAbI
     documents: the segments that ask a question), with recall by fact distance; ``with_facts``:

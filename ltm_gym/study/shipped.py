@@ -15,8 +15,18 @@ from pathlib import Path
 from ltm_gym.core import ConfigError, config_changes, to_dict
 
 from .config import load_study_config
-from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_FILES, SHIPPED_STUDIES, StudyDir, StudyNotFoundError
+from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_STUDIES, StudyDir, StudyNotFoundError
 from .scoring import study_dir_rows
+from .stages import stages_for
+
+def study_files(study: StudyDir) -> list[str]:
+    """What a shipped copy of ``study`` holds: its config, tokenizer cache, LM, and the adapter of
+    each LM stage its config has (a reader of spelled slots has no ``memory`` stage), each with the
+    record of its training."""
+    stages = stages_for(study)
+    adapters = [f for stage, f in ADAPTER_FILES.items() if stage in stages]
+    return ["config.yaml", "cache", "lm", *adapters, *(Path(f).with_suffix(".json").name for f in adapters)]
+
 
 def reference_rows(study: StudyDir) -> dict[str, dict[str, float]]:
     """The study's table rows (no memory, memory conditions, oracle) on the test split, summarized."""
@@ -25,7 +35,7 @@ def reference_rows(study: StudyDir) -> dict[str, dict[str, float]]:
 
 def check_shippable(study: StudyDir) -> str:
     """A study can be shipped when it has the config of a preset the package ships a study of
-    (``tiny``, ``babi-tiny``) and every LM stage's artifact; returns that preset's name."""
+    (``tiny``, ``babi-tiny``, ``babi-spelled``) and every LM stage's artifact; returns that preset's name."""
     if not study.exists():
         raise StudyNotFoundError(f"{study.root} holds no study (no config.yaml)")
     name = study.config.name
@@ -35,7 +45,7 @@ def check_shippable(study: StudyDir) -> str:
     if changed:
         raise ConfigError(f"{study.root} is not a study of the {name!r} preset ({', '.join(changed[:4])}); "
                           "a shipped study must be that preset's study")
-    missing = [str(study.root / name) for name in SHIPPED_FILES if not (study.root / name).exists()]
+    missing = [str(study.root / name) for name in study_files(study) if not (study.root / name).exists()]
     if missing:
         raise StudyNotFoundError(f"the study is not finished: {', '.join(missing)} missing; run "
                                  f"`ltm-gym pretrain-lm --study-dir {study.root}`")
@@ -53,13 +63,13 @@ def ship(study: StudyDir, dest: Path | None = None) -> dict[str, dict[str, float
     staging = dest.with_name(dest.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in SHIPPED_FILES:
+    for name in study_files(study):
         src = study.root / name
         if src.is_dir():
             shutil.copytree(src, staging / name, ignore=shutil.ignore_patterns("*.lock", "*.lock.owner", "__pycache__"))
         else:
             shutil.copy2(src, staging / name)
-    payload = {"split": "test", "adapters": sorted(ADAPTER_FILES), "rows": rows}
+    payload = {"split": "test", "adapters": sorted(s for s in stages_for(study) if s in ADAPTER_FILES), "rows": rows}
     (staging / REFERENCE_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -71,15 +71,17 @@ def test_only_a_finished_study_of_a_shipped_preset_is_shipped(tiny_study, tmp_pa
     assert not (tmp_path / "dest").exists()
 
 
-def test_the_babi_study_ships_and_study_dir_names_it(tmp_path, monkeypatch):
-    """study_dir=babi-tiny: the shipped bAbI study, copied to the user's cache when first used."""
+@pytest.mark.parametrize("name", ["babi-tiny", "babi-spelled"])
+def test_the_babi_studies_ship_and_study_dir_names_them(name, tmp_path, monkeypatch):
+    """study_dir=babi-tiny (or babi-spelled): a shipped bAbI study, copied to the user's cache when first used."""
     from ltm_gym.study.layout import SHIPPED_STUDIES
+    from ltm_gym.study.shipped import study_files
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    source = shipped_study_dir("babi-tiny")
-    assert source == SHIPPED_STUDIES["babi-tiny"] and check_shippable(StudyDir(source)) == "babi-tiny"
-    env = gym.make("ltm_gym/LLMMemory-v0", study_dir="babi-tiny", task={"name": "babi-qa1-1k", "n_eval": 2},
+    source = shipped_study_dir(name)
+    assert source == SHIPPED_STUDIES[name] and check_shippable(StudyDir(source)) == name
+    env = gym.make("ltm_gym/LLMMemory-v0", study_dir=name, task={"name": "babi-qa1-1k", "n_eval": 2},
                    split="test", action_mode="select", adapters="select", reward_mode="answer", device="cpu")
     env.reset(seed=0)
     rewards, done = [], False
@@ -88,7 +90,10 @@ def test_the_babi_study_ships_and_study_dir_names_it(tmp_path, monkeypatch):
         rewards.append(reward)
         done = terminated or truncated
     assert len(rewards) == 15 and rewards[-1] < 0 == rewards[0]
-    copied = tmp_path / "cache" / "ltm_gym" / "study-babi-tiny"
+    copied = tmp_path / "cache" / "ltm_gym" / f"study-{name}"
     assert StudyDir(copied).identity("select")["fingerprint"] == StudyDir(source).identity("select")["fingerprint"]
+    assert sorted(p.name for p in copied.iterdir()) == sorted([*study_files(StudyDir(source)), REFERENCE_FILE])
     recorded = shipped_reference(source)                          # ship's recompute is tested on the tiny study
-    assert {"lora_baseline", "oracle", "prev_segment_memory"} <= set(recorded)
+    assert {"lora_baseline", "oracle"} <= set(recorded)
+    assert ("prev_segment_memory" in recorded) == StudyDir(source).adapter_file("memory").is_file()
+    assert StudyDir(source).config.lm.memory.spelled == (name == "babi-spelled")
