@@ -33,10 +33,6 @@ class WriterConfig:
     """Tokens (this one and the ones before it) mixed into each token's features by a causal
     convolution before the transformer, so a position sees its left context, e.g. that it
     follows "remember : KEY", from the first update; 0 or 1: none."""
-    slot_reads: bool = False
-    """Select mode: each slot also reads the segment's position codes by attention, so that its
-    keep logit can depend on what the segment states (e.g. a newer fact about the slot's actor);
-    starts as without it (a zero output layer)."""
 
     def validate(self) -> None:
         if self.d_model % self.n_head:
@@ -93,12 +89,6 @@ class ObservationEncoder(nn.Module):
         if self.codes:   # select mode: how slots match the segment's codes, and each slot's place (its age)
             self.slot_match, self.position_match = ZeroLinear(2, d), ZeroLinear(2, d)
             self.slot_order = nn.Parameter(torch.zeros(observation_space["memory"].shape[0], d))
-        self.slot_read = None
-        if self.codes and self.tokens and cfg.slot_reads:
-            with torch.random.fork_rng(devices=[]):      # every other layer initialized as without it
-                self.code_in = nn.Linear(self.slot_dim, d)
-                self.slot_read = nn.MultiheadAttention(d, cfg.n_head, batch_first=True)
-            self.slot_read_out = ZeroLinear(d, d)
 
     def token_features(self, ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings (B, L, d), plus the causal local mix of the ``local_window`` - 1 before."""
@@ -121,10 +111,6 @@ class ObservationEncoder(nn.Module):
             slots = slots + self.slot_match(for_slots) + self.slot_order
             if self.tokens:
                 seg = seg + self.position_match(for_positions)
-            if self.slot_read is not None:
-                positions = seg + self.code_in(obs["codes"].float())
-                read, _ = self.slot_read(slots, positions, positions, need_weights=False)
-                slots = slots + self.slot_read_out(read)
         context = torch.cat([seg, slots], dim=1)                                  # (B, L + m, d)
         return context, memory
 

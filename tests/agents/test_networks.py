@@ -62,29 +62,6 @@ def test_selection_scorer_starts_as_without_codes_and_can_learn_from_them():
     assert with_codes.encoder.slot_match.weight.grad.abs().sum() > 0
     assert with_codes.encoder.slot_order.grad[2].abs().sum() > 0
 
-def test_slot_reads_start_as_without_them_then_make_a_keep_logit_depend_on_the_segment():
-    """writer.slot_reads: each slot attends to the segment's positions; its output layer starts at
-    zero, so the policy is the one without it (same seed) until trained, and then a slot's keep
-    logit changes with what a segment position states."""
-    space = spaces.Dict({**obs_space().spaces, "codes": spaces.Box(-1, 1, (12, 8), np.float32)})
-    torch.manual_seed(0)
-    plain = SelectionScorer(space, WriterConfig(d_model=16, n_head=2))
-    torch.manual_seed(0)
-    reading = SelectionScorer(space, WriterConfig(d_model=16, n_head=2, slot_reads=True))
-    obs = {"tokens": torch.randint(0, 50, (3, 12)), "memory": torch.rand(3, 4, 8), "codes": torch.rand(3, 12, 8)}
-    assert torch.equal(plain(obs), reading(obs))
-    assert plain.encoder.slot_read is None
-    reading(obs)[:, 12 + 1].sum().backward()
-    assert reading.encoder.slot_read_out.weight.grad.abs().sum() > 0
-    with torch.no_grad():
-        reading.encoder.slot_read_out.weight.normal_()
-    other = {**obs, "codes": obs["codes"].clone()}
-    other["codes"][:, 3] = -other["codes"][:, 3]                 # what one position states, changed
-    before, after = reading(obs), reading(other)
-    assert not torch.allclose(before[:, 12:], after[:, 12:])    # the slots' keep logits read it
-    assert torch.equal(plain(obs)[:, 12:], plain(other)[:, 12:])     # without: its zero-started match layer
-
-
 def test_selection_scorer_never_keeps_an_empty_slot():
     """A slot of zeros (after a reset) gets EMPTY_SLOT_LOGIT however strong the keep prior: a policy
     that prefers keeping still writes from an empty memory; written slots get the prior."""
