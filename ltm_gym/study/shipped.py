@@ -19,12 +19,17 @@ from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_STUDIES,
 from .scoring import study_dir_rows
 from .stages import stages_for
 
-def study_files(study: StudyDir) -> list[str]:
-    """What a shipped copy of ``study`` holds: its config, tokenizer cache, LM, and the adapter of
-    each LM stage its config has (a reader of spelled slots has no ``memory`` stage), each with the
-    record of its training."""
+
+def study_adapters(study: StudyDir) -> list[str]:
+    """The adapters ``study``'s config trains (a reader of spelled slots has no ``memory`` stage)."""
     stages = stages_for(study)
-    adapters = [f for stage, f in ADAPTER_FILES.items() if stage in stages]
+    return [stage for stage in ADAPTER_FILES if stage in stages]
+
+
+def study_files(study: StudyDir) -> list[str]:
+    """What a shipped copy of ``study`` holds: its config, tokenizer cache, LM, and each of its
+    adapters with the record of its training."""
+    adapters = [ADAPTER_FILES[stage] for stage in study_adapters(study)]
     return ["config.yaml", "cache", "lm", *adapters, *(Path(f).with_suffix(".json").name for f in adapters)]
 
 
@@ -69,7 +74,7 @@ def ship(study: StudyDir, dest: Path | None = None) -> dict[str, dict[str, float
             shutil.copytree(src, staging / name, ignore=shutil.ignore_patterns("*.lock", "*.lock.owner", "__pycache__"))
         else:
             shutil.copy2(src, staging / name)
-    payload = {"split": "test", "adapters": sorted(s for s in stages_for(study) if s in ADAPTER_FILES), "rows": rows}
+    payload = {"split": "test", "adapters": sorted(study_adapters(study)), "rows": rows}
     (staging / REFERENCE_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -1,5 +1,5 @@
 """Ship a finished study of the tiny preset as the package's default study (ltm_gym/default_study),
-or of the babi-tiny / babi-spelled preset as the study ``study_dir=babi-tiny`` names (ltm_gym/studies/NAME):
+or of the babi-tiny / babi-spelled preset as the study ``study_dir=NAME`` names (ltm_gym/studies/NAME):
 its config, tokenizer, LM and adapters, plus its table rows on the test split, which the test suite
 recomputes from the shipped files (tests/study/test_shipped_study.py). The default study directory
 starts as a copy of it, so an installed package needs no pre-training.
