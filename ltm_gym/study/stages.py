@@ -396,7 +396,6 @@ class SelectStage(Stage):
         _, losses = model(batch["ids"], mem)
         return losses.mean(), _answer_stats(losses, batch)
 
-
     @staticmethod
     def hinted_loss(model: LLMLTM, batch: dict, mem: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """The answer tokens' CE plus ``read_hint`` times -log of the attention that head 0 of the
