@@ -45,6 +45,9 @@ class MemoryLMBackend:
         """The study's corpus config (what a task's documents are generated in), when known."""
         self.task = task
         """The task whose documents these are (None: the study's own corpus)."""
+        self.reader_on_answers = False
+        """Whether the reader was trained on answer tokens alone (the study's ``select.answer_loss``,
+        for a selection reader): what a co-trained reader goes on training on by default."""
 
     def __deepcopy__(self, memo: dict) -> "MemoryLMBackend":
         return self  # a model and a corpus are shared, never silently duplicated
@@ -70,6 +73,7 @@ class MemoryLMBackend:
         model = study.load_lm(adapters, untrained=untrained)
         backend = cls(model, documents, study.tokenizer, device, corpus, resolved)
         backend.study = study.identity(adapters) if study.exists() else None
+        backend.reader_on_answers = adapters not in ("memory", "lora", "none") and study.config.select.answer_loss
         return backend
 
     def with_task(self, task: str | dict[str, Any] | TaskConfig | None) -> "MemoryLMBackend":

@@ -64,6 +64,10 @@ class EnvConfig:
     ``gymnasium.make`` wraps the env in :class:`~ltm_gym.envs.reader_training.CoTrainReader`."""
     lm_lr: float = 1e-4
     """The co-trained reader's AdamW learning rate (with ``lm_update``)."""
+    lm_loss: Literal["auto", "tokens", "answers"] = "auto"
+    """What the co-trained reader is stepped on (with ``lm_update``): every token's loss, the answer
+    tokens' alone, or ``auto``: answers where the study trained its reader on them
+    (:data:`~ltm_gym.envs.reader_training.LM_LOSSES`)."""
 
     def validate(self) -> None:
         check(self.k >= 1, "k", self.k, ">= 1")

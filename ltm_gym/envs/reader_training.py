@@ -4,7 +4,8 @@ The env is a simulator: its ``step`` never changes the model. :class:`CoTrainRea
 and :class:`CoTrainReaderVector` (vector env) change its dynamics on purpose, as a Gymnasium
 wrapper does: after every step, one AdamW step of the reader (the LLM-LTM's trainable
 parameters) on the LM loss of what that step's reward scored: the memories just written, read
-while predicting the next segments (memory detached). ``gymnasium.make(..., lm_update=True)``
+while predicting the next segments (memory detached). The loss is every token's, or the answer
+tokens' alone for a reader that its study trained on answers (``lm_loss``, :data:`LM_LOSSES`). ``gymnasium.make(..., lm_update=True)``
 and ``make_vec`` return the env wrapped; agents keep the wrapper (and its optimizer) when they
 batch a single env.
 """
@@ -18,39 +19,61 @@ import numpy as np
 import torch
 
 from ltm_gym.core import distributed
-from ltm_gym.core.distributed import all_reduce_grads
+from ltm_gym.core.distributed import all_reduce_grads, all_reduce_sum
 
 from .backend import MemoryLMBackend
 from .episodes import Episodes
 
 
+LM_LOSSES = ("auto", "tokens", "answers")
+"""What the co-trained reader is stepped on: ``tokens``, every token's loss of the scored segments;
+``answers``, their answer tokens' alone (steps whose segments ask nothing leave the reader as it
+is); ``auto``, ``answers`` where the study trained its reader on answers
+(:attr:`MemoryLMBackend.reader_on_answers`), else ``tokens``."""
+
+
 class ReaderTraining:
     """The optimizer of a backend's reader and its update on a step's scored batch."""
 
-    def __init__(self, backend: MemoryLMBackend, lr: float = 1e-4) -> None:
+    def __init__(self, backend: MemoryLMBackend, lr: float = 1e-4, loss: str = "auto") -> None:
+        if loss not in LM_LOSSES:
+            raise ValueError(f"lm_loss {loss!r} is not one of {LM_LOSSES}")
         params = [p for p in backend.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("lm_update=True but the LLM-LTM has no trainable parameters (adapters='none'?)")
         self.backend, self.lr = backend, lr
+        self.on_answers = backend.reader_on_answers if loss == "auto" else loss == "answers"
         self.optimizer = torch.optim.AdamW(params, lr=lr)
 
-    def update(self, episodes: Episodes) -> float:
-        """One optimizer step on the mean token loss of the batch the last step scored. Under
-        torchrun each rank's envs give their loss and the gradients are averaged, so every rank's
-        reader stays the one a single process stepping all the envs would train."""
+    def update(self, episodes: Episodes) -> float | None:
+        """One optimizer step on the mean token loss (or answer-token loss) of the batch the last
+        step scored; None, and no step, where the answer tokens are asked for and the batch has
+        none. Under torchrun each rank's envs give their loss and the gradients are averaged, so
+        every rank's reader stays the one a single process stepping all the envs would train."""
         if episodes.last_scored is None:
             raise RuntimeError("the env has not scored a step yet")
         memory, seg = episodes.last_scored
-        b = self.backend
+        b, info = self.backend, distributed.current()
         with torch.enable_grad():
             _, losses = b.model(seg.ids.to(b.device), memory.to(b.device))
-            loss = losses.float().mean()
+            losses = losses.float()
+            if self.on_answers:
+                mask = seg.answer_mask.to(b.device)
+                total = float(all_reduce_sum(mask.sum().float(), info))     # every rank's answer tokens
+                if total == 0:
+                    return None
+                # each rank's share of the global mean, times world_size: the averaged gradient is the mean's
+                loss = (losses * mask).sum() * (info.world_size if info.enabled else 1) / total
+                shown = float(all_reduce_sum((losses * mask).sum().detach(), info)) / total
+            else:
+                loss = losses.mean()
+                shown = None
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        all_reduce_grads([p for group in self.optimizer.param_groups for p in group["params"]], distributed.current())
+        all_reduce_grads([p for group in self.optimizer.param_groups for p in group["params"]], info)
         self.optimizer.step()
         b.model_changed()
-        return float(loss.detach())
+        return float(loss.detach()) if shown is None else shown
 
     def state_dict(self) -> dict[str, Any]:
         """The reader and its optimizer (what an exact resume needs)."""
@@ -66,15 +89,19 @@ class ReaderTraining:
 
 
 class CoTrainReader(gym.Wrapper):
-    """A single LLMMemory env whose reader is trained after every step (``info["lm_loss"]``)."""
+    """A single LLMMemory env whose reader is trained after every step (``info["lm_loss"]``, the
+    loss it was stepped on; absent where the step had no answer to train on)."""
 
-    def __init__(self, env: gym.Env, lr: float = 1e-4, training: ReaderTraining | None = None) -> None:
+    def __init__(self, env: gym.Env, lr: float = 1e-4, training: ReaderTraining | None = None,
+                 loss: str = "auto") -> None:
         super().__init__(env)
-        self.training = training or ReaderTraining(env.unwrapped.backend, lr)
+        self.training = training or ReaderTraining(env.unwrapped.backend, lr, loss)
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        info["lm_loss"] = self.training.update(self.env.unwrapped.episodes)
+        loss = self.training.update(self.env.unwrapped.episodes)
+        if loss is not None:
+            info["lm_loss"] = loss
         return obs, reward, terminated, truncated, info
 
 
@@ -83,9 +110,10 @@ class CoTrainReaderVector(gym.vector.VectorWrapper):
     own methods (``score_actions``, ``differentiable_reward``, ``backend``, ...) pass through;
     :meth:`get_state` adds the reader and its optimizer to the env's state."""
 
-    def __init__(self, env: gym.vector.VectorEnv, lr: float = 1e-4, training: ReaderTraining | None = None) -> None:
+    def __init__(self, env: gym.vector.VectorEnv, lr: float = 1e-4, training: ReaderTraining | None = None,
+                 loss: str = "auto") -> None:
         super().__init__(env)
-        self.training = training or ReaderTraining(env.unwrapped.backend, lr)
+        self.training = training or ReaderTraining(env.unwrapped.backend, lr, loss)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -94,11 +122,12 @@ class CoTrainReaderVector(gym.vector.VectorWrapper):
 
     def step(self, actions: Any):
         """The env's step, then one reader update; its loss (one batch for all envs) is in every
-        env's ``infos["lm_loss"]``, an array as the other vector infos are."""
+        env's ``infos["lm_loss"]``, an array as the other vector infos are (masked off by
+        ``infos["_lm_loss"]`` where the step had no answer to train on)."""
         obs, rewards, terminated, truncated, infos = self.env.step(actions)
         loss = self.training.update(self.env.unwrapped.episodes)
-        infos["lm_loss"] = np.full(self.num_envs, loss)
-        infos["_lm_loss"] = np.ones(self.num_envs, dtype=bool)
+        infos["lm_loss"] = np.full(self.num_envs, np.nan if loss is None else loss)
+        infos["_lm_loss"] = np.full(self.num_envs, loss is not None)
         return obs, rewards, terminated, truncated, infos
 
     def get_state(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def make_env(backend: Any = None, **kwargs: Any) -> gym.Env:
 
     cfg = env_config(kwargs)
     env = LLMMemoryEnv(replace(cfg, lm_update=False), backend=backend)
-    return CoTrainReader(env, cfg.lm_lr) if cfg.lm_update else env
+    return CoTrainReader(env, cfg.lm_lr, loss=cfg.lm_loss) if cfg.lm_update else env
 
 
 def make_vector_env(num_envs: int = 1, backend: Any = None, **kwargs: Any) -> gym.vector.VectorEnv:
@@ -40,7 +40,7 @@ def make_vector_env(num_envs: int = 1, backend: Any = None, **kwargs: Any) -> gy
     limit = kwargs.pop("max_episode_steps", None)
     cfg = env_config(kwargs)
     env = LLMMemoryVectorEnv(num_envs, replace(cfg, lm_update=False), backend=backend, max_episode_steps=limit)
-    return CoTrainReaderVector(env, cfg.lm_lr) if cfg.lm_update else env
+    return CoTrainReaderVector(env, cfg.lm_lr, loss=cfg.lm_loss) if cfg.lm_update else env
 
 
 def register_envs() -> None:

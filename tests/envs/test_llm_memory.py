@@ -236,6 +236,48 @@ def test_the_env_is_a_simulator_and_co_training_is_a_wrapper(study_data):
     assert backend.revision == 1
 
 
+@pytest.mark.parametrize("lm_loss, on_answers", [("answers", None), ("auto", True)])
+def test_co_training_on_answers_steps_on_the_answer_tokens_alone(study_data, lm_loss, on_answers):
+    """lm_loss=answers (or auto, for a reader its study trained on answers): a step whose next
+    segment asks nothing leaves the reader as it is (no lm_loss in info); one that asks is stepped
+    on its answer tokens' mean loss, what reward_mode=answer scores."""
+    from ltm_gym.lm import build_llmltm
+
+    cfg = tiny_study_config()
+    model = build_llmltm(cfg.lm, study_data.tokenizer, seed=0)
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(4, 12, dtype=torch.bool)
+    mask[2, 5:8] = True                                                # only segment 2 asks
+    docs = [Document(torch.randint(5, model.vocab_size, (4, 12), generator=g), mask.clone(), i) for i in range(2)]
+    backend = MemoryLMBackend(model, {"train": docs}, study_data.tokenizer, device="cpu")
+    backend.reader_on_answers = bool(on_answers)
+    trainable = lambda: {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}  # noqa: E731
+    env = gym.make("ltm_gym/LLMMemory-v0", backend=backend, reward_mode="answer", lm_update=True, lm_lr=1e-2,
+                   lm_loss=lm_loss)
+    assert env.env.env.training.on_answers
+    env.reset(seed=0)
+    action = np.full((4, 16), 0.5, np.float32)
+    before = trainable()
+    _, _, *_, info = env.step(action)                                  # scores segment 1: no answers
+    assert "lm_loss" not in info and backend.revision == 0
+    assert all(torch.equal(p, before[n]) for n, p in trainable().items())
+    _, reward, *_, info = env.step(action)                             # scores segment 2
+    assert info["lm_loss"] == pytest.approx(-reward, abs=1e-5)
+    assert backend.revision == 1 and any(not torch.equal(p, before[n]) for n, p in trainable().items())
+    venv = gym.make_vec("ltm_gym/LLMMemory-v0", num_envs=2, vectorization_mode="vector_entry_point", backend=backend,
+                        reward_mode="answer", lm_update=True, lm_lr=1e-2, lm_loss=lm_loss)
+    venv.reset(seed=0)
+    actions = np.full((2, 4, 16), 0.5, np.float32)
+    *_, infos = venv.step(actions)
+    assert not infos["_lm_loss"].any() and backend.revision == 1
+    _, rewards, *_, infos = venv.step(actions)                         # both rows: 3 answer tokens each
+    assert infos["_lm_loss"].all() and infos["lm_loss"][0] == pytest.approx(-rewards.mean(), abs=1e-5)
+    tokens = gym.make("ltm_gym/LLMMemory-v0", backend=backend, reward_mode="full", lm_update=True, lm_loss="tokens")
+    assert not tokens.env.env.training.on_answers
+    with pytest.raises(Exception, match="lm_loss"):
+        gym.make("ltm_gym/LLMMemory-v0", backend=backend, lm_update=True, lm_loss="answer")
+
+
 def test_reset_options_and_render(backend):
     env = make(backend, render_mode="ansi")
     obs, info = env.reset(options={"document": 2})

@@ -83,6 +83,7 @@ def test_the_babi_studies_ship_and_study_dir_names_them(name, tmp_path, monkeypa
     assert source == SHIPPED_STUDIES[name] and check_shippable(StudyDir(source)) == name
     env = gym.make("ltm_gym/LLMMemory-v0", study_dir=name, task={"name": "babi-qa1-1k", "n_eval": 2},
                    split="test", action_mode="select", adapters="select", reward_mode="answer", device="cpu")
+    assert env.unwrapped.backend.reader_on_answers            # its reader was trained on answers: co-training goes on so
     env.reset(seed=0)
     rewards, done = [], False
     while not done:
