@@ -28,6 +28,7 @@ from ltm_gym.envs.selection import is_selection
 
 from .base import Callback, EpisodeTracker, RunLogger, check_steps, env_state, load_reader, save_reader
 from .networks import ObservationEncoder, WriterConfig
+from .replay import DictNStepReplayBuffer
 from .sb3_selection import SELECTION_POLICIES, CandidateHead
 
 SB3_NAMES = ("ppo", "a2c", "sac", "td3", "ddpg", "tqc")
@@ -255,6 +256,9 @@ class SB3Agent:
             config.setdefault("buffer_size", 10_000)
             config.setdefault("learning_starts", 100)
             policy_kwargs.setdefault("share_features_extractor", False)
+            if config.get("n_steps", 1) > 1:        # SB3's own n-step buffer takes no Dict observations
+                config["replay_buffer_class"] = DictNStepReplayBuffer
+                config["replay_buffer_kwargs"] = {"n_steps": config.pop("n_steps"), "gamma": config.get("gamma", 0.99)}
         policy = SELECTION_POLICIES[name] if candidate_head else "MultiInputPolicy"
         self.model = self.cls(policy, self.venv, seed=seed, device=device, policy_kwargs=policy_kwargs,
                               verbose=0, **config)
