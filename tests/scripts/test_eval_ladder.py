@@ -55,3 +55,16 @@ def test_ladder_script_prints_the_references_and_an_agent(default_study, tmp_pat
     assert set(summaries["agent:run"]) >= {"recall_d2", "held", "gap_lo", "gap_hi"}
     with pytest.raises(Exception, match="recall-d9"):
         load_script("eval_ladder").main(["--tasks", "recall-d9"])
+
+
+def test_family_scores_normalize_between_no_memory_and_the_oracle_and_refuse_a_thin_lead():
+    from ltm_gym.cli.eval_ladder import MIN_ORACLE_LEAD, family_scores
+
+    def level(none: float, oracle: float, agent: float) -> dict:
+        return {"lora_baseline": {"recall_acc": none}, "oracle": {"recall_acc": oracle}, "agent:a": {"recall_acc": agent}}
+
+    text = family_scores({"babi-qa1-1k": level(0.2, 1.0, 0.6), "babi-qa1-4k": level(0.2, 0.6, 0.5),
+                          "recall-d4": level(0.0, 0.0, 0.0)})
+    assert "mean over 2 lengths" in text and "| agent:a | +0.625 |" in text      # (0.5 + 0.75) / 2; recall-d4 not a family
+    thin = family_scores({"babi-qa1-64k": level(0.067, 0.067 + MIN_ORACLE_LEAD / 3, 0.6)})
+    assert "n/a" in thin and "agent:a" not in thin
