@@ -33,20 +33,12 @@ class WriterConfig:
     """Tokens (this one and the ones before it) mixed into each token's features by a causal
     convolution before the transformer, so a position sees its left context, e.g. that it
     follows "remember : KEY", from the first update; 0 or 1: none."""
-    slot_tokens: int = 0
-    """Select mode on a study whose slots spell their windows (``lm.memory.spelled``): the window's
-    width (``code_context`` + 1). Each slot's tokens are read back and featured as the position it
-    was selected from is (:meth:`ObservationEncoder.token_features`), and the slot attends by them
-    to the segment's positions, so that its keep logit can depend on what the segment says about
-    the same words (a newer fact about the slot's actor). Starts as without it. 0: off."""
 
     def validate(self) -> None:
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} is not a multiple of n_head={self.n_head}")
         if self.local_window < 0:
             raise ValueError(f"local_window={self.local_window} is negative; use 0 for none")
-        if self.slot_tokens < 0:
-            raise ValueError(f"slot_tokens={self.slot_tokens} is negative; use 0 for none")
 
 
 def code_matches(memory: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,14 +89,6 @@ class ObservationEncoder(nn.Module):
         if self.codes:   # select mode: how slots match the segment's codes, and each slot's place (its age)
             self.slot_match, self.position_match = ZeroLinear(2, d), ZeroLinear(2, d)
             self.slot_order = nn.Parameter(torch.zeros(observation_space["memory"].shape[0], d))
-        self.slot_tokens = cfg.slot_tokens if self.codes and self.tokens else 0
-        if self.slot_tokens:
-            if cfg.slot_tokens + 1 >= self.slot_dim:
-                raise ValueError(f"slot_tokens={cfg.slot_tokens} does not fit a spelled slot of {self.slot_dim} numbers")
-            self.vocab = vocab
-            with torch.random.fork_rng(devices=[]):      # every other layer initialized as without it
-                self.slot_attend = nn.MultiheadAttention(d, cfg.n_head, batch_first=True)
-            self.slot_own, self.slot_read = ZeroLinear(d, d), ZeroLinear(d, d)
 
     def token_features(self, ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings (B, L, d), plus the causal local mix of the ``local_window`` - 1 before."""
@@ -127,24 +111,8 @@ class ObservationEncoder(nn.Module):
             slots = slots + self.slot_match(for_slots) + self.slot_order
             if self.tokens:
                 seg = seg + self.position_match(for_positions)
-            if self.slot_tokens:
-                slots = slots + self.slot_words(memory, ids)
         context = torch.cat([seg, slots], dim=1)                                  # (B, L + m, d)
         return context, memory
-
-
-    def slot_words(self, memory: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """``slot_tokens``: (B, m, d) to add to the slots' features: each held slot's window read back
-        (:func:`~ltm_gym.lm.memory.slot_windows`), featured as its last token at a position would be,
-        and what it finds attending by that to the segment's positions' token features."""
-        from ltm_gym.lm.memory import slot_windows
-
-        B, m, _ = memory.shape
-        windows, held = slot_windows(memory, self.slot_tokens - 1, self.vocab)          # (B, m, w), (B, m)
-        own = self.token_features(windows.reshape(B * m, -1))[:, -1].reshape(B, m, -1)
-        positions = self.token_features(ids)
-        read, _ = self.slot_attend(own, positions, positions, need_weights=False)
-        return (self.slot_own(own) + self.slot_read(read)) * held[..., None].to(own.dtype)
 
 
 class MemoryWriter(nn.Module):

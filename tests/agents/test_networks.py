@@ -81,39 +81,3 @@ def test_selection_scorer_never_keeps_an_empty_slot():
     assert (chosen[0] < 12).all() and 12 + 1 in chosen[1].tolist() and (chosen[1][chosen[1] >= 12] == 13).all()
     assert torch.isfinite(plackett_luce_log_prob(logits, chosen)).all()
     assert torch.isfinite(categorical_entropy(logits)).all()
-
-
-def test_slot_tokens_read_back_each_slots_window_and_start_as_without_them():
-    """writer.slot_tokens: a spelled slot's window is featured exactly as the position it was
-    selected from; the policy starts as without the option (same seed, same logits, empty slots
-    add nothing) and its gradient reaches the new layers."""
-    from ltm_gym.lm.memory import token_windows, window_code
-
-    L, V, w = 12, 50, 3
-    space = spaces.Dict({"tokens": spaces.Box(0, V - 1, (L,), np.int64), "memory": spaces.Box(-1, 1, (4, 8), np.float32),
-                         "codes": spaces.Box(-1, 1, (L, 8), np.float32)})
-    cfg = dict(d_model=16, n_head=2, local_window=w)
-    torch.manual_seed(0)
-    reading = SelectionScorer(space, WriterConfig(**cfg, slot_tokens=w))
-    torch.manual_seed(0)
-    plain = SelectionScorer(space, WriterConfig(**cfg))
-    ids = torch.randint(1, V, (2, L))
-    windows = token_windows(ids, w - 1, 0)                                # (2, L, w)
-    memory = torch.zeros(2, 4, 8)
-    memory[0, 1, 8 - w - 1:] = window_code(windows[0, 5], V) * 0.7       # slot 1 holds position 5's window, scaled
-    memory[0, 1, : 8 - w - 1] = 0.3
-    enc = reading.encoder
-    own = enc.token_features(windows.reshape(-1, w))[:, -1].reshape(2, L, -1)
-    assert torch.allclose(own[0, 5], enc.token_features(ids)[0, 5], atol=1e-6)  # the position's own features
-    obs = {"tokens": ids, "memory": memory, "codes": torch.rand(2, L, 8)}
-    first = reading(obs)
-    assert torch.equal(first, plain(obs))
-    first[0, L + 1].backward()
-    assert enc.slot_own.weight.grad.abs().sum() > 0 and enc.slot_read.weight.grad.abs().sum() > 0
-    with torch.no_grad():
-        enc.slot_own.weight.normal_()
-        words = enc.slot_words(obs["memory"], ids)
-    assert words[1].abs().sum() == 0 and words[0, [0, 2, 3]].abs().sum() == 0   # empty slots: nothing
-    assert torch.allclose(words[0, 1], enc.slot_own(own[0, 5]) + enc.slot_read(
-        enc.slot_attend(own[0, 5][None, None], enc.token_features(ids)[:1], enc.token_features(ids)[:1])[0][0, 0]),
-        atol=1e-5)
