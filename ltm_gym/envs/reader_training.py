@@ -4,10 +4,10 @@ The env is a simulator: its ``step`` never changes the model. :class:`CoTrainRea
 and :class:`CoTrainReaderVector` (vector env) change its dynamics on purpose, as a Gymnasium
 wrapper does: after every step, one AdamW step of the reader (the LLM-LTM's trainable
 parameters) on the LM loss of what that step's reward scored: the memories just written, read
-while predicting the next segments (memory detached). The loss is every token's, or the answer
-tokens' alone for a reader that its study trained on answers (``lm_loss``, :data:`LM_LOSSES`). ``gymnasium.make(..., lm_update=True)``
-and ``make_vec`` return the env wrapped; agents keep the wrapper (and its optimizer) when they
-batch a single env.
+while predicting the next segments (memory detached); every token's loss, or the answer tokens'
+alone for a reader that its study trained on answers (``lm_loss``, :data:`LM_LOSSES`).
+``gymnasium.make(..., lm_update=True)`` and ``make_vec`` return the env wrapped; agents keep the
+wrapper (and its optimizer) when they batch a single env.
 """
 
 from __future__ import annotations
@@ -57,23 +57,24 @@ class ReaderTraining:
         with torch.enable_grad():
             _, losses = b.model(seg.ids.to(b.device), memory.to(b.device))
             losses = losses.float()
+            reported = None
             if self.on_answers:
                 mask = seg.answer_mask.to(b.device)
                 total = float(all_reduce_sum(mask.sum().float(), info))     # every rank's answer tokens
                 if total == 0:
                     return None
+                answer_sum = (losses * mask).sum()
                 # each rank's share of the global mean, times world_size: the averaged gradient is the mean's
-                loss = (losses * mask).sum() * (info.world_size if info.enabled else 1) / total
-                shown = float(all_reduce_sum((losses * mask).sum().detach(), info)) / total
+                loss = answer_sum * (info.world_size if info.enabled else 1) / total
+                reported = float(all_reduce_sum(answer_sum.detach(), info)) / total
             else:
                 loss = losses.mean()
-                shown = None
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         all_reduce_grads([p for group in self.optimizer.param_groups for p in group["params"]], info)
         self.optimizer.step()
         b.model_changed()
-        return float(loss.detach()) if shown is None else shown
+        return float(loss.detach()) if reported is None else reported
 
     def state_dict(self) -> dict[str, Any]:
         """The reader and its optimizer (what an exact resume needs)."""
