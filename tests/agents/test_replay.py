@@ -60,6 +60,8 @@ def test_off_policy_agents_take_n_steps_on_the_memory_env(backend):
     buf = agent.model.replay_buffer
     assert isinstance(buf, DictNStepReplayBuffer) and (buf.n_steps, buf.gamma) == (3, 0.8)
     agent.learn(16)
-    assert agent.model.replay_buffer.pos > 0
+    sample = agent.model.replay_buffer.sample(32)
+    assert set(np.round(sample.discounts.flatten().tolist(), 4)) <= {0.8, 0.64, 0.512}   # gamma^k, k <= 3
+    assert (sample.discounts < 0.8 - 1e-6).any()                                      # some sum 2+ rewards
     with pytest.raises(ValueError, match="n_steps=0"):
         DictNStepReplayBuffer(4, OBS, ACT, device="cpu", n_steps=0)
