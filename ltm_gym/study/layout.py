@@ -46,8 +46,15 @@ ADAPTER_FILES = {"lora": "lora_baseline.safetensors", "memory": "memory_lm.safet
 
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "default_study"
-SHIPPED_FILES = ("config.yaml", "cache", "lm", *ADAPTER_FILES.values(),
-                 *(Path(f).with_suffix(".json").name for f in ADAPTER_FILES.values()))
+
+
+def shipped_files(adapter_files: list[str]) -> tuple[str, ...]:
+    """What a shipped study with these adapter files holds: config, tokenizer cache, LM, and each
+    adapter with the record of its training."""
+    return ("config.yaml", "cache", "lm", *adapter_files, *(Path(f).with_suffix(".json").name for f in adapter_files))
+
+
+SHIPPED_FILES = shipped_files(list(ADAPTER_FILES.values()))
 """Every file a shipped study may hold (one whose config has no stage of an adapter lacks it)."""
 REFERENCE_FILE = "reference.json"
 """The shipped study's table rows (test split) as measured when it was built: a test recomputes them."""

@@ -15,7 +15,8 @@ from pathlib import Path
 from ltm_gym.core import ConfigError, config_changes, to_dict
 
 from .config import load_study_config
-from .layout import ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_STUDIES, StudyDir, StudyNotFoundError
+from .layout import (ADAPTER_FILES, REFERENCE_FILE, SHIPPED_DIR, SHIPPED_STUDIES, StudyDir, StudyNotFoundError,
+                     shipped_files)
 from .scoring import study_dir_rows
 from .stages import stages_for
 
@@ -29,8 +30,7 @@ def study_adapters(study: StudyDir) -> list[str]:
 def study_files(study: StudyDir) -> list[str]:
     """What a shipped copy of ``study`` holds: its config, tokenizer cache, LM, and each of its
     adapters with the record of its training."""
-    adapters = [ADAPTER_FILES[stage] for stage in study_adapters(study)]
-    return ["config.yaml", "cache", "lm", *adapters, *(Path(f).with_suffix(".json").name for f in adapters)]
+    return list(shipped_files([ADAPTER_FILES[stage] for stage in study_adapters(study)]))
 
 
 def reference_rows(study: StudyDir) -> dict[str, dict[str, float]]:
