@@ -41,11 +41,14 @@ class EnvConfig:
     "distance": 3}``, ``{"name": "babi-qa1-4k", "tokens": 3000, "seed": 7}``)."""
     split: str = "train"
     """``train`` | ``validation`` | ``test``."""
-    reward_mode: Literal["prefix", "prefix_sampled", "full", "answer", "delta", "mimic"] = "prefix"
+    reward_mode: Literal["prefix", "prefix_sampled", "full", "answer", "delta", "gain", "mimic"] = "prefix"
     """``prefix``: the study's prefix reward in exact expectation over prefix lengths;
-    ``prefix_sampled``: the study's k random prefixes (:mod:`ltm_gym.envs.reward`)."""
+    ``prefix_sampled``: the study's k random prefixes; ``gain``: per-token loss changes above
+    ``gain_threshold`` (:mod:`ltm_gym.envs.reward`)."""
     k: int = 4
     """Random prefixes per reward (``prefix_sampled``)."""
+    gain_threshold: float = 1.0
+    """Nats a token's loss must change by to count in ``reward_mode=gain``."""
     action_mode: Literal["full", "slot", "select"] = "full"
     """full: Box(-1, 1, (n_slots, slot_dim)) is the new memory; slot: one slot, the first number
     picks it; select: scores of the segment's positions and of the previous slots, the top n_slots
@@ -71,13 +74,14 @@ class EnvConfig:
 
     def validate(self) -> None:
         check(self.k >= 1, "k", self.k, ">= 1")
+        check(self.gain_threshold >= 0, "gain_threshold", self.gain_threshold, ">= 0")
         check(self.action_scale > 0, "action_scale", self.action_scale, "> 0")
         check(self.max_segments is None or self.max_segments >= 1, "max_segments", self.max_segments, ">= 1 or null")
         check(self.lm_lr > 0, "lm_lr", self.lm_lr, "> 0")
 
     @property
     def reward(self) -> RewardConfig:
-        return RewardConfig(mode=self.reward_mode, k=self.k)
+        return RewardConfig(mode=self.reward_mode, k=self.k, gain_threshold=self.gain_threshold)
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(EnvConfig))

@@ -61,10 +61,12 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
 
     ## Rewards
     After the write, on the next segment (the memory of THIS action is scored):
-    * ``prefix`` (default, the study): R_t = -(1/k) sum_i L(s_{t+1}[0:l_i] | m_t), l_i uniform in
-      [1, segment_len], all k prefixes from one LM forward;
+    * ``prefix`` (default, the study's reward): R_t = -E_l L(s_{t+1}[0:l] | m_t), l uniform in
+      [1, segment_len], exact (a fixed per-token weighting); ``prefix_sampled``: the study's k random
+      prefixes, R_t = -(1/k) sum_i L(s_{t+1}[0:l_i] | m_t), all from one LM forward;
     * ``full``: minus the cross-entropy of s_{t+1}; ``answer``: minus the cross-entropy of its answer
-      tokens (synthetic recall corpus); ``delta``: CE without memory minus CE with it;
+      tokens (synthetic recall corpus); ``delta``: CE without memory minus CE with it; ``gain``: the
+      per-token loss changes that memory causes, soft-thresholded at ``gain_threshold`` nats, summed;
     * ``mimic``: d_{t-1} - d_t with d_t = sum_i min_j ||A m_{t,i} - emb_j|| (hypothesis 1, see
       ``ltm_gym/EmbeddingMimic-v0``).
     ``info`` carries ``ce``, ``ppl``, ``top5`` ... ``top100`` of the next segment, ``answer_ce`` and

@@ -14,8 +14,13 @@ Modes (``RewardConfig.mode``), after the write, on the next segment s_{t+1}:
   uniform in [1, L], all k prefixes from ONE forward (a causal LM's prefix loss is a cumulative
   mean of its token losses);
 * ``full``: -CE of s_{t+1}; ``answer``: -CE of its answer tokens (synthetic recall corpus);
-* ``delta``: CE of s_{t+1} without memory minus CE with it (the no-memory CE is cached per model
-  revision, :attr:`MemoryLMBackend.revision`);
+* ``delta``: CE of s_{t+1} without memory minus CE with it (the no-memory token losses are cached
+  per model revision, :attr:`MemoryLMBackend.revision`);
+* ``gain``: per-token credit without labels: each token's loss change g_t = L_t(no memory) -
+  L_t(memory), soft-thresholded, sum_t sign(g_t) max(|g_t| - tau, 0) with tau = ``gain_threshold``
+  nats. ``delta`` averages g_t over the segment, where a few tokens that memory makes predictable
+  (an answer) weigh no more than the many small changes it makes elsewhere; the threshold keeps
+  only the changes a memory makes on purpose;
 * ``mimic``: d_{t-1} - d_t, d_t = sum_i min_j ||A m_{t,i} - emb_j|| (hypothesis 1; no LM forward
   unless hidden states are wanted for the observation).
 """
@@ -34,19 +39,22 @@ from ltm_gym.metrics import prefix_losses
 
 from .backend import MemoryLMBackend
 
-REWARD_MODES = ("prefix", "prefix_sampled", "full", "answer", "delta", "mimic")
+REWARD_MODES = ("prefix", "prefix_sampled", "full", "answer", "delta", "gain", "mimic")
 
 
 @dataclass
 class RewardConfig:
-    mode: Literal["prefix", "prefix_sampled", "full", "answer", "delta", "mimic"] = "prefix"
+    mode: Literal["prefix", "prefix_sampled", "full", "answer", "delta", "gain", "mimic"] = "prefix"
     """See the module docstring."""
     k: int = 4
     """Random prefixes per reward (``prefix_sampled``)."""
+    gain_threshold: float = 1.0
+    """tau of ``gain``: a token's loss change below it (in nats) is not credited."""
 
     def validate(self) -> None:
         check(self.mode in REWARD_MODES, "reward_mode", self.mode, ", ".join(REWARD_MODES))
         check(self.k >= 1, "k", self.k, ">= 1")
+        check(self.gain_threshold >= 0, "gain_threshold", self.gain_threshold, ">= 0")
 
 
 @dataclass
@@ -58,7 +66,7 @@ class Segments:
     answer_mask: torch.Tensor
     """(N, L) bool, the answer tokens."""
     keys: list[tuple[int, int, str]]
-    """(document, segment, split) of each row: the no-memory CE cache key (delta mode)."""
+    """(document, segment, split) of each row: the no-memory losses' cache key (delta, gain)."""
     lengths: torch.Tensor | None = None
     """(N, k) prefix lengths (prefix mode)."""
     prev_distance: torch.Tensor | None = None
@@ -89,7 +97,7 @@ class Reward:
         model = backend.model
         A = fixed_projection(model.mem_cfg.slot_dim, model.hidden, model.mem_cfg.projection_seed)
         self._A = A.to(backend.device)
-        self._no_memory_ce: dict[tuple[int, int, str], tuple[int, float]] = {}   # key -> (revision, CE)
+        self._no_memory: dict[tuple[int, int, str], tuple[int, torch.Tensor]] = {}  # key -> (revision, (L,) losses)
         self.shared_trunk = True
         """K candidates share the memory-free blocks in :meth:`candidates` when the LM allows it
         (off: one plain forward per candidate, the reference of ``scripts/bench_env.py``)."""
@@ -156,7 +164,10 @@ class Reward:
             m = seg.answer_mask.to(b.device).float()
             return -(losses * m).sum(1) / m.sum(1).clamp(min=1)
         if mode == "delta":
-            return self.no_memory_ce(seg.ids, seg.keys).to(b.device) - losses.mean(1)
+            return (self.no_memory_losses(seg.ids, seg.keys).to(losses) - losses).mean(1)
+        if mode == "gain":
+            g = self.no_memory_losses(seg.ids, seg.keys).to(losses) - losses
+            return (g.sign() * (g.abs() - self.cfg.gain_threshold).clamp(min=0)).sum(1)
         if mode == "full":
             return -losses.mean(1)
         raise ValueError(f"reward mode {mode!r} is not a function of the LM's token losses")
@@ -186,13 +197,13 @@ class Reward:
                                               None if positions is None else positions.to(b.device))
         return self.from_losses(losses.reshape(K * N, -1), seg.repeat(K)).view(K, N)
 
-    def no_memory_ce(self, ids: torch.Tensor, keys: list[tuple[int, int, str]]) -> torch.Tensor:
-        """CE of segments without memory, cached per key and model revision."""
+    def no_memory_losses(self, ids: torch.Tensor, keys: list[tuple[int, int, str]]) -> torch.Tensor:
+        """(N, L) token losses of segments without memory, cached per key and model revision."""
         b = self.backend
-        missing = [i for i, k in enumerate(keys) if self._no_memory_ce.get(k, (-1, 0.0))[0] != b.revision]
+        missing = [i for i, k in enumerate(keys) if self._no_memory.get(k, (-1, None))[0] != b.revision]
         if missing:
             with torch.no_grad():
                 _, losses = b.model(ids[missing].to(b.device))
-            for i, ce in zip(missing, losses.mean(1).tolist()):
-                self._no_memory_ce[keys[i]] = (b.revision, ce)
-        return torch.tensor([self._no_memory_ce[k][1] for k in keys])
+            for i, row in zip(missing, losses.float().cpu()):
+                self._no_memory[keys[i]] = (b.revision, row)
+        return torch.stack([self._no_memory[k][1] for k in keys])

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 import ltm_gym  # noqa: F401  (registers the ids)
-from ltm_gym.core import to_dict
+from ltm_gym.core import ConfigError, to_dict
 from ltm_gym.data.segments import Document
 from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend
 from ltm_gym.lm import build_llmltm
@@ -151,8 +151,25 @@ def test_reward_reflects_this_action_not_the_last():
     assert prefix.step(np.full(shape, 0.5, np.float32))[1] == pytest.approx(-2.5)
 
 
+def test_gain_reward_credits_token_changes_above_the_threshold():
+    """Every token loss is 2 + mean(memory) (no memory: 2), 10 tokens a segment: a memory of -0.5
+    lowers each by 0.5 nats, credited 0.5 - tau per token; +0.8 raises each by 0.8 (signed)."""
+    docs = [Document(torch.randint(0, 50, (4, 10)), torch.zeros(4, 10, dtype=torch.bool), i) for i in range(3)]
+    backend = MemoryLMBackend(MemorySumLM(), {"train": docs}, device="cpu")
+    for tau, value, expected in [(0.2, -0.5, 10 * 0.3), (1.0, -0.5, 0.0), (0.5, 0.8, -10 * 0.3)]:
+        env = LLMMemoryEnv(backend=backend, reward_mode="gain", gain_threshold=tau)
+        env.reset(seed=0)
+        r = env.step(np.full(env.action_space.shape, value, np.float32))[1]
+        assert r == pytest.approx(expected, abs=1e-5), (tau, value)
+    delta = LLMMemoryEnv(backend=backend, reward_mode="delta")
+    delta.reset(seed=0)
+    assert delta.step(np.full(delta.action_space.shape, -0.5, np.float32))[1] == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="gain_threshold"):
+        LLMMemoryEnv(backend=backend, reward_mode="gain", gain_threshold=-1.0)
+
+
 def test_reward_modes(backend):
-    for mode in ("full", "answer", "delta", "prefix", "prefix_sampled"):
+    for mode in ("full", "answer", "delta", "gain", "prefix", "prefix_sampled"):
         env = make(backend, reward_mode=mode)
         env.reset(seed=0, options={"document": 0})
         obs, r, *_ , info = env.step(np.full(env.action_space.shape, 0.5, np.float32))
