@@ -163,10 +163,10 @@ class Reward:
         if mode == "answer":
             m = seg.answer_mask.to(b.device).float()
             return -(losses * m).sum(1) / m.sum(1).clamp(min=1)
-        if mode == "delta":
-            return (self.no_memory_losses(seg.ids, seg.keys).to(losses) - losses).mean(1)
-        if mode == "gain":
-            g = self.no_memory_losses(seg.ids, seg.keys).to(losses) - losses
+        if mode in ("delta", "gain"):
+            g = self.no_memory_losses(seg.ids, seg.keys).to(losses) - losses     # (N, L) per-token gains
+            if mode == "delta":
+                return g.mean(1)
             return (g.sign() * (g.abs() - self.cfg.gain_threshold).clamp(min=0)).sum(1)
         if mode == "full":
             return -losses.mean(1)
@@ -198,9 +198,11 @@ class Reward:
         return self.from_losses(losses.reshape(K * N, -1), seg.repeat(K)).view(K, N)
 
     def no_memory_losses(self, ids: torch.Tensor, keys: list[tuple[int, int, str]]) -> torch.Tensor:
-        """(N, L) token losses of segments without memory, cached per key and model revision."""
+        """(N, L) token losses of segments without memory, cached per key and model revision; a key
+        repeated in ``keys`` (K candidates of one state) is computed once."""
         b = self.backend
-        missing = [i for i, k in enumerate(keys) if self._no_memory.get(k, (-1, None))[0] != b.revision]
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}         # key -> its first row
+        missing = [i for k, i in first.items() if self._no_memory.get(k, (-1, None))[0] != b.revision]
         if missing:
             with torch.no_grad():
                 _, losses = b.model(ids[missing].to(b.device))

@@ -168,6 +168,25 @@ def test_gain_reward_credits_token_changes_above_the_threshold():
         LLMMemoryEnv(backend=backend, reward_mode="gain", gain_threshold=-1.0)
 
 
+def test_no_memory_losses_run_once_per_segment_and_model_revision():
+    """K candidates of one state repeat its key: one no-memory row each, cached until the LM changes."""
+    docs = [Document(torch.randint(0, 50, (4, 10)), torch.zeros(4, 10, dtype=torch.bool), i) for i in range(3)]
+    backend = MemoryLMBackend(MemorySumLM(), {"train": docs}, device="cpu")
+    reward = LLMMemoryEnv(backend=backend, reward_mode="gain").episodes.reward
+    rows = []
+    forward = backend.model.forward
+    backend.model.forward = lambda ids, *a, **kw: rows.append(len(ids)) or forward(ids, *a, **kw)
+    ids = torch.stack([docs[0].ids[1], docs[1].ids[1]] * 3)
+    keys = [(0, 1, "train"), (1, 1, "train")] * 3
+    out = reward.no_memory_losses(ids, keys)
+    assert out.shape == (6, 10) and torch.equal(out[0], out[4]) and rows == [2]
+    reward.no_memory_losses(ids, keys)
+    assert rows == [2]                                          # cached
+    backend.revision += 1
+    reward.no_memory_losses(ids, keys)
+    assert rows == [2, 2]                                       # recomputed for the new LM
+
+
 def test_reward_modes(backend):
     for mode in ("full", "answer", "delta", "gain", "prefix", "prefix_sampled"):
         env = make(backend, reward_mode=mode)
