@@ -77,11 +77,15 @@ def attention_hint_loss(probs: torch.Tensor, targets: torch.Tensor, head: int = 
     return -mass.clamp_min(1e-9).log().mean()
 
 
-def answer_targets(source: torch.Tensor) -> torch.Tensor:
+def answer_targets(source: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`attention_hint_loss` targets from ``answer_source`` (B, T): the position that predicts
-    an answer (it reads the token before it) attends to the word that states the answer."""
+    an answer (it reads the token before it) attends to the word that states the answer. With
+    ``subject_source`` (B, T), only where that position also reads the actor its question names (qa1:
+    one head can match the asked actor with a fact's; a qa2 / qa3 answer needs a chain of facts)."""
     targets = torch.full_like(source, -1)
     targets[:, :-1] = source[:, 1:]
+    if subject is not None:
+        targets[subject < 0] = -1
     return targets
 
 

@@ -24,6 +24,10 @@ class TinyGPT2:
     n_embd: int = 128
     n_head: int = 4
     n_positions: int = 512
+    init_std: float = 0.02
+    """Standard deviation of the initial weights (GPT-2's ``initializer_range``). Attention weights
+    this small start every query-key product near zero, where a head that must match two learned
+    features (the asked actor's and a fact's) gets almost no gradient: the bAbI study starts wider."""
     tie_embeddings: bool = False
     """Tie the output layer to the token embeddings. Untied by default: a byte-level BPE has many
     tokens the corpus never produces, and tied rows that are pushed down for them drag the input
@@ -32,6 +36,7 @@ class TinyGPT2:
     def validate(self) -> None:
         check(self.n_embd % self.n_head == 0, "tiny.n_embd", self.n_embd, f"a multiple of n_head={self.n_head}")
         check(self.n_layer >= 1, "tiny.n_layer", self.n_layer, ">= 1")
+        check(0 < self.init_std <= 1, "tiny.init_std", self.init_std, "in (0, 1]")
 
 
 def build_tiny_gpt2(arch: TinyGPT2, vocab_size: int, bos_token_id: int, seed: int = 0) -> nn.Module:
@@ -41,7 +46,7 @@ def build_tiny_gpt2(arch: TinyGPT2, vocab_size: int, bos_token_id: int, seed: in
     config = GPT2Config(vocab_size=vocab_size, n_positions=arch.n_positions, n_embd=arch.n_embd,
                         n_layer=arch.n_layer, n_head=arch.n_head, bos_token_id=bos_token_id,
                         eos_token_id=bos_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        tie_word_embeddings=arch.tie_embeddings)
+                        tie_word_embeddings=arch.tie_embeddings, initializer_range=arch.init_std)
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config)
 

@@ -290,7 +290,7 @@ class PretrainStage(Stage):
             total, stats["induction_hint"] = total + hint * aux, float(aux.detach())
         if answer_hint > 0:      # block 0 reads each fact's and question's actor, the last block the answer
             subject = attention_hint_loss(attention[0], batch["subject_source"])
-            answer = attention_hint_loss(attention[last], answer_targets(batch["answer_source"]))
+            answer = attention_hint_loss(attention[last], answer_targets(batch["answer_source"], batch["subject_source"]))
             total = total + answer_hint * (subject + answer)
             stats["subject_hint"], stats["answer_hint"] = float(subject.detach()), float(answer.detach())
         return total, stats

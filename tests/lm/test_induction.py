@@ -69,3 +69,25 @@ def test_attention_hints_by_hand():
     probs[0, 0, 4] = torch.nn.functional.one_hot(torch.tensor(2), 6).float()        # the row that reads ids[3]
     assert float(attention_hint_loss(probs, targets)) == pytest.approx(0.0, abs=1e-6)
     assert float(attention_hint_loss(probs, torch.full((2, 5), -1))) == 0.0          # no target, no hint
+
+
+def test_answer_hint_only_where_the_question_names_its_actor():
+    from ltm_gym.lm.induction import answer_targets
+
+    source = torch.full((2, 6), -1)
+    source[0, 5], source[1, 5] = 1, 2                          # both answers ids[5], read from ids[4]
+    subject = torch.full((2, 6), -1)
+    subject[0, 4] = 0                                          # only row 0's question names an actor
+    assert answer_targets(source)[:, 4].tolist() == [1, 2]
+    assert answer_targets(source, subject)[:, 4].tolist() == [1, -1]
+
+
+def test_tiny_init_std_sets_the_initial_weight_scale_and_is_validated():
+    from ltm_gym.core import ConfigError
+
+    narrow = build_tiny_gpt2(TinyGPT2(n_layer=1, n_embd=64, n_head=2, n_positions=16), 50, 0)
+    wide = build_tiny_gpt2(TinyGPT2(n_layer=1, n_embd=64, n_head=2, n_positions=16, init_std=0.05), 50, 0)
+    std = lambda lm: float(lm.transformer.h[0].attn.c_attn.weight.std())  # noqa: E731
+    assert std(narrow) == pytest.approx(0.02, rel=0.05) and std(wide) == pytest.approx(0.05, rel=0.05)
+    with pytest.raises(ConfigError, match="tiny.init_std"):
+        TinyGPT2(init_std=0.0).validate()
