@@ -22,16 +22,24 @@ def test_the_smollm2_natural_text_preset_reads_linked_pages_with_carried_answers
     assert cfg.select.fact_memories == 0 and not cfg.select.answer_loss    # natural text: every position's loss
 
 
-def test_the_spelled_babi_preset_is_babi_tiny_with_another_select_reader(tmp_path):
-    """babi-spelled shares babi-tiny's corpus and LM stages; its reader reads spelled slots and is
-    trained on every fact of qa1 questions with the read hint, and it has no hypothesis-2 stage."""
+def test_the_spelled_babi_preset_is_the_first_babi_tiny_with_another_select_reader(tmp_path):
+    """babi-spelled keeps the first babi-tiny's corpus and LM stages (GPT-2's initial weights, no
+    answer hint, one question a document); babi-tiny now differs from it in those three alone. Its
+    reader reads spelled slots and is trained on every fact of qa1 questions with the read hint, and
+    it has no hypothesis-2 stage."""
     from ltm_gym.core import to_dict
     from ltm_gym.study.layout import StudyDir
     from ltm_gym.study.stages import stages_for
 
     spelled, tiny = load_config(StudyConfig, "babi-spelled"), load_config(StudyConfig, "babi-tiny")
+    assert (spelled.lm.tiny.init_std, spelled.pretrain.answer_hint, spelled.corpus.babi.questions) == (0.02, 0.0, 1)
+    assert (tiny.lm.tiny.init_std, tiny.pretrain.answer_hint, tiny.corpus.babi.questions) == (0.05, 1.0, 4)
+    first = load_config(StudyConfig, {**to_dict(tiny), "lm": {**to_dict(tiny.lm), "tiny": to_dict(spelled.lm.tiny)},
+                                      "pretrain": {**to_dict(tiny.pretrain), "answer_hint": 0.0},
+                                      "corpus": {**to_dict(tiny.corpus), "babi": to_dict(spelled.corpus.babi)}})
     for part in ("corpus", "pretrain", "lora"):
-        assert to_dict(getattr(spelled, part)) == to_dict(getattr(tiny, part))
+        assert to_dict(getattr(spelled, part)) == to_dict(getattr(first, part))
+    assert to_dict(spelled.lm.tiny) == to_dict(first.lm.tiny)
     m = spelled.lm.memory
     assert m.spelled and m.spells and m.slot_order and m.query_code and m.read_path == "cross_attention"
     assert spelled.select.held_facts == "all" and spelled.select.supporting_facts == 1 and spelled.select.read_hint > 0
