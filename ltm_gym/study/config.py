@@ -52,8 +52,8 @@ class PretrainConfig(StageConfig):
     answer_hint: float = 0.0
     """bAbI documents: weight of two auxiliary attention losses (:func:`~ltm_gym.lm.induction.attention_hint_loss`):
     one head of the first block points each fact's location, and a question's last token, at the
-    actor they are about; one head of the last block points the position that predicts an answer
-    at the supporting fact's word that states it. 0 disables them."""
+    actor they are about; one head of the last block points the position that predicts a qa1 answer
+    (its question names the actor) at the supporting fact's word that states it. 0 disables them."""
 
     def validate(self) -> None:
         super().validate()
