@@ -107,7 +107,7 @@ class SelectStageConfig(StageConfig):
     held_facts: str = "asked"
     """bAbI-in-books documents: which facts a fact memory holds (``asked``: those the segment asks;
     ``current``: and every other actor's latest fact; ``all``: every fact stated, in the order a
-    selection keeps them, for a reader with ``lm.memory.slot_order``), see
+    selection keeps them, for a reader with ``lm.memory.slot_order`` or ``read_path: tokens``), see
     :func:`~ltm_gym.study.stages.supporting_fact_batch`."""
     supporting_facts: int = 0
     """bAbI-in-books fact memories: only questions that rest on this many facts (1: qa1's; 0: any),
@@ -157,9 +157,14 @@ class StudyConfig:
 
     def validate(self) -> None:
         check(self.eval_batch >= 1, "eval_batch", self.eval_batch, ">= 1")
-        if self.select.held_facts == "all" or self.lm.memory.slot_order:
-            check(self.select.held_facts == "all" and self.lm.memory.slot_order, "select.held_facts",
-                  self.select.held_facts, "'all' exactly when lm.memory.slot_order (memories in the order kept)")
+        ordered = self.lm.memory.slot_order or self.lm.memory.read_path == "tokens"
+        if self.lm.memory.slot_order:
+            check(self.select.held_facts == "all", "select.held_facts", self.select.held_facts,
+                  "'all' with lm.memory.slot_order (memories in the order kept)")
+        if self.select.held_facts == "all":
+            check(ordered, "select.held_facts", self.select.held_facts,
+                  "'asked' or 'current' unless the reader knows the slots' order (lm.memory.slot_order, "
+                  "or read_path tokens: the slots read as text, oldest first)")
         if self.corpus.source in ("synthetic", "babi"):
             need = self.pretrain.context_segments * self.corpus.segment_len + 1
             if self.lm.base == "tiny":

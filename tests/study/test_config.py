@@ -38,3 +38,13 @@ def test_the_validation_batch_drops_training_noise_only():
     val = sc.validation()
     assert (val.batch_size, val.induction_hint, val.answer_weight, val.context_segments) == (64, 0.0, 2.0, 2)
     assert load_study_config("tiny", ["memory.uninformative=0.5"]).memory.validation().uninformative == 0.0
+
+
+def test_memories_of_every_fact_need_a_reader_that_knows_the_slots_order():
+    every = ["select.held_facts=all"]
+    with pytest.raises(ConfigError, match="held_facts"):                    # cross-attention without slot_order
+        load_study_config("babi-tiny", every)
+    with pytest.raises(ConfigError, match="held_facts"):                    # slot_order without them
+        load_study_config("babi-spelled", ["select.held_facts=asked"])
+    text = load_study_config("babi-tiny", every + ["lm.memory.read_path=tokens", "lm.memory.query_code=false"])
+    assert text.select.held_facts == "all" and not text.lm.memory.slot_order   # read as text: oldest first
