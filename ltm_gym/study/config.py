@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from ltm_gym.core import TrainConfig, check, load_config
 from ltm_gym.core.config import load_preset_dict
+from ltm_gym.data.babilong import babi_level
 from ltm_gym.data.corpus import CorpusConfig
 from ltm_gym.lm.setup import LMConfig
 
@@ -112,6 +113,13 @@ class SelectStageConfig(StageConfig):
     supporting_facts: int = 0
     """bAbI-in-books fact memories: only questions that rest on this many facts (1: qa1's; 0: any),
     for a reader of one task family drawn from a study's mixed corpus."""
+    task: str = ""
+    """A bAbI-in-books level (``babi-qa1-1k``) whose training and validation documents the stage
+    draws instead of the study corpus's: memories as many facts deep, and questions as far from
+    their facts, as the env's; empty: the study corpus."""
+    task_questions: int = 0
+    """With ``task``: questions a document (0: the level's own; more: answers along the way, so
+    that more segments train the reader)."""
     read_hint: float = 0.0
     """bAbI-in-books fact memories: weight of an auxiliary loss that points head 0 of the last
     reader, at each answer, at the slot holding its supporting fact
@@ -128,6 +136,9 @@ class SelectStageConfig(StageConfig):
         check(self.held_facts in ("asked", "current", "all"), "held_facts", self.held_facts, "asked, current or all")
         check(self.read_hint >= 0, "read_hint", self.read_hint, ">= 0")
         check(self.supporting_facts >= 0, "supporting_facts", self.supporting_facts, ">= 0")
+        check(self.task_questions >= 0, "task_questions", self.task_questions, ">= 0")
+        if self.task:
+            babi_level(self.task)                                   # a bad name fails on load, with the levels
 
 
 def _stage_train(steps: int, lr: float, every: int, **cosine: float | int | str) -> TrainConfig:

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ltm_gym.core import Trainer, seed_everything, step_generator
+from ltm_gym.data.babilong import babi_level
 from ltm_gym.data.corpus import fresh_synthetic_documents
 from ltm_gym.data.segments import Document
+from ltm_gym.data.tasks import task_documents
 from ltm_gym.lm import LLMLTM, build_llmltm, find_blocks, previous_segment_memory, selection_codes
 from ltm_gym.lm.induction import answer_targets, attention_hint_loss, captured_attention, induction_hint_loss
 
@@ -229,6 +232,10 @@ class Stage:
         cfg = study.config
         return build_llmltm(cfg.lm, study.tokenizer, base_dir=study.base_dir(), lora=cfg.lm.lora.enabled, seed=cfg.seed)
 
+    def splits(self, study: StudyDir) -> dict[str, list[Document]]:
+        """The documents the stage trains (``train``) and validates (``validation``) on."""
+        return study.data.splits
+
     def batch(self, study: StudyDir, docs: list[Document], sc: StageConfig, step: int, g: torch.Generator) -> dict:
         return pair_batch(docs, sc.batch_size, g)
 
@@ -363,6 +370,15 @@ class SelectStage(Stage):
         corpus = study.config.corpus
         return corpus.synthetic.distance if corpus.source == "synthetic" else 1
 
+    def splits(self, study: StudyDir) -> dict[str, list[Document]]:
+        """The study corpus's, or with ``select.task`` that level's documents in the study's tokens."""
+        sc = study.config.select
+        if not sc.task:
+            return study.data.splits
+        level = babi_level(sc.task)
+        return task_documents(replace(level, questions=sc.task_questions or level.questions), study.config.corpus,
+                              study.tokenizer)
+
     def batch(self, study: StudyDir, docs: list[Document], sc: SelectStageConfig, step: int, g: torch.Generator) -> dict:
         m = study.config.lm.memory.n_slots
         if sc.fact_memories > 0 and float(torch.rand((), generator=g)) < sc.fact_memories:
@@ -440,7 +456,7 @@ def run_stage(name: str, study: StudyDir, resume: bool = True) -> Path:
     cfg, sc = study.config, stage.settings(study)
     seed_everything(cfg.seed)
     model = stage.build(study)
-    splits = study.data.splits
+    splits = stage.splits(study)
     train_docs, val_docs = splits["train"], splits["validation"] or splits["train"]
     seed = sc.train.seed
     fresh = cfg.corpus.source == "synthetic" and sc.fresh_documents

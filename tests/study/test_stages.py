@@ -390,3 +390,31 @@ def test_the_read_hint_points_the_last_reader_at_the_supporting_slot():
         opt.step()
     assert set(stats) == {"answer_ce", "read_hint"}
     assert first > 1.0 and stats["read_hint"] < first - 0.3                # from ~log 6 towards the slot
+
+
+def test_the_select_stage_draws_a_bAbI_levels_documents_when_given_one():
+    """``select.task``: the reader trains and validates on the level's documents (as long as the env's,
+    with the questions asked), in the study's tokens; without it, on the study corpus."""
+    from types import SimpleNamespace
+
+    from ltm_gym.core import ConfigError, load_config
+    from ltm_gym.study import StudyConfig
+    from ltm_gym.study.stages import STAGES
+
+    corpus = object()
+    plain = SimpleNamespace(config=StudyConfig(), data=SimpleNamespace(splits=corpus))
+    assert STAGES["select"].splits(plain) is corpus
+    tok = small_babi_tokenizer()
+    counts = {}
+    for questions in (0, 4):
+        cfg = load_config(StudyConfig, {"select": {"task": "babi-qa1-1k", "task_questions": questions}})
+        splits = STAGES["select"].splits(SimpleNamespace(config=cfg, tokenizer=tok, data=None))
+        docs = splits["validation"]
+        L = cfg.corpus.segment_len
+        assert len(docs) == 100 and docs[0].ids.shape == (1024 // L, L)
+        counts[questions] = [int(d.answer_mask.any(1).sum()) for d in docs[:10]]
+    assert counts[0] == [1] * 10 and min(counts[4]) >= 2            # the protocol's question, or answers along the way
+    with pytest.raises(ConfigError, match="babi-qa9-1k"):
+        load_config(StudyConfig, {"select": {"task": "babi-qa9-1k"}})
+    with pytest.raises(ConfigError, match="task_questions"):
+        load_config(StudyConfig, {"select": {"task_questions": -1}})
