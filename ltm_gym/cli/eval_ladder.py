@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"levels ({', '.join(LEVELS)}; babi-qa1-1k ... babi-qa3-64k) or task YAML files "
                              "(default: the recall levels)")
     parser.add_argument("--readers", nargs="+", default=["select"], metavar="ADAPTERS",
-                        help="readers of the scripted policies: select (the study's) or .safetensors files")
+                        help="readers of the scripted policies: select (the study's), none (the LM with no adapters) "
+                             "or .safetensors files")
     parser.add_argument("--policies", nargs="+", default=None, choices=POLICIES,
                         help="scripted policies (default: all; keep and random on a bAbI level)")
     parser.add_argument("--agent-runs", nargs="*", default=[], type=Path, metavar="RUN_DIR",

@@ -113,10 +113,10 @@ class SelectStageConfig(StageConfig):
     supporting_facts: int = 0
     """bAbI-in-books fact memories: only questions that rest on this many facts (1: qa1's; 0: any),
     for a reader of one task family drawn from a study's mixed corpus."""
-    task: str = ""
+    task: str | None = None
     """A bAbI-in-books level (``babi-qa1-1k``) whose training and validation documents the stage
     draws instead of the study corpus's: memories as many facts deep, and questions as far from
-    their facts, as the env's; empty: the study corpus."""
+    their facts, as the env's; None: the study corpus."""
     task_questions: int = 0
     """With ``task``: questions a document (0: the level's own; more: answers along the way, so
     that more segments train the reader)."""

@@ -41,10 +41,11 @@ def test_the_validation_batch_drops_training_noise_only():
 
 
 def test_memories_of_every_fact_need_a_reader_that_knows_the_slots_order():
-    every = ["select.held_facts=all"]
+    crossed = ["lm.memory.read_path=cross_attention", "lm.memory.query_code=true"]
     with pytest.raises(ConfigError, match="held_facts"):                    # cross-attention without slot_order
-        load_study_config("babi-tiny", every)
+        load_study_config("babi-tiny", crossed)
     with pytest.raises(ConfigError, match="held_facts"):                    # slot_order without them
         load_study_config("babi-spelled", ["select.held_facts=asked"])
-    text = load_study_config("babi-tiny", every + ["lm.memory.read_path=tokens", "lm.memory.query_code=false"])
+    text = load_study_config("babi-tiny")
     assert text.select.held_facts == "all" and not text.lm.memory.slot_order   # read as text: oldest first
+    assert load_study_config("babi-tiny", crossed + ["select.held_facts=asked"]).lm.memory.read_path == "cross_attention"

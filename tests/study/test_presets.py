@@ -26,7 +26,8 @@ def test_the_spelled_babi_preset_is_the_first_babi_tiny_with_another_select_read
     """babi-spelled keeps the first babi-tiny's corpus and LM stages (GPT-2's initial weights, no
     answer hint, one question a document); babi-tiny now differs from it in those three alone. Its
     reader reads spelled slots and is trained on every fact of qa1 questions with the read hint, and
-    it has no hypothesis-2 stage."""
+    it has no hypothesis-2 stage. babi-tiny's reader is the LM itself, reading the slots as text, tuned
+    on memories of every fact of babi-qa1-1k documents."""
     from ltm_gym.core import to_dict
     from ltm_gym.study.layout import StudyDir
     from ltm_gym.study.stages import stages_for
@@ -44,4 +45,5 @@ def test_the_spelled_babi_preset_is_the_first_babi_tiny_with_another_select_read
     assert m.spelled and m.spells and m.slot_order and m.query_code and m.read_path == "cross_attention"
     assert spelled.select.held_facts == "all" and spelled.select.supporting_facts == 1 and spelled.select.read_hint > 0
     assert stages_for(StudyDir(tmp_path / "s", spelled)) == ["pretrain", "lora", "select"]
-    assert stages_for(StudyDir(tmp_path / "t", tiny)) == ["pretrain", "lora", "memory", "select"]
+    assert stages_for(StudyDir(tmp_path / "t", tiny)) == ["pretrain", "lora", "select"]
+    assert tiny.lm.memory.read_path == "tokens" and tiny.select.held_facts == "all" and tiny.select.task == "babi-qa1-1k"
