@@ -176,6 +176,9 @@ class StudyConfig:
             check(ordered, "select.held_facts", self.select.held_facts,
                   "'asked' or 'current' unless the reader knows the slots' order (lm.memory.slot_order, "
                   "or read_path tokens: the slots read as text, oldest first)")
+        if self.select.task and self.corpus.source == "synthetic":
+            check(not self.select.fresh_documents, "select.fresh_documents", self.select.fresh_documents,
+                  "false with select.task (the stage draws the level's documents, not fresh synthetic ones)")
         if self.corpus.source in ("synthetic", "babi"):
             need = self.pretrain.context_segments * self.corpus.segment_len + 1
             if self.lm.base == "tiny":

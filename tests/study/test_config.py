@@ -49,3 +49,9 @@ def test_memories_of_every_fact_need_a_reader_that_knows_the_slots_order():
     text = load_study_config("babi-tiny")
     assert text.select.held_facts == "all" and not text.lm.memory.slot_order   # read as text: oldest first
     assert load_study_config("babi-tiny", crossed + ["select.held_facts=asked"]).lm.memory.read_path == "cross_attention"
+
+
+def test_a_select_stage_on_a_levels_documents_draws_no_fresh_ones():
+    with pytest.raises(ConfigError, match="fresh_documents"):                # the tiny preset draws fresh ones
+        load_study_config("tiny", ["select.task=babi-qa1-1k"])
+    assert load_study_config("tiny", ["select.task=babi-qa1-1k", "select.fresh_documents=false"]).select.task
