@@ -407,7 +407,8 @@ def test_the_select_stage_draws_a_bAbI_levels_documents_when_given_one():
     tok = small_babi_tokenizer()
     counts = {}
     for questions in (0, 4):
-        cfg = load_config(StudyConfig, {"select": {"task": "babi-qa1-1k", "task_questions": questions}})
+        cfg = load_config(StudyConfig, {"select": {"task": "babi-qa1-1k", "task_questions": questions,
+                                                   "fresh_documents": False}})
         splits = STAGES["select"].splits(SimpleNamespace(config=cfg, tokenizer=tok, data=None))
         docs = splits["validation"]
         L = cfg.corpus.segment_len
