@@ -53,6 +53,14 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local)
 
 
+def close_distributed() -> None:
+    """Leave the process group, if this process joined one: a gloo group left for the interpreter's
+    exit to tear down can abort a rank after its work is done ("terminate called without an active
+    exception"), which fails the whole launch."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def current() -> DistInfo:
     """This process's place in the process group already joined (a single process when none is)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

@@ -36,6 +36,7 @@ def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = N
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("LTM_GYM_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
+    from .distributed import close_distributed
     from .interrupt import EXIT_CODE, Interrupted
 
     try:
@@ -55,3 +56,5 @@ def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = N
         print(f"error: {message}" + ("" if "--debug" in message else "  (--debug for the traceback)"),
               file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        close_distributed()
