@@ -374,7 +374,7 @@ class SelectStage(Stage):
         """The study corpus's, or with ``select.task`` that level's documents in the study's tokens."""
         sc = study.config.select
         if not sc.task:
-            return study.data.splits
+            return super().splits(study)
         level = babi_level(sc.task)
         return task_documents(replace(level, questions=sc.task_questions or level.questions), study.config.corpus,
                               study.tokenizer)
