@@ -54,10 +54,11 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 def close_distributed() -> None:
-    """Leave the process group, if this process joined one: a gloo group left for the interpreter's
-    exit to tear down can abort a rank after its work is done ("terminate called without an active
-    exception"), which fails the whole launch."""
+    """Wait for every rank, then leave the process group, if this process joined one (a rank that
+    left while another still talked to it would see its connections close mid-work)."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

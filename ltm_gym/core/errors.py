@@ -32,11 +32,33 @@ the bad value; OSErrors name the path."""
 
 
 def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> None:
-    """Run a script's ``main(argv)``; input errors become one line on stderr and exit code 2."""
+    """Run a script's ``main(argv)``; input errors become one line on stderr and exit code 2.
+
+    A rank launched by torchrun leaves its process group once every rank is done, then exits at
+    once with its code (:func:`_leave`), without the interpreter's teardown."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from .distributed import from_environment
+
+    if not from_environment().enabled:
+        _report(main, args)
+        return
+    code: int = 0
+    try:
+        _report(main, args)
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except BaseException:                                     # a bug: its traceback, then exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    _leave(code)
+
+
+def _report(main: Callable[[list[str]], object], args: list[str]) -> None:
+    """``main(args)`` with the user's errors and interruptions turned into one line and an exit code."""
     debug = "--debug" in args or os.environ.get("LTM_GYM_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
-    from .distributed import close_distributed
     from .interrupt import EXIT_CODE, Interrupted
 
     try:
@@ -56,5 +78,34 @@ def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = N
         print(f"error: {message}" + ("" if "--debug" in message else "  (--debug for the traceback)"),
               file=sys.stderr)
         raise SystemExit(2) from None
-    finally:
+
+
+def _exit_code(code: object) -> int:
+    """A process exit status from ``SystemExit.code`` (None is 0; a message is printed, then 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _leave(code: int) -> None:
+    """End a torchrun rank: on success wait for every rank and leave the process group, then exit
+    without the interpreter's teardown. Gloo's threads can still hold work whose tensors reach back
+    into Python; torn down by the interpreter's exit they abort the rank ("terminate called without
+    an active exception", SIGABRT) after its work is done, which fails the whole launch. On failure
+    the group is not waited for: the launcher stops the other ranks."""
+    from .distributed import close_distributed
+
+    if code == 0:
         close_distributed()
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

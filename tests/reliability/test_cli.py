@@ -34,6 +34,29 @@ def test_run_main_reports_input_errors_and_keeps_bug_tracebacks(capsys):
         run_main(bug, [])
 
 
+@pytest.mark.parametrize("body, code, stderr", [
+    ("print('done', end='')", 0, ""),
+    ("raise ValueError('bad value 3')", 2, "error: bad value 3"),
+    ("raise SystemExit(130)", 130, ""),
+    ("raise TypeError('a bug')", 1, "TypeError: a bug"),
+])
+def test_a_torchrun_rank_exits_with_its_code_and_flushed_output(body, code, stderr):
+    """A rank (WORLD_SIZE > 1 in its environment) ends through ``os._exit``: its code, its
+    buffered output and its error line or traceback survive."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.fixtures import ROOT
+
+    script = f"from ltm_gym.core import run_main\ndef main(argv):\n    {body}\nrun_main(main, [])\n"
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == code, out.stderr
+    assert out.stdout == ("done" if code == 0 else "")
+    assert stderr in out.stderr
+
+
 def test_looped_run_dirs(tiny_cfg, tmp_path, capsys):
     from ltm_gym.baselines.looped.study import train
 
