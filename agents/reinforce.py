@@ -55,7 +55,7 @@ from ltm_gym.envs.selection import is_selection
 
 from .base import Callback, EpisodeTracker, RunLogger, check_steps, env_state, load_reader, save_reader
 from .distributions import (categorical_entropy, gumbel_top_k, leave_one_out, plackett_luce_log_prob,
-                            selection_scores)
+                            selection_scores, spaced_top_k)
 from .networks import LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, gaussian_entropy, squashed_log_prob
 
 
@@ -85,6 +85,10 @@ class ReinforceConfig:
     """Select mode: the initial logit of keeping each previous slot (tokens start at 0): > 0 starts
     by keeping part of the memory, so that facts survive several segments by chance at first and
     their later answers can reward storing them (log(L / m) ~ 1.9: slots and tokens about even)."""
+    spacing: int = 0
+    """Select mode: two tokens chosen from one segment lie more than ``spacing`` positions apart
+    (0: any two). The study's ``memory.code_context`` keeps the windows that their slots spell
+    from overlapping, so that no fact takes two slots."""
     imitate_steps: int = 0
     """Continuous writer: Adam steps of behaviour cloning onto the hypothesis-2 memory before the
     first update (:mod:`ltm_gym.agents.imitation`); 0: none, RL starts from writing little."""
@@ -100,6 +104,7 @@ class ReinforceConfig:
         check(self.rollout in ROLLOUTS, "rollout", self.rollout, ", ".join(ROLLOUTS))
         check(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
         check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "> 0")
+        check(self.spacing >= 0, "spacing", self.spacing, ">= 0 (0: chosen tokens may be neighbours)")
         check(self.imitate_steps >= 0, "imitate_steps", self.imitate_steps, ">= 0")
         check(math.exp(LOG_STD_MIN) <= self.init_std <= 1, "init_std", self.init_std, f"in [{math.exp(LOG_STD_MIN):.2f}, 1]")
 
@@ -173,6 +178,7 @@ class SelectionPolicy(nn.Module):
     def __init__(self, obs_space, n_slots: int, cfg: ReinforceConfig) -> None:
         super().__init__()
         self.net, self.n_slots = SelectionScorer(obs_space, cfg.writer), n_slots
+        self.n_tokens, self.spacing = int(obs_space["tokens"].shape[-1]), cfg.spacing
         with torch.no_grad():
             self.net.keep_prior.fill_(cfg.keep_prior)
 
@@ -181,16 +187,20 @@ class SelectionPolicy(nn.Module):
         """K samples for each of the B states; ``rows`` (offset, total): noise as for these rows of a
         batch of ``total`` (:func:`~agents.distributions.gumbel_top_k`)."""
         logits = self.net(obs)
-        order = gumbel_top_k(logits.expand(K, *logits.shape), self.n_slots, rows=rows)
+        order = gumbel_top_k(logits.expand(K, *logits.shape), self.n_slots, rows=rows, n_tokens=self.n_tokens,
+                             spacing=self.spacing)
         return selection_scores(order, logits.shape[-1]), order
 
     def log_prob_entropy(self, obs: dict[str, torch.Tensor], samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(obs)                                                    # (B, C)
-        return plackett_luce_log_prob(logits.expand(samples.shape[0], *logits.shape), samples), categorical_entropy(logits)
+        log_prob = plackett_luce_log_prob(logits.expand(samples.shape[0], *logits.shape), samples,
+                                          n_tokens=self.n_tokens, spacing=self.spacing)
+        return log_prob, categorical_entropy(logits)
 
     def mode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = self.net(obs)
-        return selection_scores(logits.topk(self.n_slots, dim=-1).indices, logits.shape[-1])
+        order = spaced_top_k(logits, self.n_slots, self.n_tokens, self.spacing)
+        return selection_scores(order, logits.shape[-1])
 
 
 class GaussianPolicy(nn.Module):
