@@ -85,10 +85,6 @@ class ReinforceConfig:
     """Select mode: the initial logit of keeping each previous slot (tokens start at 0): > 0 starts
     by keeping part of the memory, so that facts survive several segments by chance at first and
     their later answers can reward storing them (log(L / m) ~ 1.9: slots and tokens about even)."""
-    spacing: int = 0
-    """Select mode: two tokens chosen from one segment lie more than ``spacing`` positions apart
-    (0: any two). The study's ``memory.code_context`` keeps the windows that their slots spell
-    from overlapping, so that no fact takes two slots."""
     imitate_steps: int = 0
     """Continuous writer: Adam steps of behaviour cloning onto the hypothesis-2 memory before the
     first update (:mod:`ltm_gym.agents.imitation`); 0: none, RL starts from writing little."""
@@ -104,7 +100,6 @@ class ReinforceConfig:
         check(self.rollout in ROLLOUTS, "rollout", self.rollout, ", ".join(ROLLOUTS))
         check(self.ent_coef >= 0, "ent_coef", self.ent_coef, ">= 0")
         check(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "> 0")
-        check(self.spacing >= 0, "spacing", self.spacing, ">= 0 (0: chosen tokens may be neighbours)")
         check(self.imitate_steps >= 0, "imitate_steps", self.imitate_steps, ">= 0")
         check(math.exp(LOG_STD_MIN) <= self.init_std <= 1, "init_std", self.init_std, f"in [{math.exp(LOG_STD_MIN):.2f}, 1]")
 
@@ -171,14 +166,20 @@ def to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, to
     return {k: torch.as_tensor(v, device=device) for k, v in obs.items()}
 
 
+def env_spacing(env: Any) -> int:
+    """The selection env's ``spacing`` (its config's; 0 for an env without one)."""
+    return int(getattr(getattr(env, "config", None), "spacing", 0) or 0)
+
+
 # ---------------------------------------------------------------------- the two policies
 class SelectionPolicy(nn.Module):
-    """Plackett-Luce over candidates; a sample is the ordered choice (K, B, n_slots)."""
+    """Plackett-Luce over candidates; a sample is the ordered choice (K, B, n_slots), its tokens the
+    env's ``spacing`` apart (the rule by which the env keeps a selection)."""
 
-    def __init__(self, obs_space, n_slots: int, cfg: ReinforceConfig) -> None:
+    def __init__(self, obs_space, n_slots: int, cfg: ReinforceConfig, spacing: int = 0) -> None:
         super().__init__()
         self.net, self.n_slots = SelectionScorer(obs_space, cfg.writer), n_slots
-        self.n_tokens, self.spacing = int(obs_space["tokens"].shape[-1]), cfg.spacing
+        self.n_tokens, self.spacing = int(obs_space["tokens"].shape[-1]), spacing
         with torch.no_grad():
             self.net.keep_prior.fill_(cfg.keep_prior)
 
@@ -264,7 +265,7 @@ class ReinforceAgent:
         if act_shape == (n_slots, slot_dim):
             self.policy: nn.Module = GaussianPolicy(obs_space, self.cfg)
         elif is_selection(obs_space, env.single_action_space):
-            self.policy = SelectionPolicy(obs_space, n_slots, self.cfg)
+            self.policy = SelectionPolicy(obs_space, n_slots, self.cfg, spacing=env_spacing(env))
         else:
             raise ValueError(f"ReinforceAgent writes the whole memory (action_mode='full') or selects "
                              f"(action_mode='select', tokens observed); action space {act_shape} is neither "

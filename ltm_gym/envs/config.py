@@ -53,6 +53,10 @@ class EnvConfig:
     """full: Box(-1, 1, (n_slots, slot_dim)) is the new memory; slot: one slot, the first number
     picks it; select: scores of the segment's positions and of the previous slots, the top n_slots
     stored (:mod:`ltm_gym.envs.selection`)."""
+    spacing: int = 0
+    """Select mode: the kept candidates are taken best first, and a segment position taken rules out
+    the positions within ``spacing`` of it (0: any). The study's ``memory.code_context`` keeps
+    the windows that the slots spell from overlapping, so that no fact takes two slots."""
     action_scale: float = 1.0
     """Memory values are ``action_scale * action``."""
     obs_mode: Literal["tokens", "hidden"] = "tokens"
@@ -75,6 +79,9 @@ class EnvConfig:
     def validate(self) -> None:
         check(self.k >= 1, "k", self.k, ">= 1")
         check(self.gain_threshold >= 0, "gain_threshold", self.gain_threshold, ">= 0")
+        check(self.spacing >= 0, "spacing", self.spacing, ">= 0 (0: kept positions may be neighbours)")
+        check(self.spacing == 0 or self.action_mode == "select", "spacing", self.spacing,
+              f"0 with action_mode {self.action_mode!r} (it spaces a selection's positions)")
         check(self.action_scale > 0, "action_scale", self.action_scale, "> 0")
         check(self.max_segments is None or self.max_segments >= 1, "max_segments", self.max_segments, ">= 1 or null")
         check(self.lm_lr > 0, "lm_lr", self.lm_lr, "> 0")

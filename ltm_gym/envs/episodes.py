@@ -125,7 +125,7 @@ class Episodes:
         if self.s.action_mode == "select":
             if candidates is None:
                 candidates = candidate_slots(self.backend.model, self.memory, self.current_segments(), self.s.action_scale)
-            return write_selection(candidates, actions, self.memory.shape[1])
+            return write_selection(candidates, actions, self.memory.shape[1], self.s.spacing)
         return write_memory(self.memory, actions, self.s.action_mode, self.s.action_scale)
 
     def score_actions(self, actions: Any, rngs: list[np.random.Generator]) -> np.ndarray:

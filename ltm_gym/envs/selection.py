@@ -32,9 +32,23 @@ def is_selection(observation_space, action_space) -> bool:
         tuple(action_space.shape) == (observation_space["tokens"].shape[0] + n_slots,)
 
 
-def top_choices(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices (N, n) of the ``n`` highest scores of each row (ties: the earlier index), sorted."""
-    return np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :n], axis=1)
+def top_choices(scores: np.ndarray, n: int, n_tokens: int = 0, spacing: int = 0) -> np.ndarray:
+    """Indices (N, n) of the ``n`` highest scores of each row (ties: the earlier index), sorted.
+    With ``spacing``, taken best first, each of the first ``n_tokens`` indices (a segment's
+    positions) taken rules out those within ``spacing`` of it; the others are never ruled out."""
+    if spacing <= 0 or n_tokens <= 0:
+        return np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :n], axis=1)
+    rows = np.arange(len(scores))
+    position = np.arange(scores.shape[1])
+    left = scores.astype(np.float64, copy=True)
+    chosen = np.empty((len(scores), n), dtype=np.int64)
+    for i in range(n):
+        chosen[:, i] = np.argmax(left, axis=1)                       # the earliest of the best
+        c = chosen[:, i:i + 1]
+        near = (np.abs(position - c) <= spacing) & (position < n_tokens) & (c < n_tokens)
+        left[near | (position == c)] = -np.inf
+        left[rows, chosen[:, i]] = -np.inf
+    return np.sort(chosen, axis=1)
 
 
 def segment_codes(model: LLMLTM, ids: torch.Tensor, scale: float) -> np.ndarray:
@@ -50,11 +64,14 @@ def candidate_slots(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale:
     return np.concatenate([segment_codes(model, ids, scale), memory], axis=1)
 
 
-def write_selection(candidates: np.ndarray, scores: np.ndarray, n_slots: int) -> np.ndarray:
+def write_selection(candidates: np.ndarray, scores: np.ndarray, n_slots: int, spacing: int = 0) -> np.ndarray:
     """New memories (N, n_slots, d): the ``candidates`` (N, L + m, d) with the top ``scores`` (N, L + m)
-    among those that hold something (an empty slot, all zeros, is chosen only when nothing else is left)."""
-    scores = np.where(candidates.any(-1), scores, -np.inf)
-    return np.take_along_axis(candidates, top_choices(scores, n_slots)[:, :, None], axis=1).astype(np.float32)
+    among those that hold something (an empty slot, all zeros, is chosen only when nothing else is
+    left), the segment's positions ``spacing`` apart (:func:`top_choices`)."""
+    scores = np.where(candidates.any(-1), scores, -1e30)
+    n_tokens = candidates.shape[1] - n_slots
+    return np.take_along_axis(candidates, top_choices(scores, n_slots, n_tokens, spacing)[:, :, None],
+                              axis=1).astype(np.float32)
 
 
 def supporting_held(model: LLMLTM, memory: np.ndarray, doc_ids: torch.Tensor, fact_due: torch.Tensor, t: int,

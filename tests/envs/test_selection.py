@@ -43,6 +43,29 @@ def test_an_empty_slot_is_never_kept_while_anything_else_is_left(backend):
     np.testing.assert_allclose(obs["memory"], written, atol=1e-6)
 
 
+def test_spacing_keeps_the_stored_positions_apart(backend):
+    """``spacing=3``: taken best first, a stored position rules out the positions within 3 of it
+    (old slots never); the rest as without it; refused outside select mode."""
+    env = LLMMemoryEnv(backend=backend, action_mode="select", reward_mode="full", spacing=3)
+    obs, _ = env.reset(seed=0, options={"document": 1})
+    L, m = 32, 4
+    codes = selection_codes(backend.model, torch.as_tensor(obs["tokens"])[None])[0].numpy()
+    a = np.full(L + m, -1.0, np.float32)
+    a[[10, 11, 13, 14, 20]] = [0.9, 0.8, 0.7, 0.6, 0.5]
+    obs, *_ = env.step(a)
+    np.testing.assert_allclose(obs["memory"], codes[[0, 10, 14, 20]], atol=1e-6)   # 11, 13 are 10's neighbours
+    written = obs["memory"].copy()
+    b = np.full(L + m, -1.0, np.float32)
+    b[L:] = 1.0                                                  # every old slot, then position 2
+    b[2] = 0.5
+    obs, *_ = env.step(b)
+    np.testing.assert_allclose(obs["memory"], written, atol=1e-6)
+    with pytest.raises(ValueError, match="spacing"):
+        LLMMemoryEnv(backend=backend, action_mode="full", spacing=2)
+    with pytest.raises(ValueError, match="spacing"):
+        LLMMemoryEnv(backend=backend, action_mode="select", spacing=-1)
+
+
 def test_select_observation_carries_the_codes_a_selection_stores(backend):
     env = LLMMemoryEnv(backend=backend, action_mode="select", reward_mode="full", action_scale=0.5)
     obs, _ = env.reset(seed=0, options={"document": 2})
