@@ -19,7 +19,7 @@ from ltm_gym.core import choose_device
 from ltm_gym.data.babilong import BabiTaskConfig, pieces_for
 from ltm_gym.data.segments import Document
 from ltm_gym.data.tasks import load_task, task_documents
-from ltm_gym.lm import LLMLTM, selection_codes
+from ltm_gym.lm import LLMLTM, selection_codes, tokens_before
 from ltm_gym.metrics import SegmentMetrics, target_ranks
 from ltm_gym.study import StudyDir
 
@@ -65,7 +65,8 @@ def retrieval_metrics(model: LLMLTM, docs: list[Document], tokenizer, device: st
         for t in [t for t in range(1, doc.n_segments) if doc.answer_mask[t].any()]:
             history = doc.ids[:t].reshape(-1)
             chosen = retrieve(history, question_tokens(doc, t, tokenizer), m, c)
-            codes = selection_codes(model, doc.ids[:t].to(dev)).reshape(-1, model.mem_cfg.slot_dim)
+            before = tokens_before(doc.ids, list(range(t)), c, model.bos_token_id)
+            codes = selection_codes(model, doc.ids[:t].to(dev), before).reshape(-1, model.mem_cfg.slot_dim)
             memory = torch.zeros(1, m, codes.shape[-1], device=dev)
             memory[0, : len(chosen)] = codes[chosen]
             ids = doc.ids[t][None].to(dev)

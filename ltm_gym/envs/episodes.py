@@ -17,6 +17,8 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 
+from ltm_gym.lm import tokens_before
+
 from .backend import MemoryLMBackend
 from .config import EnvConfig
 from .reward import Reward, Segments
@@ -119,12 +121,21 @@ class Episodes:
         """Token ids (n, L) of every env's current segment s_t."""
         return torch.stack([self.docs[d].ids[t] for d, t in zip(self.doc, self.t)])
 
+    def preceding(self, offset: int = 0, envs: list[int] | None = None) -> torch.Tensor:
+        """(n, c): the tokens right before each env's segment s_{t + offset} (BOS at the document's
+        start), which the windows of its first positions reach into (:func:`tokens_before`)."""
+        model = self.backend.model
+        envs = range(self.n) if envs is None else envs
+        return torch.cat([tokens_before(self.docs[self.doc[i]].ids, [int(self.t[i]) + offset],
+                                        model.mem_cfg.code_context, model.bos_token_id) for i in envs])
+
     def written_memory(self, actions: np.ndarray, candidates: np.ndarray | None = None) -> np.ndarray:
         """The memories (n, m, d) that valid ``actions`` write (the env does not change); in select
         mode from ``candidates`` (:func:`candidate_slots`, computed here when not given)."""
         if self.s.action_mode == "select":
             if candidates is None:
-                candidates = candidate_slots(self.backend.model, self.memory, self.current_segments(), self.s.action_scale)
+                candidates = candidate_slots(self.backend.model, self.memory, self.current_segments(), self.s.action_scale,
+                                             self.preceding())
             return write_selection(candidates, actions, self.memory.shape[1], self.s.spacing)
         return write_memory(self.memory, actions, self.s.action_mode, self.s.action_scale)
 
@@ -139,7 +150,8 @@ class Episodes:
             raise ValueError(f"candidate actions have shape {tuple(actions.shape)}; expected (K, {self.n}, ...)")
         candidates = None
         if self.s.action_mode == "select":  # the codes of the current segments, once for all K
-            candidates = candidate_slots(self.backend.model, self.memory, self.current_segments(), self.s.action_scale)
+            candidates = candidate_slots(self.backend.model, self.memory, self.current_segments(), self.s.action_scale,
+                                         self.preceding())
         memories = np.stack([self.written_memory(self.check_actions(a), candidates) for a in actions])  # (K, n, m, d)
         seg = self.next_segments(self.reward.draw_lengths([copy.deepcopy(r) for r in rngs]))
         with torch.no_grad():
@@ -174,7 +186,7 @@ class Episodes:
         obs = {**first, "memory": self.memory[i].copy()}
         if self.s.action_mode == "select":
             obs["codes"] = segment_codes(self.backend.model, self.docs[self.doc[i]].ids[self.t[i]][None],
-                                         self.s.action_scale)[0]
+                                         self.s.action_scale, self.preceding(envs=[i]))[0]
         return obs
 
     # ------------------------------------------------------------------ the reward
@@ -258,7 +270,7 @@ class Episodes:
                 continue
             doc, t = self.docs[self.doc[i]], int(self.t[i]) + 1
             if doc.oracle is None and held is None:     # the recall corpus: one pass for every row
-                held = held_codes(self.backend.model, memory, seg.ids, self.s.action_scale)
+                held = held_codes(self.backend.model, memory, seg.ids, self.s.action_scale, self.preceding(1))
             if doc.oracle is not None:
                 ok = supporting_held(self.backend.model, memory[i], doc.ids, doc.fact_due, t, self.s.action_scale)
                 if ok is not None:

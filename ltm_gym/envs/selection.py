@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ltm_gym.lm import LLMLTM, selection_codes
+from ltm_gym.lm import LLMLTM, selection_codes, tokens_before
 
 
 def is_selection(observation_space, action_space) -> bool:
@@ -51,17 +51,19 @@ def top_choices(scores: np.ndarray, n: int, n_tokens: int = 0, spacing: int = 0)
     return np.sort(chosen, axis=1)
 
 
-def segment_codes(model: LLMLTM, ids: torch.Tensor, scale: float) -> np.ndarray:
-    """What each position of segments ``ids`` (N, L) would be stored as: its scaled code (N, L, d).
-    The select-mode observation carries them, so a policy can see which slot holds a fact the
-    segment states or asks again."""
-    return (selection_codes(model, ids).cpu().numpy() * scale).astype(np.float32)
+def segment_codes(model: LLMLTM, ids: torch.Tensor, scale: float, before: torch.Tensor | None = None) -> np.ndarray:
+    """What each position of segments ``ids`` (N, L) would be stored as: its scaled code (N, L, d),
+    its window reaching into the tokens ``before`` (N, c) each segment. The select-mode observation
+    carries them, so a policy can see which slot holds a fact the segment states or asks again."""
+    return (selection_codes(model, ids, before).cpu().numpy() * scale).astype(np.float32)
 
 
-def candidate_slots(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: float) -> np.ndarray:
+def candidate_slots(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: float,
+                    before: torch.Tensor | None = None) -> np.ndarray:
     """Every slot a selection can store (N, L + m, d): the scaled codes of the current segments'
-    positions ``ids`` (N, L), then the previous ``memory`` (N, m, d)."""
-    return np.concatenate([segment_codes(model, ids, scale), memory], axis=1)
+    positions ``ids`` (N, L) (``before``: the tokens that precede them), then the previous
+    ``memory`` (N, m, d)."""
+    return np.concatenate([segment_codes(model, ids, scale, before), memory], axis=1)
 
 
 def write_selection(candidates: np.ndarray, scores: np.ndarray, n_slots: int, spacing: int = 0) -> np.ndarray:
@@ -82,17 +84,21 @@ def supporting_held(model: LLMLTM, memory: np.ndarray, doc_ids: torch.Tensor, fa
     where = (fact_due[:t] == t).nonzero().tolist()
     if not where:
         return None
-    codes = segment_codes(model, doc_ids[sorted({s for s, _ in where})], scale)
-    rows = {s: i for i, s in enumerate(sorted({s for s, _ in where}))}
+    segments = sorted({s for s, _ in where})
+    before = tokens_before(doc_ids, segments, model.mem_cfg.code_context, model.bos_token_id)
+    codes = segment_codes(model, doc_ids[segments], scale, before)
+    rows = {s: i for i, s in enumerate(segments)}
     wanted = np.stack([codes[rows[s], p] for s, p in where])                     # (F, d)
     diff = np.abs(wanted[:, None, :] - memory[None]).max(-1)                     # (F, m)
     return bool((diff <= 1e-5 * max(1.0, scale)).any(-1).all())
 
 
-def held_codes(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: float) -> np.ndarray:
-    """(N, L) bool: whether ``memory`` (N, m, d) holds the code of each position of ``ids`` (N, L).
+def held_codes(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: float,
+               before: torch.Tensor | None = None) -> np.ndarray:
+    """(N, L) bool: whether ``memory`` (N, m, d) holds the code of each position of ``ids`` (N, L)
+    (``before``: the tokens that precede each segment).
     A question's VALUE has the code of its fact's statement (the same value after the same key), so
     at an answer token this says whether the fact is in memory when it is asked."""
-    codes = segment_codes(model, ids, scale)                                     # (N, L, d)
+    codes = segment_codes(model, ids, scale, before)                             # (N, L, d)
     diff = np.abs(codes[:, :, None, :] - memory[:, None, :, :]).max(-1)          # (N, L, m)
     return (diff <= 1e-5 * max(1.0, scale)).any(-1)

@@ -122,10 +122,11 @@ def selection_projection(slot_dim: int, hidden: int, seed: int = SELECTION_SEED,
 
 
 @torch.no_grad()
-def selection_codes(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+def selection_codes(model: nn.Module, ids: torch.Tensor, before: torch.Tensor | None = None) -> torch.Tensor:
     """The selection-memory code of every position of segments ``ids`` (B, L) for an LLM-LTM
     ``model``: v / max|v|, v = P [E(s_p); E(s_{p-1}); ...; E(s_{p-c})] (E the LM's input embedding,
-    c = ``memory.code_context``, BOS before the segment): (B, L, slot_dim) in [-1, 1]. A slot that
+    c = ``memory.code_context``; ``before`` (B, c): the document's tokens before each segment,
+    :func:`tokens_before`, BOS when not given): (B, L, slot_dim) in [-1, 1]. A slot that
     holds it tells the reader the token and the c before it: with c = 1 and one token per word,
     "KEY VALUE"; a tokenizer that cuts a key and a number into several tokens needs c to reach
     from the number's digits back over the key.
@@ -137,7 +138,8 @@ def selection_codes(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     spelled = model.mem_cfg.spells
     width = model.mem_cfg.slot_dim - (c + 2 if spelled else 0)
     P = selection_projection(width, model.hidden, context=c).to(emb.device)
-    windows = token_windows(ids.to(emb.device), c, model.bos_token_id)            # (B, L, c + 1), oldest first
+    before = None if before is None else before.to(emb.device)
+    windows = token_windows(ids.to(emb.device), c, model.bos_token_id, before)    # (B, L, c + 1), oldest first
     v = emb[windows.flip(-1)].flatten(-2) @ P.T                                  # [E(s_p); E(s_{p-1}); ...] P^T
     v = v / v.abs().amax(-1, keepdim=True).clamp_min(1e-12)
     if not spelled:
@@ -145,12 +147,29 @@ def selection_codes(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([v, window_code(windows, emb.shape[0])], dim=-1)
 
 
-def token_windows(ids: torch.Tensor, context: int, bos_token_id: int) -> torch.Tensor:
+def token_windows(ids: torch.Tensor, context: int, bos_token_id: int,
+                  before: torch.Tensor | None = None) -> torch.Tensor:
     """(B, L, context + 1): at each position of ``ids`` (B, L), the token and the ``context``
-    before it, oldest first (BOS before the start): what a slot selected there holds."""
-    padded = torch.cat([ids.new_full((ids.shape[0], context), bos_token_id), ids], dim=1)
+    before it, oldest first: what a slot selected there holds. ``before`` (B, context): the tokens
+    that precede each segment (:func:`tokens_before`); BOS when not given."""
+    if before is None:
+        before = ids.new_full((ids.shape[0], context), bos_token_id)
+    if before.shape != (ids.shape[0], context):
+        raise ValueError(f"before has shape {tuple(before.shape)}; expected ({ids.shape[0]}, {context})")
+    padded = torch.cat([before.to(ids), ids], dim=1)
     L = ids.shape[1]
     return torch.stack([padded[:, j : j + L] for j in range(context + 1)], dim=-1)
+
+
+def tokens_before(doc_ids: torch.Tensor, segments: torch.Tensor | list[int], context: int,
+                  bos_token_id: int) -> torch.Tensor:
+    """(S, context): the ``context`` tokens of a document ``doc_ids`` (T, L) right before each of
+    its ``segments`` (the previous segment's last ones; BOS before the document's start), so that
+    a slot selected near a segment's start spells the fact that began in the segment before."""
+    T, L = doc_ids.shape
+    padded = torch.cat([doc_ids.new_full((context,), bos_token_id), doc_ids.reshape(-1)])
+    starts = torch.as_tensor(segments, dtype=torch.long).reshape(-1) * L        # padded[s : s + c] precede s
+    return padded[starts[:, None] + torch.arange(context)]
 
 
 def window_code(windows: torch.Tensor, vocab_size: int) -> torch.Tensor:

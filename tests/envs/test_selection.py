@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv
-from ltm_gym.lm import selection_codes
+from ltm_gym.lm import selection_codes, tokens_before
 
 
 def test_select_stores_the_codes_of_the_best_positions_and_keeps_old_slots(backend):
@@ -21,8 +21,15 @@ def test_select_stores_the_codes_of_the_best_positions_and_keeps_old_slots(backe
     b = np.full(L + m, -1.0, np.float32)
     b[L + 1] = b[L + 2] = 1.0                  # keep old slots 1 and 2
     b[[0, 5]] = 0.0
-    new_codes = selection_codes(backend.model, torch.as_tensor(obs["tokens"])[None])[0].numpy()
+    doc = env.episodes.docs[1].ids
+    c, bos = backend.model.mem_cfg.code_context, backend.model.bos_token_id
+    before = tokens_before(doc, [1], c, bos)                     # segment 0's last tokens
+    assert before.tolist() == [doc[0, -c:].tolist()] and tokens_before(doc, [0], c, bos).tolist() == [[bos] * c]
+    new_codes = selection_codes(backend.model, torch.as_tensor(obs["tokens"])[None], before)[0].numpy()
+    cut = selection_codes(backend.model, torch.as_tensor(obs["tokens"])[None])[0].numpy()
+    assert np.abs(new_codes[0] - cut[0]).max() > 1e-3 and np.allclose(new_codes[c:], cut[c:])
     obs, *_ = env.step(b)
+    # position 0's window reaches back into segment 0, not to BOS
     np.testing.assert_allclose(obs["memory"], np.stack([new_codes[0], new_codes[5], written[1], written[2]]), atol=1e-6)
 
 
