@@ -209,3 +209,19 @@ def test_spelled_slots_are_read_as_their_tokens_embeddings(study_data):
     assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, c, atol=1e-3)
     with pytest.raises(ConfigError, match="spelled"):
         from_dict(MemorySettings, {"spelled": True, "read_path": "prefix"})
+
+
+def test_a_segments_windows_reach_back_into_the_document_before_it():
+    """``tokens_before`` gives the tokens right before each segment (across several segments when
+    the window is wider than one, BOS before the document), and ``token_windows`` starts the first
+    positions' windows with them."""
+    from ltm_gym.lm.memory import token_windows, tokens_before
+
+    doc = torch.arange(12).reshape(3, 4) + 10                      # 3 segments of 4 tokens
+    assert tokens_before(doc, [0, 1, 2], 2, 0).tolist() == [[0, 0], [12, 13], [16, 17]]
+    assert tokens_before(doc, [1, 2], 6, 0).tolist() == [[0, 0, 10, 11, 12, 13], [12, 13, 14, 15, 16, 17]]
+    windows = token_windows(doc[2:], 2, 0, tokens_before(doc, [2], 2, 0))
+    assert windows[0, 0].tolist() == [16, 17, 18] and windows[0, 3].tolist() == [19, 20, 21]
+    assert token_windows(doc[2:], 2, 0)[0, 0].tolist() == [0, 0, 18]         # without: BOS
+    with pytest.raises(ValueError, match="before has shape"):
+        token_windows(doc[2:], 2, 0, torch.zeros(1, 3, dtype=torch.long))
