@@ -166,10 +166,14 @@ def tokens_before(doc_ids: torch.Tensor, segments: torch.Tensor | list[int], con
     """(S, context): the ``context`` tokens of a document ``doc_ids`` (T, L) right before each of
     its ``segments`` (the previous segment's last ones; BOS before the document's start), so that
     a slot selected near a segment's start spells the fact that began in the segment before."""
-    T, L = doc_ids.shape
-    padded = torch.cat([doc_ids.new_full((context,), bos_token_id), doc_ids.reshape(-1)])
-    starts = torch.as_tensor(segments, dtype=torch.long).reshape(-1) * L        # padded[s : s + c] precede s
-    return padded[starts[:, None] + torch.arange(context)]
+    flat, L = doc_ids.reshape(-1), doc_ids.shape[1]                             # a view: nothing copied
+    segments = [int(s) for s in torch.as_tensor(segments).reshape(-1)]
+    out = doc_ids.new_full((len(segments), context), bos_token_id)
+    for row, start in enumerate(s * L for s in segments):
+        take = min(context, start)
+        if take:
+            out[row, context - take:] = flat[start - take:start]
+    return out
 
 
 def window_code(windows: torch.Tensor, vocab_size: int) -> torch.Tensor:
