@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from ltm_gym.lm.memory import slot_windows
+
 LOG_STD_MIN, LOG_STD_MAX = math.log(0.02), 0.0  # the original agent's std range, about [0.02, 1]
 
 
@@ -33,12 +35,21 @@ class WriterConfig:
     """Tokens (this one and the ones before it) mixed into each token's features by a causal
     convolution before the transformer, so a position sees its left context, e.g. that it
     follows "remember : KEY", from the first update; 0 or 1: none."""
+    window_tokens: int = 0
+    """Select mode with a study whose codes spell their windows: > 0 (the study's ``code_context``
+    + 1) scores every candidate, a segment position and a kept slot alike, from the tokens of the
+    window it spells, through one network: a slot's score is its window's as a position's, plus
+    what only kept slots have (their place, their match with the segment, ``keep_prior``), so that a
+    slot kept long cannot outscore a new fact the same window text would lose to. 0: positions
+    from the segment encoder, slots from their vectors."""
 
     def validate(self) -> None:
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} is not a multiple of n_head={self.n_head}")
         if self.local_window < 0:
             raise ValueError(f"local_window={self.local_window} is negative; use 0 for none")
+        if self.window_tokens < 0:
+            raise ValueError(f"window_tokens={self.window_tokens} is negative; use 0 for none")
 
 
 def code_matches(memory: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,11 +88,13 @@ class ObservationEncoder(nn.Module):
         if self.tokens:
             vocab = int(observation_space["tokens"].high.max()) + 1
             self.embed = nn.Embedding(vocab, d)
-            self.pos = nn.Embedding(cfg.max_tokens, d)
-            w = cfg.local_window
-            self.local = nn.Conv1d(d, d, w, padding=w - 1) if w > 1 else None
-            layer = nn.TransformerEncoderLayer(d, cfg.n_head, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
-            self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+            if not cfg.window_tokens:    # (scoring windows reads no segment encoder)
+                self.pos = nn.Embedding(cfg.max_tokens, d)
+                w = cfg.local_window
+                self.local = nn.Conv1d(d, d, w, padding=w - 1) if w > 1 else None
+                layer = nn.TransformerEncoderLayer(d, cfg.n_head, 4 * d, dropout=0.0, batch_first=True,
+                                                   norm_first=True)
+                self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         else:
             self.hidden_in = nn.Sequential(nn.Linear(observation_space["hidden"].shape[0], d), nn.Tanh())
         self.memory_in = nn.Linear(self.slot_dim, d)
@@ -89,6 +102,12 @@ class ObservationEncoder(nn.Module):
         if self.codes:   # select mode: how slots match the segment's codes, and each slot's place (its age)
             self.slot_match, self.position_match = ZeroLinear(2, d), ZeroLinear(2, d)
             self.slot_order = nn.Parameter(torch.zeros(observation_space["memory"].shape[0], d))
+        self.window_tokens = cfg.window_tokens
+        if self.window_tokens:
+            if not (self.tokens and self.codes):
+                raise ValueError(f"window_tokens={cfg.window_tokens} scores the windows that select-mode codes "
+                                 "spell (action_mode='select', obs_mode='tokens'); use 0")
+            self.window_in = nn.Sequential(nn.Linear(self.window_tokens * d, d), nn.GELU(), nn.Linear(d, d))
 
     def token_features(self, ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings (B, L, d), plus the causal local mix of the ``local_window`` - 1 before."""
@@ -97,8 +116,23 @@ class ObservationEncoder(nn.Module):
             x = x + self.local(x.transpose(1, 2))[..., : ids.shape[1]].transpose(1, 2)
         return x
 
+    def window_ids(self, spelled: torch.Tensor) -> torch.Tensor:
+        """The ``window_tokens`` token ids (B, n, w) that codes or slots (B, n, d) spell."""
+        return slot_windows(spelled, self.window_tokens - 1, self.embed.num_embeddings)[0]
+
+    def window_features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Features (B, L + m, d) of every candidate's spelled window, positions then slots."""
+        ids = torch.cat([self.window_ids(obs["codes"].float()), self.window_ids(obs["memory"].float())], dim=1)
+        return self.window_in(self.embed(ids).flatten(-2))
+
     def forward(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         memory = obs["memory"].float()
+        if self.window_tokens:
+            for_slots, for_positions = code_matches(memory, obs["codes"].float())
+            feats, L = self.window_features(obs), obs["codes"].shape[1]
+            seg = feats[:, :L] + self.position_match(for_positions)
+            slots = feats[:, L:] + self.slot_match(for_slots) + self.slot_order
+            return torch.cat([seg, slots], dim=1), memory
         if self.tokens:
             ids = obs["tokens"].long()
             pos = torch.arange(ids.shape[1], device=ids.device)
@@ -202,4 +236,8 @@ class SelectionScorer(nn.Module):
         empty = (obs["memory"] == 0).all(-1)                                     # never written: nothing to keep
         keep = torch.where(empty, torch.full_like(empty, EMPTY_SLOT_LOGIT, dtype=logits.dtype),
                            self.keep_prior.to(logits.dtype).expand(*empty.shape))
-        return logits + torch.cat([self.token_prior(obs["tokens"].long()).squeeze(-1).to(logits.dtype), keep], dim=1)
+        prior = self.token_prior(obs["tokens"].long()).squeeze(-1).to(logits.dtype)
+        if self.encoder.window_tokens:          # a slot's window ends at the token it was stored at
+            last = self.encoder.window_ids(obs["memory"].float())[..., -1]
+            keep = keep + torch.where(empty, 0.0, self.token_prior(last).squeeze(-1).to(logits.dtype))
+        return logits + torch.cat([prior, keep], dim=1)

@@ -171,6 +171,19 @@ def env_spacing(env: Any) -> int:
     return int(getattr(getattr(env, "config", None), "spacing", 0) or 0)
 
 
+def check_window_tokens(env: Any, window_tokens: int) -> None:
+    """``writer.window_tokens`` must be the width of the windows the env's selection codes spell."""
+    if not window_tokens:
+        return
+    mem = getattr(getattr(getattr(env, "backend", None), "model", None), "mem_cfg", None)
+    if mem is None or not mem.spells:
+        raise ValueError(f"writer.window_tokens={window_tokens}: the study's selection codes do not spell their "
+                         "windows (memory.spelled or read_path: tokens); use 0")
+    if window_tokens != mem.window_width:
+        raise ValueError(f"writer.window_tokens={window_tokens}: the study's codes spell windows of "
+                         f"{mem.window_width} tokens (code_context + 1); use {mem.window_width}")
+
+
 # ---------------------------------------------------------------------- the two policies
 class SelectionPolicy(nn.Module):
     """Plackett-Luce over candidates; a sample is the ordered choice (K, B, n_slots), its tokens the
@@ -265,6 +278,7 @@ class ReinforceAgent:
         if act_shape == (n_slots, slot_dim):
             self.policy: nn.Module = GaussianPolicy(obs_space, self.cfg)
         elif is_selection(obs_space, env.single_action_space):
+            check_window_tokens(env, self.cfg.writer.window_tokens)
             self.policy = SelectionPolicy(obs_space, n_slots, self.cfg, spacing=env_spacing(env))
         else:
             raise ValueError(f"ReinforceAgent writes the whole memory (action_mode='full') or selects "

@@ -81,3 +81,40 @@ def test_selection_scorer_never_keeps_an_empty_slot():
     assert (chosen[0] < 12).all() and 12 + 1 in chosen[1].tolist() and (chosen[1][chosen[1] >= 12] == 13).all()
     assert torch.isfinite(plackett_luce_log_prob(logits, chosen)).all()
     assert torch.isfinite(categorical_entropy(logits)).all()
+
+
+def spelled(ids: torch.Tensor, vocab: int, width: int = 8) -> torch.Tensor:
+    """Vectors (..., width) whose last len(window) + 1 entries spell ``ids`` (..., w) as a study's codes do."""
+    from ltm_gym.lm.memory import window_code
+    out = torch.rand(*ids.shape[:-1], width) * 0.1
+    out[..., width - ids.shape[-1] - 1:] = window_code(ids, vocab)
+    return out
+
+
+def test_window_scoring_scores_a_kept_window_as_the_same_window_at_a_position():
+    """With ``window_tokens`` every candidate is scored from the window it spells: a slot that keeps
+    the window of position 4 scores what position 4 scores, plus the keep prior and the (zero at
+    first) terms of a kept slot; a different window scores differently."""
+    vocab, L, m = 50, 12, 4
+    space = spaces.Dict({**obs_space(L, vocab).spaces, "codes": spaces.Box(-1, 1, (L, 8), np.float32)})
+    torch.manual_seed(0)
+    scorer = SelectionScorer(space, WriterConfig(d_model=16, n_head=2, window_tokens=3))
+    assert not hasattr(scorer.encoder, "encoder")                # no segment encoder to train
+    with torch.no_grad():
+        scorer.keep_prior.fill_(0.7)
+        scorer.token_prior.weight.normal_()
+    windows = torch.randint(0, vocab, (2, L, 3))
+    obs = {"tokens": windows[..., -1], "codes": spelled(windows, vocab), "memory": torch.zeros(2, m, 8)}
+    obs["memory"][:, 1] = spelled(windows[:, 4], vocab) * 0.5      # kept at another scale: the same window
+    obs["memory"][:, 2] = spelled((windows[:, 4] + 1) % vocab, vocab)
+    logits = scorer(obs)
+    assert logits.shape == (2, L + m)
+    torch.testing.assert_close(logits[:, L + 1], logits[:, 4] + 0.7)
+    assert (logits[:, L + 2] - 0.7 - logits[:, 4]).abs().min() > 1e-4
+    assert (logits[:, [L, L + 3]] < -1e3).all()                     # empty slots are never kept
+    logits[:, : L + 3].sum().backward()
+    assert scorer.encoder.window_in[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="window_tokens=-1"):
+        WriterConfig(window_tokens=-1).validate()
+    with pytest.raises(ValueError, match="window_tokens=3"):
+        SelectionScorer(obs_space(L, vocab), WriterConfig(d_model=16, n_head=2, window_tokens=3))

@@ -216,3 +216,35 @@ def test_spacing_keeps_the_chosen_tokens_of_a_segment_apart(backend):
     assert all(b - a > 3 for a, b in zip(chosen, chosen[1:]))
     kept = [sorted(int(i) for i in (row > 0).nonzero()[0]) for row in scores[0].numpy()]
     assert kept == [sorted(int(i) for i in row) for row in order[0]]              # the action stores the sample
+
+
+def test_window_scoring_needs_and_reads_the_windows_the_study_spells(study_data, backend):
+    """``writer.window_tokens`` is refused, naming the width to use, where the study's codes spell no
+    windows or windows of another width; with the right width the agent trains, and its mode keeps
+    what it scores highest."""
+    from ltm_gym.lm import build_llmltm
+    from tests.fixtures import tiny_study_config
+
+    def agent(env, width):
+        return ReinforceAgent(env, ReinforceConfig(device="cpu", seed=0, group_size=2, keep_prior=1.0,
+                                                   writer=WriterConfig(d_model=16, n_head=2, window_tokens=width)))
+
+    with pytest.raises(ValueError, match="do not spell"):
+        agent(LLMMemoryVectorEnv(num_envs=2, backend=backend, action_mode="select"), 3)
+    cfg = tiny_study_config().lm
+    cfg.memory.read_path, cfg.memory.code_context = "tokens", 2
+    spelled = MemoryLMBackend(build_llmltm(cfg, study_data.tokenizer, seed=1), study_data.splits, study_data.tokenizer,
+                              device="cpu")
+    env = LLMMemoryVectorEnv(num_envs=2, backend=spelled, action_mode="select", reward_mode="full", spacing=2)
+    with pytest.raises(ValueError, match="use 3"):
+        agent(env, 4)
+    a = agent(env, 3)
+    before = [p.detach().clone() for p in a.policy.parameters()]
+    a.learn(4)
+    assert any(not torch.equal(b, p) for b, p in zip(before, a.policy.parameters()))
+    obs, _ = env.reset(seed=1)
+    action, _ = a.predict(obs)
+    with torch.no_grad():
+        logits = a.policy.net({k: torch.as_tensor(v) for k, v in obs.items()})
+    assert action.shape == (2, env.single_action_space.shape[0]) and torch.isfinite(logits).all()
+    assert (action > 0).sum(1).tolist() == [env.single_observation_space["memory"].shape[0]] * 2
