@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,20 @@ class WriterConfig:
             raise ValueError(f"local_window={self.local_window} is negative; use 0 for none")
         if self.window_tokens < 0:
             raise ValueError(f"window_tokens={self.window_tokens} is negative; use 0 for none")
+
+
+def check_window_tokens(env: Any, window_tokens: int, option: str = "writer.window_tokens") -> None:
+    """``window_tokens`` (the ``option`` that set it) must be the width of the windows the env's
+    selection codes spell."""
+    if not window_tokens:
+        return
+    mem = getattr(getattr(getattr(env, "backend", None), "model", None), "mem_cfg", None)
+    if mem is None or not mem.spells:
+        raise ValueError(f"{option}={window_tokens}: the study's selection codes do not spell their "
+                         "windows (memory.spelled or read_path: tokens); use 0")
+    if window_tokens != mem.window_width:
+        raise ValueError(f"{option}={window_tokens}: the study's codes spell windows of "
+                         f"{mem.window_width} tokens (code_context + 1); use {mem.window_width}")
 
 
 def code_matches(memory: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

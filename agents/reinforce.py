@@ -56,7 +56,8 @@ from ltm_gym.envs.selection import is_selection
 from .base import Callback, EpisodeTracker, RunLogger, check_steps, env_state, load_reader, save_reader
 from .distributions import (categorical_entropy, gumbel_top_k, leave_one_out, plackett_luce_log_prob,
                             selection_scores, spaced_top_k)
-from .networks import LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, gaussian_entropy, squashed_log_prob
+from .networks import (LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, check_window_tokens, gaussian_entropy,
+                       squashed_log_prob)
 
 
 ROLLOUTS = ("step", "episode")
@@ -169,19 +170,6 @@ def to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, to
 def env_spacing(env: Any) -> int:
     """The selection env's ``spacing`` (its config's; 0 for an env without one)."""
     return int(getattr(getattr(env, "config", None), "spacing", 0) or 0)
-
-
-def check_window_tokens(env: Any, window_tokens: int) -> None:
-    """``writer.window_tokens`` must be the width of the windows the env's selection codes spell."""
-    if not window_tokens:
-        return
-    mem = getattr(getattr(getattr(env, "backend", None), "model", None), "mem_cfg", None)
-    if mem is None or not mem.spells:
-        raise ValueError(f"writer.window_tokens={window_tokens}: the study's selection codes do not spell their "
-                         "windows (memory.spelled or read_path: tokens); use 0")
-    if window_tokens != mem.window_width:
-        raise ValueError(f"writer.window_tokens={window_tokens}: the study's codes spell windows of "
-                         f"{mem.window_width} tokens (code_context + 1); use {mem.window_width}")
 
 
 # ---------------------------------------------------------------------- the two policies

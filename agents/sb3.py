@@ -27,7 +27,7 @@ from ltm_gym.envs.sb3_vec import SB3VecEnv
 from ltm_gym.envs.selection import is_selection
 
 from .base import Callback, EpisodeTracker, RunLogger, check_steps, env_state, load_reader, save_reader
-from .networks import ObservationEncoder, WriterConfig
+from .networks import ObservationEncoder, WriterConfig, check_window_tokens
 from .replay import DictNStepReplayBuffer
 from .sb3_selection import SELECTION_POLICIES, CandidateHead
 
@@ -136,11 +136,12 @@ class MemoryFeaturesExtractor(BaseFeaturesExtractor):
 
     Never mean-pooled: a policy must be able to tell WHICH position holds a fact (the selection
     action scores positions; a writer copies from them). With ``obs_mode="hidden"`` the segment
-    is one pooled vector and the candidates are it and the slots."""
+    is one pooled vector and the candidates are it and the slots. ``window_tokens``: each candidate
+    from the tokens of the window its code spells, kept or new alike (:class:`ObservationEncoder`)."""
 
     def __init__(self, observation_space: spaces.Dict, d_model: int = 64, n_head: int = 4, n_layers: int = 1,
-                 per_position: int = 8, local_window: int = 0) -> None:
-        cfg = WriterConfig(d_model, n_head, n_layers, local_window=local_window)
+                 per_position: int = 8, local_window: int = 0, window_tokens: int = 0) -> None:
+        cfg = WriterConfig(d_model, n_head, n_layers, local_window=local_window, window_tokens=window_tokens)
         cfg.validate()
         encoder = ObservationEncoder(observation_space, cfg)
         n_seg = observation_space["tokens"].shape[0] if encoder.tokens else 1
@@ -232,6 +233,7 @@ class SB3Agent:
         self.logger = RunLogger(run_dir)
         self.episodes = EpisodeTracker(env.num_envs)
         features = config.pop("features", {})
+        check_window_tokens(env, int(features.get("window_tokens", 0)), "features.window_tokens")
         policy_kwargs = {"features_extractor_class": MemoryFeaturesExtractor, "features_extractor_kwargs": features,
                          **config.pop("policy_kwargs", {})}
         candidate_head = bool(config.pop("candidate_head", False))

@@ -263,7 +263,8 @@ class Episodes:
 
     def add_held(self, infos: list[dict], memory: np.ndarray, seg: Segments) -> None:
         """``answer_held`` per answer token: whether the memory just written holds its fact (the
-        fact's own code; on bAbI-in-books documents every supporting fact's)."""
+        fact's own code; on bAbI-in-books documents every supporting fact, by any code whose window
+        spans it, :func:`supporting_held`)."""
         held = None
         for i, info in enumerate(infos):
             if "answer_hit" not in info:
@@ -272,7 +273,8 @@ class Episodes:
             if doc.oracle is None and held is None:     # the recall corpus: one pass for every row
                 held = held_codes(self.backend.model, memory, seg.ids, self.s.action_scale, self.preceding(1))
             if doc.oracle is not None:
-                ok = supporting_held(self.backend.model, memory[i], doc.ids, doc.fact_due, t, self.s.action_scale)
+                ok = supporting_held(self.backend.model, memory[i], doc.ids, doc.fact_due, t, self.s.action_scale,
+                                     doc.subject_source)
                 if ok is not None:
                     info["answer_held"] = [ok] * len(info["answer_hit"])
             else:

@@ -77,20 +77,34 @@ def write_selection(candidates: np.ndarray, scores: np.ndarray, n_slots: int, sp
 
 
 def supporting_held(model: LLMLTM, memory: np.ndarray, doc_ids: torch.Tensor, fact_due: torch.Tensor, t: int,
-                    scale: float) -> bool | None:
-    """Whether ``memory`` (m, d) holds the code of every fact before segment ``t`` that ``t`` asks
+                    scale: float, subject: torch.Tensor | None = None) -> bool | None:
+    """Whether ``memory`` (m, d) holds every fact before segment ``t`` that ``t`` asks
     (bAbI-in-books documents: ``fact_due == t`` at each supporting fact's marked word); None when
-    every one is in segment ``t`` itself."""
+    every one is in segment ``t`` itself. A fact is held by the code of its marked word or of any
+    later position whose window (the code's ``code_context`` tokens before it) still reaches back
+    to the fact's actor (``subject``: the document's ``subject_source``, the actor's flat index at
+    each marked word): "Mary went to the kitchen ." is held at "kitchen" and at ".". Without
+    ``subject`` only the marked word's code counts."""
     where = (fact_due[:t] == t).nonzero().tolist()
     if not where:
         return None
-    segments = sorted({s for s, _ in where})
-    before = tokens_before(doc_ids, segments, model.mem_cfg.code_context, model.bos_token_id)
+    L, c = doc_ids.shape[1], model.mem_cfg.code_context
+    groups: list[list[int]] = []                                                 # per fact: flat positions that hold it
+    for s, p in where:
+        mark = s * L + p
+        first = int(subject[s, p]) if subject is not None else -1
+        last = max(mark, first + c) if first >= 0 else mark
+        groups.append(list(range(mark, min(last, t * L - 1) + 1)))
+    segments = sorted({q // L for g in groups for q in g})
+    before = tokens_before(doc_ids, segments, c, model.bos_token_id)
     codes = segment_codes(model, doc_ids[segments], scale, before)
     rows = {s: i for i, s in enumerate(segments)}
-    wanted = np.stack([codes[rows[s], p] for s, p in where])                     # (F, d)
-    diff = np.abs(wanted[:, None, :] - memory[None]).max(-1)                     # (F, m)
-    return bool((diff <= 1e-5 * max(1.0, scale)).any(-1).all())
+    tol = 1e-5 * max(1.0, scale)
+    for g in groups:
+        wanted = np.stack([codes[rows[q // L], q % L] for q in g])               # (W, d)
+        if not (np.abs(wanted[:, None, :] - memory[None]).max(-1) <= tol).any():
+            return False
+    return True
 
 
 def held_codes(model: LLMLTM, memory: np.ndarray, ids: torch.Tensor, scale: float,

@@ -175,3 +175,36 @@ def test_sb3_agents_train_a_co_trained_reader(backend, algo):
                 if n in reader:
                     p.copy_(reader[n])
         backend.model_changed()
+
+
+def test_sb3_selection_scores_spelled_windows_and_refuses_a_wrong_width(study_data, backend):
+    """``features.window_tokens``: the SB3 extractor scores each candidate from the window its code
+    spells (REINFORCE's ``writer.window_tokens``), refused by name where the study spells none or
+    windows of another width."""
+    from ltm_gym.envs import MemoryLMBackend
+    from ltm_gym.lm import build_llmltm
+    from tests.fixtures import tiny_study_config
+
+    config = {**hyperparams("ppo", "select"), "n_steps": 8, "batch_size": 16}
+
+    def make(env, width):
+        return agents.make("ppo", env, device="cpu", seed=0,
+                           **{**config, "features": {"d_model": 16, "n_head": 2, "window_tokens": width}})
+
+    with pytest.raises(ValueError, match="features.window_tokens=3: .*do not spell"):
+        make(LLMMemoryVectorEnv(2, backend=backend, action_mode="select"), 3)
+    cfg = tiny_study_config().lm
+    cfg.memory.read_path, cfg.memory.code_context = "tokens", 2
+    spelled = MemoryLMBackend(build_llmltm(cfg, study_data.tokenizer, seed=1), study_data.splits, study_data.tokenizer,
+                              device="cpu")
+    env = LLMMemoryVectorEnv(2, backend=spelled, action_mode="select", reward_mode="full")
+    with pytest.raises(ValueError, match="features.window_tokens=4: .*use 3"):
+        make(env, 4)
+    agent = make(env, 3)
+    extractor = agent.model.policy.features_extractor
+    assert extractor.encoder.window_tokens == 3 and not hasattr(extractor.encoder, "encoder")
+    before = [p.detach().clone() for p in extractor.parameters()]
+    agent.learn(16)
+    assert any(not torch.equal(b, p) for b, p in zip(before, extractor.parameters()))
+    obs, _ = env.reset(seed=1)
+    assert agent.predict(obs)[0].shape == (2, env.single_action_space.shape[0])

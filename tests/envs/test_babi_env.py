@@ -71,3 +71,37 @@ def test_vector_env_takes_a_seed_per_env_refuses_unknown_options_and_use_after_c
     env.close()
     with pytest.raises(RuntimeError, match="closed"):
         env.unwrapped.step(env.action_space.sample())
+
+
+def test_a_fact_is_held_by_any_code_whose_window_still_reaches_its_actor(backend):
+    import copy
+    import dataclasses
+
+    from ltm_gym.envs.selection import segment_codes, supporting_held
+    from ltm_gym.lm.memory import tokens_before
+
+    env = gym.make("ltm_gym/LLMMemory-v0", backend=backend, task=TASK, split="test", action_mode="select")
+    env.reset(seed=0)
+    doc = next(d for d in env.unwrapped.backend.docs("test")
+               if (d.fact_due[: d.n_segments - 1] == d.n_segments - 1).any())
+    t, L = doc.n_segments - 1, doc.ids.shape[1]
+    facts = [(s * L + p, int(doc.subject_source[s, p])) for s, p in (doc.fact_due[:t] == t).nonzero().tolist()]
+    assert all(first < mark for mark, first in facts)
+    c = max(mark - first for mark, first in facts) + 1          # every window from the actor to one past the mark
+    model = copy.deepcopy(backend.model)
+    model.mem_cfg = dataclasses.replace(model.mem_cfg, code_context=c)
+    codes = segment_codes(model, doc.ids, 1.0, tokens_before(doc.ids, range(doc.n_segments), c, model.bos_token_id))
+    flat = codes.reshape(-1, codes.shape[-1])
+
+    def held(positions, subject=doc.subject_source):
+        memory = np.zeros((model.mem_cfg.n_slots, flat.shape[1]), np.float32)
+        memory[: len(positions)] = flat[positions]
+        return supporting_held(model, memory, doc.ids, doc.fact_due, t, 1.0, subject)
+
+    marks = [mark for mark, _ in facts]
+    reach = [first + c for _, first in facts]                   # the last window that still holds the actor
+    past = [first + c + 1 for _, first in facts]                # the actor has left the window
+    assert all(m < r < p < t * L for m, r, p in zip(marks, reach, past))
+    assert held(marks) and held(reach) and not held(past)
+    assert held(marks, subject=None) and not held(reach, subject=None)   # without actors: the marked word only
+    assert not held(reach[1:] + past[:1])
