@@ -7,9 +7,7 @@ are the next segment's memory; the first segment reads M learned initial embeddi
 study's (GPT-2 or Llama family: tiny, SmolLM2), fully fine-tuned or adapted with LoRA, and the
 memory is trained end to end by backpropagation through the segments of a document.
 
-The written memory is rescaled to the token embeddings' norm (see :attr:`RecurrentMemoryLM.memory_norm`);
-with ``write="vocab"`` it is instead each write position's next-token distribution applied to the
-input embeddings (a soft token: in the space the LM reads its context in, by construction).
+The written memory is rescaled to the token embeddings' norm (see :attr:`RecurrentMemoryLM.memory_norm`).
 Unlike the env's memory (10 x 64 vectors written by an agent and read by cross-attention), the
 memory here is M x H (H the LM's width) and lives in the LM's input space.
 """
@@ -27,7 +25,6 @@ from ltm_gym.lm import LoraSettings, check_vocab, load_pretrained_lm, token_loss
 from ltm_gym.lm.trunk import base_lm
 
 Finetune = Literal["full", "lora"]
-Write = Literal["hidden", "vocab"]
 
 
 def study_base_lm(study) -> nn.Module:
@@ -60,11 +57,8 @@ class RecurrentMemoryLM(nn.Module):
     """A causal LM with ``n_memory`` recurrent memory tokens (read before, written after each segment)."""
 
     def __init__(self, lm: nn.Module, n_memory: int, bos_token_id: int, finetune: Finetune = "full",
-                 lora: LoraSettings | None = None, seed: int = 0, write: Write = "hidden") -> None:
+                 lora: LoraSettings | None = None, seed: int = 0) -> None:
         super().__init__()
-        if write not in ("hidden", "vocab"):
-            raise ConfigError(f"write={write!r}; allowed: hidden, vocab")
-        self.write = write
         if n_memory < 1:
             raise ConfigError(f"n_memory={n_memory}; an RMT needs >= 1 memory token")
         if finetune not in ("full", "lora"):
@@ -114,11 +108,7 @@ class RecurrentMemoryLM(nn.Module):
         x = torch.cat([memory, embeds, memory], dim=1)                       # (B, M + 1 + L + M, H)
         hidden = inner.base_model(inputs_embeds=x).last_hidden_state
         written = hidden[:, -M:]
-        if self.write == "vocab":        # soft tokens: E^T softmax(logits) at each write position
-            probs = self.logits(written).float().softmax(-1)
-            written = (probs @ inner.get_input_embeddings().weight.float()).to(embeds.dtype)
-        else:
-            written = written * (self.memory_norm / written.norm(dim=-1, keepdim=True).clamp_min(1e-6)).to(written.dtype)
+        written = written * (self.memory_norm / written.norm(dim=-1, keepdim=True).clamp_min(1e-6)).to(written.dtype)
         return hidden[:, M : M + L], written
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

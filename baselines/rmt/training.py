@@ -27,7 +27,7 @@ from ltm_gym.lm import LoraSettings
 from ltm_gym.metrics import SegmentMetrics
 
 from .curriculum import document_batch, stage_at, stage_tasks, training_task
-from .model import Finetune, RecurrentMemoryLM, Write, study_base_lm
+from .model import Finetune, RecurrentMemoryLM, study_base_lm
 
 WEIGHTS_FILE = "rmt.safetensors"
 ROW = "rmt"
@@ -47,10 +47,6 @@ class RMTConfig:
     """Memory tokens (each of the LM's width)."""
     finetune: Finetune = "full"
     """``full``: every LM weight trains; ``lora``: LoRA adapters of the study's ``lm.lora`` settings."""
-    write: Write = "hidden"
-    """What a write position leaves as memory: ``hidden``, its final hidden state rescaled to the
-    token embeddings' norm (RMT); ``vocab``, its next-token distribution over the input embeddings
-    (a soft token, in the LM's input space by construction)."""
     curriculum: list[dict[str, Any]] | None = None
     """Stages before the task itself, as task fields (``[{distance: 1}, {distance: 2}]``); null:
     the automatic one (:func:`~ltm_gym.baselines.rmt.curriculum.stage_tasks`); ``[]``: none."""
@@ -78,7 +74,6 @@ class RMTConfig:
     def validate(self) -> None:
         check(self.n_memory >= 1, "n_memory", self.n_memory, ">= 1")
         check(self.finetune in ("full", "lora"), "finetune", self.finetune, "full, lora")
-        check(self.write in ("hidden", "vocab"), "write", self.write, "hidden, vocab")
         check(self.stage_steps >= 0, "stage_steps", self.stage_steps, ">= 0")
         check(self.train_documents >= 0, "train_documents", self.train_documents, ">= 0 (0: the task's own)")
         check(self.bptt >= 0, "bptt", self.bptt, ">= 0 (0: the whole document)")
@@ -103,8 +98,7 @@ class RMTSetup:
         study_cfg = self.study.config
         torch.manual_seed(cfg.train.seed)
         self.model = RecurrentMemoryLM(study_base_lm(self.study), cfg.n_memory, self.study.tokenizer.bos_token_id,
-                                       cfg.finetune, LoraSettings(**vars(study_cfg.lm.lora)), seed=cfg.train.seed,
-                                       write=cfg.write)
+                                       cfg.finetune, LoraSettings(**vars(study_cfg.lm.lora)), seed=cfg.train.seed)
         self.model.check_length(self.segment_len)
 
     def documents(self, task: AnyTask, split: str) -> list[Document]:

@@ -43,8 +43,7 @@ def test_stages_advance_every_stage_steps_and_the_last_runs_on():
 
 
 @pytest.mark.parametrize("over, match", [({"n_memory": 0}, "n_memory"), ({"finetune": "half"}, "finetune"),
-                                         ({"task": "recall-d5"}, "recall-d5"), ({"bptt": -1}, "bptt"),
-                                         ({"write": "tokens"}, "write")])
+                                         ({"task": "recall-d5"}, "recall-d5"), ({"bptt": -1}, "bptt")])
 def test_bad_settings_are_named(over, match):
     with pytest.raises(ConfigError, match=match):
         load_config(RMTConfig, over)
@@ -68,26 +67,6 @@ def test_the_segment_reads_the_memory_and_the_write_reads_the_segment(tiny_study
     assert not torch.allclose(n2, nxt)                                    # the write sees the whole segment
     h3, _ = model(ids, memory + 1.0)
     assert not torch.allclose(h3[:, 0], hidden[:, 0])                    # the first token already reads the memory
-
-
-def test_a_vocab_write_is_a_soft_token_of_the_write_positions_prediction(tiny_study):
-    """``write: vocab``: each memory vector is the input embeddings weighted by the write position's
-    next-token distribution (in the span of the token embeddings), and the gradient reaches the LM
-    through it."""
-    model = RMTSetup(small_cfg(tiny_study, write="vocab")).model.eval()
-    ids = torch.randint(5, 100, (2, 32))
-    hidden, nxt = model(ids, model.initial_memory(2))
-    emb = model.lm.get_input_embeddings().weight
-    B, M = 2, model.n_memory
-    x = torch.cat([model.initial_memory(2), model.lm.get_input_embeddings()(
-        torch.cat([ids.new_full((2, 1), model.bos_token_id), ids], 1)), model.initial_memory(2)], 1)
-    last = model.lm.base_model(inputs_embeds=x).last_hidden_state[:, -M:]
-    want = model.logits(last).float().softmax(-1) @ emb.float()
-    torch.testing.assert_close(nxt, want.to(nxt.dtype), atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(nxt.norm(dim=-1), torch.full((B, M), float(model.memory_norm)))   # not rescaled
-    _, again = model(ids, nxt)
-    again.sum().backward()
-    assert model.lm.get_output_embeddings().weight.grad.abs().sum() > 0
 
 
 def test_truncation_stops_the_gradient_before_the_first_memory(tiny_study):
