@@ -87,7 +87,7 @@ def test_tiny_init_std_sets_the_initial_weight_scale_and_is_validated():
 
     narrow = build_tiny_gpt2(TinyGPT2(n_layer=1, n_embd=64, n_head=2, n_positions=16), 50, 0)
     wide = build_tiny_gpt2(TinyGPT2(n_layer=1, n_embd=64, n_head=2, n_positions=16, init_std=0.05), 50, 0)
-    std = lambda lm: float(lm.transformer.h[0].attn.c_attn.weight.std())  # noqa: E731
+    std = lambda lm: float(lm.transformer.h[0].attn.c_attn.weight.detach().std())  # noqa: E731
     assert std(narrow) == pytest.approx(0.02, rel=0.05) and std(wide) == pytest.approx(0.05, rel=0.05)
     with pytest.raises(ConfigError, match="tiny.init_std"):
         TinyGPT2(init_std=0.0).validate()
