@@ -37,12 +37,16 @@ def agent_metrics(agent: Any, env: LLMMemoryEnv, n_documents: int | None = None,
 
 def eval_env(env_kwargs: dict[str, Any], split: str = "test", backend: Any = None) -> LLMMemoryEnv:
     """The single LLMMemory-v0 an agent is evaluated on: its training env's settings on ``split``,
-    one whole document per episode (no ``max_segments``), sharing ``backend``'s LM when given (a
-    co-trained reader included, but not trained further). The reward mode is ``full`` (the metrics
-    in ``info`` do not depend on it; ``mimic`` has none)."""
+    one whole document per episode (no ``max_segments``), its task as evaluated (a bAbI level's
+    final question alone, :func:`~ltm_gym.data.tasks.protocol_task`), sharing ``backend``'s LM when
+    given (a co-trained reader included, but not trained further). The reward mode is ``full`` (the
+    metrics in ``info`` do not depend on it; ``mimic`` has none)."""
     import ltm_gym  # noqa: F401  (registers the env ids)
+    from ltm_gym.data.tasks import protocol_task
 
     kwargs = {**env_kwargs, "split": split, "max_segments": None, "reward_mode": "full", "lm_update": False}
+    if kwargs.get("task") is not None:
+        kwargs["task"] = protocol_task(kwargs["task"])
     if backend is not None:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("study_dir", "config", "adapters", "device", "lm_lr")}
         kwargs["backend"] = backend
@@ -68,7 +72,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = 
     agent.load(run_dir / agent.file_name)
     study = StudyDir(cfg.env_kwargs.get("study_dir"))
     env = eval_env(cfg.env_kwargs, split, backend=agent.env.backend)
-    task = agent.env.backend.task
+    task = env.backend.task
     if task is not None:
         if split != "test":
             raise ValueError(f"split {split!r}: a run on a memory task is evaluated on the task's test documents")

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from dataclasses import replace
 import sys
 from pathlib import Path
 
 import ltm_gym.agents as agents
+from ltm_gym.agents.recipes import apply_recipe, study_recipe
 from ltm_gym.agents.training import RunConfig, hyperparams, train_run
 from ltm_gym.core import lock_run_dir, new_run_dir, refuse_existing_run, run_config_source
 from ltm_gym.core.config import load_preset_dict, merge, parse_overrides
@@ -34,6 +36,8 @@ from ltm_gym.core.distributed import from_environment
 from ltm_gym.core.errors import run_main
 from ltm_gym.envs import env_config
 from ltm_gym.study.layout import shipped_name
+
+DEFAULT_STEPS = 20_000
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,7 +54,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="environment arguments: study_dir, reward_mode, k, action_mode, action_scale, "
                              "max_segments, adapters, lm_update, ... (see help(LLMMemoryEnv))")
     parser.add_argument("--num-envs", type=int, default=8, help="documents stepped together (default 8)")
-    parser.add_argument("--steps", type=int, default=20_000, help="total env steps, summed over envs")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"total env steps, summed over envs (default: the study recipe's, else {DEFAULT_STEPS})")
+    parser.add_argument("--no-recipe", action="store_true",
+                        help="leave out the study's recipe (presets/recipes/STUDY.yaml: the env arguments, "
+                             "hyper-parameters and steps its agents were tuned with, e.g. babi-tiny's for its "
+                             "babi-* tasks in select mode), which fills in what the command leaves out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="agent device: auto, cpu, cuda")
     parser.add_argument("--init-from", type=Path, default=None, help="agent file to start from")
@@ -65,12 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         run_config_source(args)
         given = [f for f in ("--algo", "--config", "--set", "--env-id", "--env-kwargs", "--num-envs", "--seed",
-                             "--init-from") if flag_given(f, argv)]
+                             "--init-from", "--no-recipe")    # however spelled: --seed=3, --see 3
+                 if flag_given(f, argv) or getattr(args, dest(f)) != parser.get_default(dest(f))]
         if given:
             raise ValueError(f"{' '.join(given)} with --resume: a run continues with its own config "
                              f"({args.run_dir / 'config.yaml'}); only --steps may grow")
         cfg = RunConfig.load(args.run_dir)
-        if flag_given("--steps", argv):
+        if args.steps is not None:
             if args.steps < cfg.steps:
                 raise ValueError(f"--steps {args.steps} with --resume: the run is of {cfg.steps} env steps; "
                                  "a resumed run may only grow")
@@ -81,16 +91,26 @@ def main(argv: list[str] | None = None) -> None:
             refuse_existing_run(args.run_dir)
         if args.init_from is not None and not args.init_from.is_file():
             raise FileNotFoundError(f"--init-from {args.init_from}: no such file")
-        if args.steps < 1:
+        if args.steps is not None and args.steps < 1:
             raise ValueError(f"--steps {args.steps}: must be >= 1")
         env_kwargs = parse_overrides(args.env_kwargs)
         if env_kwargs.get("study_dir") is not None and shipped_name(Path(str(env_kwargs["study_dir"]))) is None:
             env_kwargs["study_dir"] = str(Path(env_kwargs["study_dir"]).expanduser().resolve())   # found from anywhere
         env_config(env_kwargs)                          # refused by name before anything is built
+        given = parse_overrides(args.overrides)
         hyper = load_preset_dict(args.config) if args.config else hyperparams(args.algo, env_kwargs.get("action_mode"))
-        hyper = merge(hyper, parse_overrides(args.overrides))
+        hyper, steps = merge(hyper, given), args.steps
+        recipe = None if args.no_recipe or args.env_id != "ltm_gym/LLMMemory-v0" else study_recipe(env_kwargs)
+        if recipe is not None:
+            applied = apply_recipe(recipe if not args.config else replace(recipe, agents={}), args.algo,
+                                   env_kwargs, hyper, given, steps)
+            env_kwargs, hyper, steps = applied.env_kwargs, applied.hyperparams, applied.steps
+            if applied.added and rank.is_main:
+                print(f"recipe of study {recipe.study} (presets/recipes/{recipe.study}.yaml; --no-recipe leaves it "
+                      f"out): {' '.join(applied.added)}", flush=True)
+            env_config(env_kwargs)
         cfg = RunConfig(algo=args.algo, env_id=args.env_id, env_kwargs=env_kwargs,
-                        num_envs=args.num_envs, steps=args.steps, seed=args.seed, device=args.device,
+                        num_envs=args.num_envs, steps=steps or DEFAULT_STEPS, seed=args.seed, device=args.device,
                         hyperparams=hyper, init_from=str(args.init_from) if args.init_from else None)
         env_name = cfg.env_id.split("/")[-1]
         run_dir = args.run_dir or new_run_dir(f"{env_name}__{args.algo}", args.seed, create=False, device=args.device)
@@ -115,6 +135,11 @@ def main(argv: list[str] | None = None) -> None:
         from ltm_gym.agents.evaluation import evaluate_run
 
         print(evaluate_run(run_dir))
+
+
+def dest(flag: str) -> str:
+    """The attribute argparse stores ``flag`` in."""
+    return "overrides" if flag == "--set" else flag[2:].replace("-", "_")
 
 
 def flag_given(flag: str, argv: list[str]) -> bool:

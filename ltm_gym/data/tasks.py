@@ -107,6 +107,17 @@ def load_task(task: str | Mapping[str, Any] | AnyTask) -> AnyTask:
     return cfg
 
 
+def protocol_task(task: str | Mapping[str, Any] | AnyTask) -> AnyTask:
+    """The task as it is evaluated: a bAbI level asks its final question alone (BABILong's
+    protocol); questions along the way (``task.questions``) are a training option, a denser reward."""
+    resolved = load_task(task)
+    if not isinstance(resolved, BabiTaskConfig) or resolved.questions == 1:
+        return resolved
+    if isinstance(task, Mapping):
+        resolved = load_task({k: v for k, v in task.items() if k != "questions"})
+    return resolved if resolved.questions == 1 else replace(resolved, questions=1)
+
+
 def _preset(name: str) -> AnyTask:
     if is_babi(name):
         level = babi_level(name)

@@ -105,3 +105,16 @@ def test_a_fact_is_held_by_any_code_whose_window_still_reaches_its_actor(backend
     assert held(marks) and held(reach) and not held(past)
     assert held(marks, subject=None) and not held(reach, subject=None)   # without actors: the marked word only
     assert not held(reach[1:] + past[:1])
+
+
+def test_an_agent_is_evaluated_on_the_final_question_alone(backend):
+    """Questions along the way (task.questions) are a training option: eval_env asks the protocol's."""
+    from ltm_gym.agents.evaluation import eval_env
+
+    task = {**TASK, "tokens": 512, "questions": 3}
+    trained = gym.make("ltm_gym/LLMMemory-v0", backend=backend, task=task, split="test").unwrapped
+    evaluated = eval_env({"task": task, "action_mode": "select"}, "test", backend=backend)
+    assert evaluated.backend.task.questions == 1 and evaluated.backend.task.name == "babi-qa1-1k(n_documents=4,n_eval=3,tokens=512)"
+    for doc in evaluated.backend.docs("test"):
+        assert doc.answer_mask[:-1].sum() == 0 and doc.answer_mask[-1].sum() > 0
+    assert any(d.answer_mask[:-1].sum() > 0 for d in trained.backend.docs("test"))

@@ -115,6 +115,7 @@ def test_agent_resume_keeps_its_config(tiny_study, tmp_path, capsys):
     assert "already holds a run" in fails("train_agent", args, capsys)
     line = fails("train_agent", ["--run-dir", str(run), "--resume", "--set", "lr=1"], capsys)
     assert "--set lr=1 with --resume" in line
+    assert "--seed with --resume" in fails("train_agent", ["--run-dir", str(run), "--resume", "--see", "3"], capsys)
     assert (run / "config.yaml").read_bytes() == config
 
 
