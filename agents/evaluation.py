@@ -13,25 +13,30 @@ from typing import Any
 
 import gymnasium as gym
 
+from ltm_gym.core.progress import progress_bar
 from ltm_gym.envs import LLMMemoryEnv
 from ltm_gym.metrics import SegmentMetrics
 
 
 def agent_metrics(agent: Any, env: LLMMemoryEnv, n_documents: int | None = None,
-                  deterministic: bool = True) -> SegmentMetrics:
+                  deterministic: bool = True, progress: bool = False) -> SegmentMetrics:
     """Run ``agent.predict`` through the first ``n_documents`` documents of ``env``'s split (all
-    by default) and collect every step's metrics."""
+    by default) and collect every step's metrics; ``progress``: a bar over the env steps."""
     env = env.unwrapped
     metrics = SegmentMetrics()
-    n = len(env.backend.docs(env.episodes.s.split))
-    for doc in range(n if n_documents is None else min(n, n_documents)):
-        obs, _ = env.reset(options={"document": doc})
-        done = False
-        while not done:
-            action, _ = agent.predict(obs, deterministic=deterministic)
-            obs, _, terminated, truncated, info = env.step(action)
-            metrics.add_info(info, doc)
-            done = terminated or truncated
+    docs = env.backend.docs(env.episodes.s.split)
+    docs = docs if n_documents is None else docs[:n_documents]
+    with progress_bar(total=sum(d.n_segments - 1 for d in docs), disable=not progress, desc="agent",
+                      unit="step") as bar:
+        for doc in range(len(docs)):
+            obs, _ = env.reset(options={"document": doc})
+            done = False
+            while not done:
+                action, _ = agent.predict(obs, deterministic=deterministic)
+                obs, _, terminated, truncated, info = env.step(action)
+                metrics.add_info(info, doc)
+                done = terminated or truncated
+                bar.update()
     return metrics
 
 

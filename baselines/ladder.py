@@ -78,4 +78,4 @@ def agent_row(run_dir: str | Path, task: str | dict | AnyTask | None, n_document
     if task is not None:
         kwargs["task"] = load_task(task)
     env = eval_env(kwargs, "test", backend=agent.env.backend)
-    return agent_metrics(agent, env, n_documents)
+    return agent_metrics(agent, env, n_documents, progress=True)

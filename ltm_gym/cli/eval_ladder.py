@@ -38,9 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", nargs="+", default=list(LEVELS), metavar="TASK",
                         help=f"levels ({', '.join(LEVELS)}; babi-qa1-1k ... babi-qa3-64k) or task YAML files "
                              "(default: the recall levels)")
-    parser.add_argument("--readers", nargs="+", default=["select"], metavar="ADAPTERS",
-                        help="readers of the scripted policies: select (the study's), none (the LM with no adapters) "
-                             "or .safetensors files")
+    parser.add_argument("--readers", nargs="*", default=["select"], metavar="ADAPTERS",
+                        help="readers of the scripted policies and of retrieval: select (the study's), none (the LM "
+                             "with no adapters) or .safetensors files; the option alone, no reader: no memory, the "
+                             "oracle and the agent runs only (a long level, e.g. babi-qa1-1024k)")
     parser.add_argument("--policies", nargs="+", default=None, choices=POLICIES,
                         help="scripted policies (default: all; keep and random on a bAbI level)")
     parser.add_argument("--agent-runs", nargs="*", default=[], type=Path, metavar="RUN_DIR",

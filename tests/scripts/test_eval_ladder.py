@@ -53,6 +53,9 @@ def test_ladder_script_prints_the_references_and_an_agent(default_study, tmp_pat
     assert summaries["keep[select]"]["held"] == 1.0 and summaries["store[select]"]["held"] == 0.0
     assert summaries["lora_baseline"]["gap"] == 0.0 and summaries["oracle"]["gap"] == 1.0
     assert set(summaries["agent:run"]) >= {"recall_d2", "held", "gap_lo", "gap_hi"}
+    load_script("eval_ladder").main(["--tasks", str(task), "--documents", "2", "--device", "cpu", "--readers",
+                                     "--agent-runs", str(run), "--out", str(tmp_path / "bare")])
+    assert set(json.loads((tmp_path / "bare" / "tiny-d2.json").read_text())) == {"lora_baseline", "oracle", "agent:run"}
     with pytest.raises(Exception, match="recall-d9"):
         load_script("eval_ladder").main(["--tasks", "recall-d9"])
 
