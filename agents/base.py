@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 from ltm_gym.envs import reader_training
+from ltm_gym.core.errors import UserError
 
 Callback = Callable[[Any, dict], "bool | None"]
 """``callback(agent, stats)`` after every update (REINFORCE) or rollout (SB3); False stops."""
@@ -53,7 +54,7 @@ class Agent(Protocol):
 def check_steps(steps: int) -> int:
     """``learn``'s step count: a whole number >= 0 (0 trains nothing)."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"learn({steps!r}): steps is a whole number of env steps >= 0, how many more to train")
+        raise UserError(f"learn({steps!r}): steps is a whole number of env steps >= 0, how many more to train")
     return int(steps)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+from ltm_gym.core.errors import UserError
 
 
 def gumbel_top_k(logits: torch.Tensor, k: int, generator: torch.Generator | None = None,
@@ -91,5 +92,5 @@ def leave_one_out(rewards: torch.Tensor) -> torch.Tensor:
     """r_k - mean_{j != k} r_j over the first dim (K >= 2 samples of the same state)."""
     K = rewards.shape[0]
     if K < 2:
-        raise ValueError(f"a leave-one-out baseline needs >= 2 samples per state, got {K}")
+        raise UserError(f"a leave-one-out baseline needs >= 2 samples per state, got {K}")
     return rewards - (rewards.sum(0, keepdim=True) - rewards) / (K - 1)

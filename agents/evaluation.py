@@ -16,6 +16,7 @@ import gymnasium as gym
 from ltm_gym.core.progress import progress_bar
 from ltm_gym.envs import LLMMemoryEnv
 from ltm_gym.metrics import SegmentMetrics
+from ltm_gym.core.errors import UserError
 
 
 def agent_metrics(agent: Any, env: LLMMemoryEnv, n_documents: int | None = None,
@@ -80,7 +81,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", with_lm_rows: bool = 
     task = env.backend.task
     if task is not None:
         if split != "test":
-            raise ValueError(f"split {split!r}: a run on a memory task is evaluated on the task's test documents")
+            raise UserError(f"split {split!r}: a run on a memory task is evaluated on the task's test documents")
         rows = task_lm_rows(study, task)
         rows[f"agent_{cfg.algo}"] = agent_metrics(agent, env)
         table = report(rows, run_dir / "eval", "agent_table")

@@ -16,15 +16,16 @@ from torch import nn
 
 from ltm_gym.core.progress import progress_bar
 from ltm_gym.lm.memory import previous_segment_memory
+from ltm_gym.core.errors import UserError
 
 
 def imitation_documents(backend: Any, split: str) -> list:
     """The documents of ``split`` that have a next segment (the ones a writer writes memory for)."""
     if split not in backend.documents:
-        raise ValueError(f"split={split!r}; the backend holds {sorted(backend.documents)}")
+        raise UserError(f"split={split!r}; the backend holds {sorted(backend.documents)}")
     docs = [d for d in backend.documents[split] if d.n_segments > 1]
     if not docs:
-        raise ValueError(f"split {split!r} has no document of two segments or more to imitate on")
+        raise UserError(f"split {split!r} has no document of two segments or more to imitate on")
     return docs
 
 
@@ -50,7 +51,7 @@ def imitate_hypothesis2(writer: nn.Module, backend: Any, steps: int, scale: floa
     """Regress ``writer``'s squashed mean tanh(mean) onto the hypothesis-2 action for ``steps``
     Adam steps; returns the relative squared error (MSE / target variance) of the first and last batch."""
     if steps < 1:
-        raise ValueError(f"steps={steps}: behaviour cloning needs at least one step")
+        raise UserError(f"steps={steps}: behaviour cloning needs at least one step")
     g = torch.Generator().manual_seed(seed)
     params = [p for p in writer.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)

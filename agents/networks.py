@@ -22,6 +22,7 @@ from gymnasium import spaces
 from torch import nn
 
 from ltm_gym.lm.memory import slot_windows
+from ltm_gym.core.errors import UserError
 
 LOG_STD_MIN, LOG_STD_MAX = math.log(0.02), 0.0  # the original agent's std range, about [0.02, 1]
 
@@ -46,11 +47,11 @@ class WriterConfig:
 
     def validate(self) -> None:
         if self.d_model % self.n_head:
-            raise ValueError(f"d_model={self.d_model} is not a multiple of n_head={self.n_head}")
+            raise UserError(f"d_model={self.d_model} is not a multiple of n_head={self.n_head}")
         if self.local_window < 0:
-            raise ValueError(f"local_window={self.local_window} is negative; use 0 for none")
+            raise UserError(f"local_window={self.local_window} is negative; use 0 for none")
         if self.window_tokens < 0:
-            raise ValueError(f"window_tokens={self.window_tokens} is negative; use 0 for none")
+            raise UserError(f"window_tokens={self.window_tokens} is negative; use 0 for none")
 
 
 def check_window_tokens(env: Any, window_tokens: int, option: str = "writer.window_tokens") -> None:
@@ -60,10 +61,10 @@ def check_window_tokens(env: Any, window_tokens: int, option: str = "writer.wind
         return
     mem = getattr(getattr(getattr(env, "backend", None), "model", None), "mem_cfg", None)
     if mem is None or not mem.spells:
-        raise ValueError(f"{option}={window_tokens}: the study's selection codes do not spell their "
+        raise UserError(f"{option}={window_tokens}: the study's selection codes do not spell their "
                          "windows (memory.spelled or read_path: tokens); use 0")
     if window_tokens != mem.window_width:
-        raise ValueError(f"{option}={window_tokens}: the study's codes spell windows of "
+        raise UserError(f"{option}={window_tokens}: the study's codes spell windows of "
                          f"{mem.window_width} tokens (code_context + 1); use {mem.window_width}")
 
 
@@ -120,7 +121,7 @@ class ObservationEncoder(nn.Module):
         self.window_tokens = cfg.window_tokens
         if self.window_tokens:
             if not (self.tokens and self.codes):
-                raise ValueError(f"window_tokens={cfg.window_tokens} scores the windows that select-mode codes "
+                raise UserError(f"window_tokens={cfg.window_tokens} scores the windows that select-mode codes "
                                  "spell (action_mode='select', obs_mode='tokens'); use 0")
             self.window_in = nn.Sequential(nn.Linear(self.window_tokens * d, d), nn.GELU(), nn.Linear(d, d))
 
@@ -236,7 +237,7 @@ class SelectionScorer(nn.Module):
         cfg = cfg or WriterConfig()
         self.encoder = ObservationEncoder(observation_space, cfg)
         if not self.encoder.tokens:
-            raise ValueError("the selection policy reads token observations (obs_mode='tokens')")
+            raise UserError("the selection policy reads token observations (obs_mode='tokens')")
         self.logit = nn.Sequential(nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, 1))
         with torch.no_grad():
             self.logit[1].weight.mul_(0.1)

@@ -20,6 +20,7 @@ from ltm_gym.envs import CoTrainReader, CoTrainReaderVector, LLMMemoryEnv, LLMMe
 from .base import Agent
 from .reinforce import ReinforceAgent
 from .sb3 import SB3_NAMES, SB3Agent
+from ltm_gym.core.errors import UserError
 
 BUILDERS = {"reinforce": ReinforceAgent.from_config,
             **{n: functools.partial(SB3Agent, n) for n in SB3_NAMES}}
@@ -99,7 +100,7 @@ def make(name: str, env: Any, run_dir: str | Path | None = None, seed: int = 0, 
     from ltm_gym.core.config import merge
 
     if name not in BUILDERS:
-        raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(NAMES)}")
+        raise UserError(f"unknown agent {name!r}; known agents: {', '.join(NAMES)}")
     vec = as_vector_env(env)
     settings = getattr(getattr(vec.unwrapped, "episodes", None), "s", None)
     mode = getattr(settings, "action_mode", None)

@@ -58,6 +58,7 @@ from .distributions import (categorical_entropy, gumbel_top_k, leave_one_out, pl
                             selection_scores, spaced_top_k)
 from .networks import (LOG_STD_MIN, MemoryWriter, SelectionScorer, WriterConfig, check_window_tokens, gaussian_entropy,
                        squashed_log_prob)
+from ltm_gym.core.errors import UserError
 
 
 ROLLOUTS = ("step", "episode")
@@ -256,7 +257,7 @@ class ReinforceAgent:
         self.cfg = config or ReinforceConfig()
         self.cfg.validate()
         if env is None or env.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
-            raise ValueError("ReinforceAgent needs a vector env with autoreset mode SAME_STEP "
+            raise UserError("ReinforceAgent needs a vector env with autoreset mode SAME_STEP "
                              "(gymnasium.make_vec(..., vectorization_mode='vector_entry_point'))")
         self.env = env
         seed_everything(self.cfg.seed)
@@ -269,14 +270,14 @@ class ReinforceAgent:
             check_window_tokens(env, self.cfg.writer.window_tokens)
             self.policy = SelectionPolicy(obs_space, n_slots, self.cfg, spacing=env_spacing(env))
         else:
-            raise ValueError(f"ReinforceAgent writes the whole memory (action_mode='full') or selects "
+            raise UserError(f"ReinforceAgent writes the whole memory (action_mode='full') or selects "
                              f"(action_mode='select', tokens observed); action space {act_shape} is neither "
                              "(action_mode='slot' is for the SB3 agents)")
         if self.cfg.imitate_steps and not isinstance(self.policy, GaussianPolicy):
-            raise ValueError(f"imitate_steps={self.cfg.imitate_steps}: behaviour cloning is for the continuous "
+            raise UserError(f"imitate_steps={self.cfg.imitate_steps}: behaviour cloning is for the continuous "
                              "writer (action_mode='full'); use 0")
         if self.cfg.imitate_steps and "tokens" not in obs_space.spaces:
-            raise ValueError(f"imitate_steps={self.cfg.imitate_steps}: behaviour cloning reads token "
+            raise UserError(f"imitate_steps={self.cfg.imitate_steps}: behaviour cloning reads token "
                              "observations (obs_mode='tokens')")
         self.policy.to(self.device)
         self.dist = distributed.current()
@@ -400,10 +401,10 @@ class ReinforceAgent:
         """Whole-episode rollouts need num_envs a multiple of K and an env that takes the documents."""
         if self.env.num_envs % self.cfg.group_size:
             each = " on each rank" if self.dist.enabled else ""
-            raise ValueError(f"rollout 'episode' runs group_size={self.cfg.group_size} episodes per document: "
+            raise UserError(f"rollout 'episode' runs group_size={self.cfg.group_size} episodes per document: "
                              f"num_envs={self.env.num_envs}{each} must be a multiple of it")
         if not hasattr(self.env, "n_documents"):
-            raise ValueError("rollout 'episode' picks the documents of its episodes: it needs an env with "
+            raise UserError("rollout 'episode' picks the documents of its episodes: it needs an env with "
                              "n_documents and reset(options={'documents': ...}) (LLMMemoryVectorEnv)")
 
     def _optimize(self, loss: torch.Tensor, stats: dict[str, float]) -> None:
@@ -520,7 +521,7 @@ class ReinforceAgent:
         saved_by = state.get("world_size", 1)
         if restore_env and saved_by != self.dist.world_size:
             how = f"torchrun --nproc_per_node={saved_by}" if saved_by > 1 else "one process (without torchrun)"
-            raise ValueError(f"{path} is a run of {saved_by} process(es) and this is {self.dist.world_size}: "
+            raise UserError(f"{path} is a run of {saved_by} process(es) and this is {self.dist.world_size}: "
                              f"resume it as it ran, with {how} and the same --num-envs")
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_timesteps, self.updates = state["num_timesteps"], state["updates"]

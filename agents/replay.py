@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.buffers import DictReplayBuffer
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples
+from ltm_gym.core.errors import UserError
 
 
 class DictNStepReplayBuffer(DictReplayBuffer):
@@ -23,9 +24,9 @@ class DictNStepReplayBuffer(DictReplayBuffer):
     def __init__(self, *args: Any, n_steps: int = 2, gamma: float = 0.99, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if n_steps < 1:
-            raise ValueError(f"n_steps={n_steps}: an n-step return sums at least one reward")
+            raise UserError(f"n_steps={n_steps}: an n-step return sums at least one reward")
         if self.optimize_memory_usage:
-            raise ValueError("n-step returns need the next observations stored (optimize_memory_usage=False)")
+            raise UserError("n-step returns need the next observations stored (optimize_memory_usage=False)")
         self.n_steps, self.gamma = n_steps, gamma
 
     def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> DictReplayBufferSamples:

@@ -30,6 +30,7 @@ from .base import Callback, EpisodeTracker, RunLogger, check_steps, env_state, l
 from .networks import ObservationEncoder, WriterConfig, check_window_tokens
 from .replay import DictNStepReplayBuffer
 from .sb3_selection import SELECTION_POLICIES, CandidateHead
+from ltm_gym.core.errors import UserError
 
 SB3_NAMES = ("ppo", "a2c", "sac", "td3", "ddpg", "tqc")
 
@@ -111,7 +112,7 @@ def load_replay(buffer: Any, path: Path) -> None:
                     continue
                 target = getattr(buffer, name)[sub] if sub else getattr(buffer, name)
                 if target.shape != data[key].shape:
-                    raise ValueError(f"{key} has shape {data[key].shape}, the buffer {target.shape}")
+                    raise UserError(f"{key} has shape {data[key].shape}, the buffer {target.shape}")
                 target[...] = data[key]
             buffer.pos, buffer.full = int(data["pos"]), bool(data["full"])
     except Exception as exc:  # numpy raises many kinds on a damaged or foreign file
@@ -225,7 +226,7 @@ class SB3Agent:
                  run_dir: str | Path | None = None, seed: int = 0, device: str = "auto") -> None:
         algos = algorithms()
         if name not in algos:
-            raise ValueError(f"unknown SB3 algorithm {name!r}; known: {sorted(algos)}")
+            raise UserError(f"unknown SB3 algorithm {name!r}; known: {sorted(algos)}")
         self.name, self.cls = name, algos[name]
         config = dict(config or {})
         check_config(name, self.cls, config)

@@ -22,6 +22,7 @@ from sb3_contrib.tqc.policies import MultiInputPolicy as TQCPolicy
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.sac.policies import MultiInputPolicy as SACPolicy
 from stable_baselines3.td3.policies import MultiInputPolicy as TD3Policy
+from ltm_gym.core.errors import UserError
 
 
 class CandidateHead(nn.Module):
@@ -47,7 +48,7 @@ def n_candidates(action_space: spaces.Space) -> int:
 
 def per_candidate(features_dim: int, n: int, what: str) -> int:
     if features_dim % n:
-        raise ValueError(f"candidate_head: {features_dim} {what} features are not {n} candidates' "
+        raise UserError(f"candidate_head: {features_dim} {what} features are not {n} candidates' "
                          f"(its net_arch must leave the {what} empty)")
     return features_dim // n
 

@@ -37,6 +37,7 @@ from ltm_gym.core.distributed import from_environment
 from ltm_gym.data.tasks import load_task
 from ltm_gym.envs import LLMMemoryEnv, MemoryLMBackend, Reward, RewardConfig, Segments
 from ltm_gym.metrics import SegmentMetrics
+from ltm_gym.core.errors import UserError
 
 TRAINABLE_REWARDS = ("full", "answer", "prefix", "prefix_sampled")
 WRITER_FILE = "writer.pt"
@@ -269,7 +270,7 @@ def evaluate_writer(writer: MemoryWriter, backend: MemoryLMBackend, cfg: BPTTCon
         n_documents = len(eval_documents(study, split))
     else:
         if split != "test" and with_lm_rows:
-            raise ValueError(f"split={split!r}: a task's LM rows are measured on its test documents")
+            raise UserError(f"split={split!r}: a task's LM rows are measured on its test documents")
         rows = task_lm_rows(study, load_task(cfg.task), device=cfg.device) if with_lm_rows else {}
         n_documents = len(backend.docs(split))
     env = eval_env({"action_scale": cfg.action_scale, "task": cfg.task}, split, backend=backend)

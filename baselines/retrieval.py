@@ -22,6 +22,7 @@ from ltm_gym.data.tasks import load_task, task_documents
 from ltm_gym.lm import LLMLTM, selection_codes, tokens_before
 from ltm_gym.metrics import SegmentMetrics, target_ranks
 from ltm_gym.study import StudyDir
+from ltm_gym.core.errors import UserError
 
 QUESTION_WORDS = ("Where", "is", "was", "the", "before", "?", "Answer", ":", "Answer:", ".")
 
@@ -85,6 +86,6 @@ def retrieval_row(study_dir: str | Path | None, task: str | dict | BabiTaskConfi
     study = StudyDir(study_dir)
     task = load_task(task)
     if not isinstance(task, BabiTaskConfig):
-        raise ValueError(f"the retrieval reference is for the bAbI levels; task {task.name!r} is not one")
+        raise UserError(f"the retrieval reference is for the bAbI levels; task {task.name!r} is not one")
     docs = task_documents(task, study.config.corpus, study.tokenizer)["test"][:n_documents]
     return retrieval_metrics(study.load_lm(reader), docs, study.tokenizer, device)

@@ -43,6 +43,7 @@ from ltm_gym.envs import LLMMemoryEnv
 from ltm_gym.envs.episodes import Episodes
 from ltm_gym.envs.selection import top_choices
 from ltm_gym.metrics import SegmentMetrics
+from ltm_gym.core.errors import UserError
 
 POLICIES = ("store", "fifo", "unasked", "patient", "keep", "latest", "random")
 
@@ -53,7 +54,7 @@ class ScriptedSelector:
 
     def __init__(self, policy: str, segment_len: int, n_slots: int, longest: int = 1, seed: int = 0) -> None:
         if policy not in POLICIES:
-            raise ValueError(f"scripted policy {policy!r} is not one of {POLICIES}")
+            raise UserError(f"scripted policy {policy!r} is not one of {POLICIES}")
         self.policy, self.L, self.m, self.longest = policy, segment_len, n_slots, longest
         self.rng = np.random.default_rng(seed)
         self.slot_due = np.zeros(n_slots, dtype=np.int64)
@@ -94,7 +95,7 @@ class ScriptedSelector:
         actor = np.zeros(L, dtype=np.int64) if fact_actor is None else fact_actor.astype(np.int64)
         if self.policy == "latest":
             if fact_actor is None:
-                raise ValueError("the 'latest' policy needs the documents' fact actors (bAbI-in-books tasks)")
+                raise UserError("the 'latest' policy needs the documents' fact actors (bAbI-in-books tasks)")
             restated = np.isin(self.slot_actor, actor[actor > 0])
             score[:L][stated] = 1.0
             held = (self.slot_actor > 0) & ~restated
@@ -115,7 +116,7 @@ def scripted_metrics(env: LLMMemoryEnv, policy: str, n_documents: int | None = N
     env = env.unwrapped
     settings = env.episodes.s
     if settings.action_mode != "select":
-        raise ValueError(f"scripted policies write selections; the env's action_mode is {settings.action_mode!r}")
+        raise UserError(f"scripted policies write selections; the env's action_mode is {settings.action_mode!r}")
     backend = env.backend
     task = backend.task
     n = len(backend.docs(settings.split))
@@ -131,7 +132,7 @@ def scripted_metrics(env: LLMMemoryEnv, policy: str, n_documents: int | None = N
             episodes.reset_one(i, rngs[i], doc)
         dues = [episodes.fact_due(i) for i in range(len(chunk))]
         if any(due is None for due in dues):
-            raise ValueError("scripted policies need task documents (env task=...): the study corpus has no "
+            raise UserError("scripted policies need task documents (env task=...): the study corpus has no "
                              "fact annotations")
         selectors = [ScriptedSelector(policy, backend.segment_len, backend.n_slots,
                                       getattr(task, "longest", 1) if task is not None else 1, seed=doc)

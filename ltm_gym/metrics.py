@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from ltm_gym.core.errors import UserError
 
 TOP_K = (5, 10, 20, 50, 100)
 
@@ -22,7 +23,7 @@ def prefix_losses(token_losses: torch.Tensor, lengths: torch.Tensor) -> torch.Te
     if lengths.dim() == 1:
         lengths = lengths.expand(B, -1)
     if lengths.numel() and (lengths.min() < 1 or lengths.max() > L):
-        raise ValueError(f"prefix lengths must lie in [1, {L}], got [{int(lengths.min())}, {int(lengths.max())}]")
+        raise UserError(f"prefix lengths must lie in [1, {L}], got [{int(lengths.min())}, {int(lengths.max())}]")
     cum = token_losses.cumsum(dim=1)
     return cum.gather(1, lengths - 1) / lengths.to(cum.dtype)
 

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ltm_gym.core import check
+from ltm_gym.core.errors import UserError
 
 KINDS = ("gpt2", "tied", "looped", "nlast", "ab")
 LOOPED_KINDS = ("looped", "nlast", "ab")
@@ -312,7 +313,7 @@ class RegressionTransformer(nn.Module):
         if not self.cfg.looped:
             return self._read(self.units[0](e, pos))[None]
         if n_loops < 1:
-            raise ValueError(f"n_loops={n_loops} must be >= 1")
+            raise UserError(f"n_loops={n_loops} must be >= 1")
         n_grad = n_loops if n_grad is None else min(n_grad, n_loops)
         y = torch.zeros_like(e)
         with torch.no_grad():
@@ -351,7 +352,7 @@ def regression_loss(preds: torch.Tensor, ys: torch.Tensor, kind: str = "mse", de
         return F.l1_loss(preds, target)
     if kind == "huber":
         return F.huber_loss(preds, target, delta=delta)
-    raise ValueError(f"loss {kind!r} is not one of {LOSSES}")
+    raise UserError(f"loss {kind!r} is not one of {LOSSES}")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ltm_gym.core import check
+from ltm_gym.core.errors import UserError
 
 
 @dataclass
@@ -60,7 +61,7 @@ def sample_regression(batch: int, n_points: int, n_dims: int, d_cur: int,
                       generator: torch.Generator, noise_std: float = 0.0) -> dict[str, torch.Tensor]:
     """A batch of prompts: ``xs`` (B, n, n_dims), ``ys`` (B, n), ``w`` (B, n_dims)."""
     if not 1 <= d_cur <= n_dims:
-        raise ValueError(f"d_cur={d_cur} must be in [1, n_dims={n_dims}]")
+        raise UserError(f"d_cur={d_cur} must be in [1, n_dims={n_dims}]")
     xs = torch.randn(batch, n_points, n_dims, generator=generator)
     w = torch.randn(batch, n_dims, generator=generator)
     xs[..., d_cur:] = 0

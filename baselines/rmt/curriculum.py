@@ -18,6 +18,7 @@ from ltm_gym.core import ConfigError
 from ltm_gym.data.babilong import BabiTaskConfig
 from ltm_gym.data.segments import Document
 from ltm_gym.data.tasks import AnyTask, TaskConfig, load_task
+from ltm_gym.core.errors import UserError
 
 
 def doubling(limit: int, start: int) -> list[int]:
@@ -80,7 +81,7 @@ def document_batch(docs: list[Document], batch: int, g: torch.Generator) -> dict
     picks = [docs[int(i)] for i in torch.randint(len(docs), (batch,), generator=g)]
     lengths = {d.n_segments for d in picks}
     if len(lengths) > 1:
-        raise ValueError(f"documents of one curriculum stage differ in length: {sorted(lengths)} segments")
+        raise UserError(f"documents of one curriculum stage differ in length: {sorted(lengths)} segments")
     ids = torch.stack([d.ids for d in picks])
     return {"ids": ids, "answer_mask": torch.stack([d.answer_mask for d in picks]),
             "answer_distance": torch.stack([d.answer_distance if d.answer_distance is not None

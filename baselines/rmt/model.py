@@ -23,6 +23,7 @@ from torch import nn
 from ltm_gym.core import ConfigError
 from ltm_gym.lm import LoraSettings, check_vocab, load_pretrained_lm, token_losses
 from ltm_gym.lm.trunk import base_lm
+from ltm_gym.core.errors import UserError
 
 Finetune = Literal["full", "lora"]
 
@@ -137,7 +138,7 @@ class RecurrentMemoryLM(nn.Module):
         own = dict(self.named_parameters())
         bad = sorted(n for n in state if n not in own or own[n].shape != state[n].shape)
         if bad:
-            raise ValueError(f"{path} does not fit this model (e.g. {bad[:3]}); was it saved with another "
+            raise UserError(f"{path} does not fit this model (e.g. {bad[:3]}); was it saved with another "
                              "study, n_memory or finetune?")
         with torch.no_grad():
             for name, value in state.items():

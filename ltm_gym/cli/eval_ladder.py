@@ -28,6 +28,7 @@ from ltm_gym.core.errors import run_main
 from ltm_gym.data.tasks import LEVELS, load_task
 from ltm_gym.study import StudyDir
 from ltm_gym.study.reports import ladder_summary, ladder_table, write_ladder
+from ltm_gym.core.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="where the JSON goes")
     args = parser.parse_args(argv)
     if args.documents is not None and args.documents < 1:
-        raise ValueError(f"--documents {args.documents}: must be >= 1")
+        raise UserError(f"--documents {args.documents}: must be >= 1")
     tasks = [load_task(t) for t in args.tasks]                        # a bad name fails before any work
     study = StudyDir(args.study_dir)
     out = args.out or study.root / "eval" / "ladder"

@@ -36,6 +36,7 @@ from ltm_gym.core.distributed import from_environment
 from ltm_gym.core.errors import run_main
 from ltm_gym.envs import env_config
 from ltm_gym.study.layout import shipped_name
+from ltm_gym.core.errors import UserError
 
 DEFAULT_STEPS = 20_000
 
@@ -77,12 +78,12 @@ def main(argv: list[str] | None = None) -> None:
                              "--init-from", "--no-recipe")    # however spelled: --seed=3, --see 3
                  if flag_given(f, argv) or getattr(args, dest(f)) != parser.get_default(dest(f))]
         if given:
-            raise ValueError(f"{' '.join(given)} with --resume: a run continues with its own config "
+            raise UserError(f"{' '.join(given)} with --resume: a run continues with its own config "
                              f"({args.run_dir / 'config.yaml'}); only --steps may grow")
         cfg = RunConfig.load(args.run_dir)
         if args.steps is not None:
             if args.steps < cfg.steps:
-                raise ValueError(f"--steps {args.steps} with --resume: the run is of {cfg.steps} env steps; "
+                raise UserError(f"--steps {args.steps} with --resume: the run is of {cfg.steps} env steps; "
                                  "a resumed run may only grow")
             cfg.steps = args.steps
         run_dir = args.run_dir
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.init_from is not None and not args.init_from.is_file():
             raise FileNotFoundError(f"--init-from {args.init_from}: no such file")
         if args.steps is not None and args.steps < 1:
-            raise ValueError(f"--steps {args.steps}: must be >= 1")
+            raise UserError(f"--steps {args.steps}: must be >= 1")
         env_kwargs = parse_overrides(args.env_kwargs)
         if env_kwargs.get("study_dir") is not None and shipped_name(Path(str(env_kwargs["study_dir"]))) is None:
             env_kwargs["study_dir"] = str(Path(env_kwargs["study_dir"]).expanduser().resolve())   # found from anywhere

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar, Union
 
 import yaml
+from .errors import UserError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config key is unknown or its value is not allowed."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from .errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -27,11 +28,11 @@ def choose_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device {name!r} is not a device name; allowed: {', '.join(DEVICES)} (or cuda:1, ...)") from None
+        raise UserError(f"device {name!r} is not a device name; allowed: {', '.join(DEVICES)} (or cuda:1, ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available; use 'cpu' or 'auto'")
+        raise UserError(f"device {name!r} was asked for but CUDA is not available; use 'cpu' or 'auto'")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {name!r} is not supported; allowed: {', '.join(DEVICES)}")
+        raise UserError(f"device {name!r} is not supported; allowed: {', '.join(DEVICES)}")
     return dev
 
 
@@ -49,7 +50,7 @@ def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
     forced = os.environ.get(CPU_BF16_ENV, "").strip()
     if cpuinfo is None and forced:
         if forced not in ("0", "1"):
-            raise ValueError(f"{CPU_BF16_ENV}={forced!r} is not allowed; allowed: 0, 1 (or unset)")
+            raise UserError(f"{CPU_BF16_ENV}={forced!r} is not allowed; allowed: 0, 1 (or unset)")
         return [f"{CPU_BF16_ENV}=1"] if forced == "1" else []
     if cpuinfo is None:
         try:
@@ -91,7 +92,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` -> bf16 where the device runs it natively (:func:`bf16_support`), fp32 elsewhere;
     an explicit ``bf16`` on hardware that only emulates it is kept, with a warning."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}")
+        raise UserError(f"precision {precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}")
     native, why = bf16_support(device)
     if precision == "auto":
         return "bf16" if native else "fp32"

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def split_batch(batch: Any, parts: int) -> list[Any]:
         return [batch]
     if isinstance(batch, torch.Tensor):
         if batch.shape[0] % parts:
-            raise ValueError(f"batch of {batch.shape[0]} rows cannot be split into {parts} equal parts")
+            raise UserError(f"batch of {batch.shape[0]} rows cannot be split into {parts} equal parts")
         return list(batch.chunk(parts))
     if isinstance(batch, dict):
         pieces = {k: split_batch(v, parts) for k, v in batch.items()}

@@ -1,7 +1,7 @@
 """Errors that are the user's to fix, and how a script reports them.
 
 A script's ``main`` runs under :func:`run_main`: a mistake in the input (a config value, a path, a
-damaged file) ends the script with one line, ``error: <what>, <the bad value>, <what is allowed>``,
+damaged file: a :class:`UserError`, or an OSError naming a path) ends the script with one line, ``error: <what>, <the bad value>, <what is allowed>``,
 and exit code 2; a run stopped by Ctrl-C or SIGTERM (:mod:`ltm_gym.core.interrupt`) ends with one
 line and exit code 130; anything else is a bug and keeps its traceback. ``--debug`` (or
 ``LTM_GYM_DEBUG=1``) shows the traceback of an input error too.
@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 
-class ArtifactError(ValueError):
+class UserError(ValueError):
+    """A mistake in what the user gave (a config value, an option, a path, a damaged file): its
+    message names the bad value and what is allowed. A script reports it in one line; a ValueError,
+    so Python callers catch it as one."""
+
+
+class ArtifactError(UserError):
     """A file the package wrote (checkpoint, agent, adapters) that cannot be read back."""
 
     def __init__(self, path: str | Path, what: str, cause: BaseException | None = None, hint: str = "") -> None:
@@ -26,9 +32,10 @@ class ArtifactError(ValueError):
         self.path = Path(path)
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
-"""Input errors: ConfigError, CorpusError, ArtifactError and the package's other ValueErrors name
-the bad value; OSErrors name the path."""
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError)
+"""Input errors: :class:`UserError` (ConfigError, CorpusError, ArtifactError, RunInUseError and every
+check of the package) names the bad value, an OSError the path. Any other exception, a ValueError
+from deep in torch or numpy included, is a bug and keeps its traceback."""
 
 
 def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from filelock import FileLock, Timeout
 
 from .device import choose_device
 from .distributed import DistInfo, broadcast_object, from_environment, init_distributed
+from .errors import UserError
 
 RUNS_ROOT = Path("runs")
 RESUME_KEYS = ("train.steps",)
@@ -28,7 +29,7 @@ OWNER_NAME = ".lock.owner"
 _HELD: dict[Path, FileLock] = {}
 
 
-class RunInUseError(ValueError):
+class RunInUseError(UserError):
     """A run directory another live process holds."""
 
 
@@ -100,15 +101,15 @@ def run_config_source(args: argparse.Namespace) -> str | Path | None:
     if not args.resume:
         return args.config
     if args.run_dir is None:
-        raise ValueError("--resume needs --run-dir, the directory of the run to continue")
+        raise UserError("--resume needs --run-dir, the directory of the run to continue")
     config = Path(args.run_dir) / "config.yaml"
     if not Path(args.run_dir).is_dir():
-        raise ValueError(f"--run-dir {args.run_dir} does not exist; nothing to resume")
+        raise UserError(f"--run-dir {args.run_dir} does not exist; nothing to resume")
     if not config.is_file():
-        raise ValueError(f"--run-dir {args.run_dir} holds no run (no config.yaml); nothing to resume")
+        raise UserError(f"--run-dir {args.run_dir} holds no run (no config.yaml); nothing to resume")
     changed = [o for o in getattr(args, "overrides", None) or [] if o.split("=", 1)[0].strip() not in RESUME_KEYS]
     if changed:
-        raise ValueError(f"--set {' '.join(changed)} with --resume: a run continues with its own config "
+        raise UserError(f"--set {' '.join(changed)} with --resume: a run continues with its own config "
                          f"({config}); only {', '.join(RESUME_KEYS)} may change (to train longer); "
                          "start a new --run-dir for another config")
     return config
@@ -147,7 +148,7 @@ def _lock_on_rank0(run_dir: str | Path) -> None:
 def refuse_existing_run(run_dir: Path) -> None:
     """A new run must not write into a directory that holds one (its config.yaml)."""
     if (run_dir / "config.yaml").is_file():
-        raise ValueError(f"--run-dir {run_dir} already holds a run (config.yaml); pass --resume to continue it, "
+        raise UserError(f"--run-dir {run_dir} already holds a run (config.yaml); pass --resume to continue it, "
                          "or choose a new --run-dir")
 
 

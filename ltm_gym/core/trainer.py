@@ -32,6 +32,7 @@ from .distributed import (DistInfo, agree_max, all_reduce_grads, all_reduce_mean
 from .interrupt import Interrupted, stop_requested, stop_signals
 from .progress import progress_bar
 from .seeding import get_rng_state, seed_everything, set_rng_state
+from .errors import UserError
 
 LossOut = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
 
@@ -141,7 +142,7 @@ class Trainer:
         self.model = model.to(self.device)
         trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
         if not trainable:
-            raise ValueError("the model has no trainable parameters")
+            raise UserError("the model has no trainable parameters")
         self.params = trainable
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=cfg.betas,
                                            weight_decay=cfg.weight_decay)
@@ -222,7 +223,7 @@ class Trainer:
         missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
         frozen = {name for name, p in self.model.named_parameters() if not p.requires_grad}
         if unexpected or set(missing) - frozen:
-            raise ValueError(f"checkpoint {path} does not fit this model: missing {sorted(set(missing) - frozen)[:3]}, "
+            raise UserError(f"checkpoint {path} does not fit this model: missing {sorted(set(missing) - frozen)[:3]}, "
                              f"unexpected {sorted(unexpected)[:3]}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from ltm_gym.core.errors import UserError
 
 ACTORS = ("Mary", "John", "Daniel", "Sandra")
 LOCATIONS = ("bathroom", "hallway", "kitchen", "office", "garden", "bedroom")
@@ -139,7 +140,7 @@ def generate_story(qa: int, n_facts: int, rng: random.Random) -> Story:
     also take and drop objects (an actor takes a free object where it stands: its location must
     be known; it drops only what it holds), with more takes in qa3 so objects travel."""
     if qa not in QA_TASKS:
-        raise ValueError(f"qa={qa!r}; bAbI tasks: {QA_TASKS}")
+        raise UserError(f"qa={qa!r}; bAbI tasks: {QA_TASKS}")
     facts: list[Fact] = []
     w = World()
     take_p, drop_p = {1: (0.0, 0.0), 2: (0.25, 0.15), 3: (0.3, 0.1)}[qa]

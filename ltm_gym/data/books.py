@@ -15,6 +15,7 @@ import re
 import zlib
 from functools import lru_cache
 from pathlib import Path
+from ltm_gym.core.errors import UserError
 
 SHIPPED_BOOKS = Path(__file__).resolve().parent / "austen.json.gz"
 BOOK_SPLITS = {"train": ("emma", "mansfieldpark", "prideprejudice", "sensesensibility"),
@@ -47,7 +48,7 @@ def book_sentences(books: tuple[str, ...], path: str | Path | None = None) -> li
     known = load_books(path)
     missing = [b for b in books if b not in known]
     if missing:
-        raise ValueError(f"book {missing[0]!r} is not in the book text; books: {', '.join(sorted(known))}")
+        raise UserError(f"book {missing[0]!r} is not in the book text; books: {', '.join(sorted(known))}")
     return [s for b in books for s in known[b]]
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, Iterable
+from ltm_gym.core.errors import UserError
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus cannot be read or holds no usable document."""
 
 

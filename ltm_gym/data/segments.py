@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import torch
 
 from .loaders import CorpusError
+from ltm_gym.core.errors import UserError
 
 
 @dataclass
@@ -124,7 +125,7 @@ def split_documents(docs: Sequence[Document], seed: int = 0,
     """Seeded train/validation/test split by document (80/10/10 by default); every split non-empty
     when there are at least three documents."""
     if abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"split fractions {fractions} must sum to 1")
+        raise UserError(f"split fractions {fractions} must sum to 1")
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(docs), generator=g).tolist()
     n = len(docs)

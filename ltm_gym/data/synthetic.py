@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
 from ltm_gym.core import check
+from ltm_gym.core.errors import UserError
 
 SYLLABLES = {
     "en": ["ba", "ko", "ri", "ten", "lu", "mo", "sa", "vel", "di", "na", "por", "ge", "fi", "tra", "lo", "mer"],
@@ -176,7 +177,7 @@ def generate_document(cfg: SyntheticConfig, index: int, vocab: Vocabulary | None
         rng.shuffle(items)
         filler_len = cfg.segment_len - sum(cost(w) for item, *_ in items for w in item)
         if filler_len < 0:
-            raise ValueError(f"segment_len={cfg.segment_len} tokens cannot hold segment {t}'s facts and questions "
+            raise UserError(f"segment_len={cfg.segment_len} tokens cannot hold segment {t}'s facts and questions "
                              f"({cfg.segment_len - filler_len} tokens in this tokenizer); raise segment_len")
         sentences: list[list[str]] = []
         filled = 0

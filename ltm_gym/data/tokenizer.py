@@ -12,6 +12,7 @@ from typing import Iterable
 from ltm_gym.core.sources import model_source
 
 from .synthetic import SyntheticConfig, Vocabulary, generate_document
+from ltm_gym.core.errors import UserError
 
 BOS = "<|endoftext|>"
 
@@ -30,7 +31,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 1024, required_words: Iter
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS)
     split = [w for w in required_words if len(fast(" " + w)["input_ids"]) != 1]
     if split:
-        raise ValueError(f"tokenizer vocab_size={vocab_size} splits {len(split)} corpus words into several "
+        raise UserError(f"tokenizer vocab_size={vocab_size} splits {len(split)} corpus words into several "
                          f"tokens (e.g. {split[:5]}); raise vocab_size")
     return fast
 
@@ -61,7 +62,7 @@ def synthetic_tokenizer(cfg: SyntheticConfig, cache_dir: str | Path, vocab_size:
     from transformers import PreTrainedTokenizerFast
 
     if kind not in ("bpe", "word"):
-        raise ValueError(f"tokenizer kind {kind!r}; allowed: bpe, word")
+        raise UserError(f"tokenizer kind {kind!r}; allowed: bpe, word")
     key = hashlib.sha1(json.dumps([cfg.language, cfg.n_values, cfg.n_keys, cfg.filler_words, vocab_size,
                                    n_train_docs, cfg.seed, kind]).encode()).hexdigest()[:10]
     path = Path(cache_dir) / f"tokenizer-{kind}-{cfg.language}-{key}"

@@ -18,6 +18,7 @@ from ltm_gym.data.segments import Document
 from ltm_gym.data.tasks import TaskConfig, load_task, task_documents
 from ltm_gym.lm import LLMLTM
 from ltm_gym.metrics import TOP_K, perplexity, target_ranks
+from ltm_gym.core.errors import UserError
 
 
 class MemoryLMBackend:
@@ -29,7 +30,7 @@ class MemoryLMBackend:
                  device: str = "auto", corpus: Any = None, task: TaskConfig | None = None) -> None:
         lazy = getattr(documents, "segment_len", None)      # a task's splits, each built when first read
         if not documents or (lazy is None and not any(documents.values())):
-            raise ValueError("the backend needs at least one non-empty split of documents")
+            raise UserError("the backend needs at least one non-empty split of documents")
         self.device = choose_device(device)
         self.model = model.to(self.device).eval()
         self.documents = documents
@@ -92,7 +93,7 @@ class MemoryLMBackend:
     def docs(self, split: str) -> list[Document]:
         if split not in self.documents or not self.documents[split]:
             known = [k for k, v in self.documents.items() if v]
-            raise ValueError(f"split {split!r} has no documents; splits: {known}")
+            raise UserError(f"split {split!r} has no documents; splits: {known}")
         return self.documents[split]
 
     def model_changed(self) -> None:

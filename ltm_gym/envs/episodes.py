@@ -23,6 +23,7 @@ from .backend import MemoryLMBackend
 from .config import EnvConfig
 from .reward import Reward, Segments
 from .selection import candidate_slots, held_codes, segment_codes, supporting_held, write_selection
+from ltm_gym.core.errors import UserError
 
 
 def make_spaces(backend: MemoryLMBackend, s: EnvConfig) -> tuple[spaces.Dict, spaces.Box]:
@@ -93,7 +94,7 @@ class Episodes:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         for k in self.STATE:
             if state[k].shape != getattr(self, k).shape:
-                raise ValueError(f"episode state {k!r} has shape {state[k].shape}; this env has {getattr(self, k).shape}")
+                raise UserError(f"episode state {k!r} has shape {state[k].shape}; this env has {getattr(self, k).shape}")
             setattr(self, k, state[k].copy())
 
     # ------------------------------------------------------------------ validation
@@ -105,16 +106,16 @@ class Episodes:
         if isinstance(actions, torch.Tensor):
             actions = actions.detach().cpu().numpy()
         if actions.dtype.kind != "f":
-            raise ValueError(f"action dtype is {actions.dtype}; expected a float array (float32)")
+            raise UserError(f"action dtype is {actions.dtype}; expected a float array (float32)")
         if actions.shape != shape:
-            raise ValueError(f"action shape is {actions.shape}; expected {shape}")
+            raise UserError(f"action shape is {actions.shape}; expected {shape}")
         bad = ~np.isfinite(actions)
         if bad.any():
             kind = "NaN" if np.isnan(actions).any() else "inf"
-            raise ValueError(f"action holds {int(bad.sum())} non-finite values ({kind}); the env state is unchanged")
+            raise UserError(f"action holds {int(bad.sum())} non-finite values ({kind}); the env state is unchanged")
         worst = float(np.abs(actions).max()) if actions.size else 0.0
         if worst > 1.0 + 1e-6:
-            raise ValueError(f"action value {worst:.4g} is outside the action space [-1, 1]; clip or squash it")
+            raise UserError(f"action value {worst:.4g} is outside the action space [-1, 1]; clip or squash it")
         return actions.astype(np.float32, copy=True)
 
     def current_segments(self) -> torch.Tensor:
@@ -147,7 +148,7 @@ class Episodes:
         if not isinstance(actions, (np.ndarray, torch.Tensor)):
             actions = np.asarray(actions)
         if actions.ndim < 1 or len(actions) < 1:
-            raise ValueError(f"candidate actions have shape {tuple(actions.shape)}; expected (K, {self.n}, ...)")
+            raise UserError(f"candidate actions have shape {tuple(actions.shape)}; expected (K, {self.n}, ...)")
         candidates = None
         if self.s.action_mode == "select":  # the codes of the current segments, once for all K
             candidates = candidate_slots(self.backend.model, self.memory, self.current_segments(), self.s.action_scale,
@@ -164,7 +165,7 @@ class Episodes:
         if document is None:
             document = int(rng.integers(len(docs)))
         elif not 0 <= document < len(docs):
-            raise ValueError(f"document={document} is out of range: split {self.s.split!r} has {len(docs)} documents")
+            raise UserError(f"document={document} is out of range: split {self.s.split!r} has {len(docs)} documents")
         self.doc[i], self.t[i], self.steps[i] = document, 0, 0
         self.memory[i] = 0.0
         self.last_reward[i] = 0.0
@@ -209,7 +210,7 @@ class Episodes:
     def check_memory(self, memory: torch.Tensor, leading: tuple[int, ...]) -> None:
         want = (*leading, self.backend.n_slots, self.backend.slot_dim)
         if tuple(memory.shape) != want:
-            raise ValueError(f"memory shape is {tuple(memory.shape)}; expected {want}")
+            raise UserError(f"memory shape is {tuple(memory.shape)}; expected {want}")
 
     def differentiable_reward(self, memory: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The reward ``step`` would give for writing ``memory`` (n, m, d) now, with its graph."""

@@ -12,6 +12,7 @@ from ltm_gym.core import ConfigError
 from .backend import MemoryLMBackend
 from .config import EnvConfig, env_config
 from .episodes import DifferentiableReward, Episodes
+from ltm_gym.core.errors import UserError
 
 
 def build_backend(cfg: EnvConfig, backend: MemoryLMBackend | None) -> MemoryLMBackend:
@@ -136,7 +137,7 @@ class LLMMemoryEnv(DifferentiableReward, gym.Env):
         options = options or {}
         unknown = set(options) - {"document"}
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['document']")
+            raise UserError(f"unknown reset options {sorted(unknown)}; allowed: ['document']")
         self.episodes.reset_one(0, self.np_random, options.get("document"))
         self._needs_reset = False
         info: dict[str, Any] = {"document": int(self.episodes.doc[0]), "segment": 0}

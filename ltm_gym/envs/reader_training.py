@@ -23,6 +23,7 @@ from ltm_gym.core.distributed import all_reduce_grads, all_reduce_sum
 
 from .backend import MemoryLMBackend
 from .episodes import Episodes
+from ltm_gym.core.errors import UserError
 
 
 LM_LOSSES = ("auto", "tokens", "answers")
@@ -37,10 +38,10 @@ class ReaderTraining:
 
     def __init__(self, backend: MemoryLMBackend, lr: float = 1e-4, loss: str = "auto") -> None:
         if loss not in LM_LOSSES:
-            raise ValueError(f"lm_loss {loss!r} is not one of {LM_LOSSES}")
+            raise UserError(f"lm_loss {loss!r} is not one of {LM_LOSSES}")
         params = [p for p in backend.model.parameters() if p.requires_grad]
         if not params:
-            raise ValueError("lm_update=True but the LLM-LTM has no trainable parameters (adapters='none'?)")
+            raise UserError("lm_update=True but the LLM-LTM has no trainable parameters (adapters='none'?)")
         self.backend, self.lr = backend, lr
         self.on_answers = backend.reader_on_answers if loss == "auto" else loss == "answers"
         self.optimizer = torch.optim.AdamW(params, lr=lr)
@@ -136,7 +137,7 @@ class CoTrainReaderVector(gym.vector.VectorWrapper):
 
     def set_state(self, state: dict[str, Any]) -> None:
         if "reader" not in state:
-            raise ValueError("the saved env state has no co-trained reader; this env co-trains one (lm_update)")
+            raise UserError("the saved env state has no co-trained reader; this env co-trains one (lm_update)")
         self.env.set_state({k: v for k, v in state.items() if k not in ("reader", "lm_optimizer")})
         self.training.load_state_dict(state)
 

@@ -38,6 +38,7 @@ from ltm_gym.lm import fixed_projection
 from ltm_gym.metrics import prefix_losses
 
 from .backend import MemoryLMBackend
+from ltm_gym.core.errors import UserError
 
 REWARD_MODES = ("prefix", "prefix_sampled", "full", "answer", "delta", "gain", "mimic")
 
@@ -135,7 +136,7 @@ class Reward:
         out: dict[str, torch.Tensor] = {}
         if mode == "mimic":
             if seg.prev_distance is None:
-                raise ValueError("reward mode 'mimic' needs the previous distance d_{t-1}")
+                raise UserError("reward mode 'mimic' needs the previous distance d_{t-1}")
             with torch.set_grad_enabled(grad):
                 out["distance"] = self.distance(memory)
             out["reward"] = seg.prev_distance.to(out["distance"]) - out["distance"]
@@ -158,7 +159,7 @@ class Reward:
             return -(losses * prefix_weights(losses.shape[1], losses)).sum(1)
         if mode == "prefix_sampled":
             if seg.lengths is None:
-                raise ValueError("reward mode 'prefix_sampled' needs the prefix lengths (N, k)")
+                raise UserError("reward mode 'prefix_sampled' needs the prefix lengths (N, k)")
             return -prefix_losses(losses, seg.lengths.to(b.device)).mean(1)
         if mode == "answer":
             m = seg.answer_mask.to(b.device).float()
@@ -170,7 +171,7 @@ class Reward:
             return (g.sign() * (g.abs() - self.cfg.gain_threshold).clamp(min=0)).sum(1)
         if mode == "full":
             return -losses.mean(1)
-        raise ValueError(f"reward mode {mode!r} is not a function of the LM's token losses")
+        raise UserError(f"reward mode {mode!r} is not a function of the LM's token losses")
 
     def needed_positions(self, seg: Segments) -> torch.Tensor | None:
         """(N, L) bool: the tokens whose loss the reward reads (None: all of them)."""

@@ -21,6 +21,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from .selection import is_selection
 from .vector import LLMMemoryVectorEnv
+from ltm_gym.core.errors import UserError
 
 # a binary selection's scores: what the env stores first when more or fewer than n_slots are chosen
 CHOSEN_SLOT, CHOSEN_POSITION, OTHER_SLOT, OTHER_POSITION = 1.0, 0.5, 0.0, -1.0
@@ -45,7 +46,7 @@ class SB3VecEnv(VecEnv):
         action_space = venv.single_action_space
         if binary_select:
             if not is_selection(venv.single_observation_space, action_space):
-                raise ValueError(f"binary_select is for selection envs (action_mode=select); the action space is "
+                raise UserError(f"binary_select is for selection envs (action_mode=select); the action space is "
                                  f"{action_space}")
             action_space = spaces.MultiBinary(action_space.shape[0])
         self.binary_select = binary_select

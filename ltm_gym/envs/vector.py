@@ -16,6 +16,7 @@ from .backend import MemoryLMBackend
 from .config import EnvConfig, env_config
 from .episodes import DifferentiableReward, Episodes
 from .llm_memory import LLMMemoryEnv, build_backend
+from ltm_gym.core.errors import UserError
 
 
 class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
@@ -81,10 +82,10 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
         unknown = set(options) - {"documents"}
         if unknown:
             hint = " (one document per env: 'documents')" if "document" in unknown else ""
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: ['documents']{hint}")
+            raise UserError(f"unknown reset options {sorted(unknown)}; allowed: ['documents']{hint}")
         if isinstance(seed, (list, tuple)):
             if len(seed) != self.num_envs:
-                raise ValueError(f"reset(seed=...) has {len(seed)} seeds for {self.num_envs} envs")
+                raise UserError(f"reset(seed=...) has {len(seed)} seeds for {self.num_envs} envs")
             seeds = [int(s) for s in seed]
         else:
             seeds = None if seed is None else [seed + i for i in range(self.num_envs)]
@@ -93,7 +94,7 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         documents = options.get("documents") or [None] * self.num_envs
         if len(documents) != self.num_envs:
-            raise ValueError(f"options['documents'] has {len(documents)} entries for {self.num_envs} envs")
+            raise UserError(f"options['documents'] has {len(documents)} entries for {self.num_envs} envs")
         for i in range(self.num_envs):
             self.episodes.reset_one(i, self._rngs[i], documents[i])
         self._needs_reset = False
@@ -133,9 +134,9 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
 
     def set_state(self, state: dict[str, Any]) -> None:
         if len(state["rngs"]) != self.num_envs:
-            raise ValueError(f"the saved env state is of {len(state['rngs'])} envs; this env has {self.num_envs}")
+            raise UserError(f"the saved env state is of {len(state['rngs'])} envs; this env has {self.num_envs}")
         if "reader" in state:
-            raise ValueError("the saved env state holds a co-trained reader; this env co-trains none (lm_update=false)")
+            raise UserError("the saved env state holds a co-trained reader; this env co-trains none (lm_update=false)")
         self.episodes.load_state_dict(state["episodes"])
         for rng, rs in zip(self._rngs, state["rngs"]):
             rng.bit_generator.state = rs

@@ -20,13 +20,14 @@ import torch
 from torch import nn
 
 from .model import find_blocks
+from ltm_gym.core.errors import UserError
 
 
 def _attention(block: nn.Module) -> nn.Module:
     for name in ("attn", "self_attn", "attention"):
         if hasattr(block, name):
             return getattr(block, name)
-    raise ValueError(f"block {type(block).__name__} has no attention module (attn / self_attn / attention)")
+    raise UserError(f"block {type(block).__name__} has no attention module (attn / self_attn / attention)")
 
 
 @contextlib.contextmanager
@@ -35,7 +36,7 @@ def captured_attention(lm: nn.Module, layers: tuple[int, ...]) -> Iterator[list[
     Switches the LM to the eager implementation (the fused one does not expose them)."""
     blocks = list(find_blocks(lm))
     if max(layers) >= len(blocks):
-        raise ValueError(f"induction hint needs blocks {layers}; the LM has {len(blocks)}")
+        raise UserError(f"induction hint needs blocks {layers}; the LM has {len(blocks)}")
     previous = getattr(lm.config, "_attn_implementation", None)
     lm.set_attn_implementation("eager")
     captured: list[torch.Tensor] = []

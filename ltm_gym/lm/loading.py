@@ -14,6 +14,7 @@ from torch import nn
 
 from ltm_gym.core import check
 from ltm_gym.core.sources import model_source
+from ltm_gym.core.errors import UserError
 
 
 @dataclass
@@ -96,5 +97,5 @@ def check_vocab(tokenizer, lm: nn.Module) -> None:
     """Every token id the tokenizer can produce must have an embedding row."""
     rows = lm.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding has only {rows} rows: "
+        raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding has only {rows} rows: "
                          "they do not belong together")

@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from ltm_gym.core.errors import UserError
 
 
 def fixed_projection(slot_dim: int, hidden: int, seed: int = 0) -> torch.Tensor:
@@ -43,7 +44,7 @@ class MemoryCrossAttention(nn.Module):
     def __init__(self, hidden: int, n_head: int, scale: float = 1.0, code_dim: int = 0) -> None:
         super().__init__()
         if hidden % n_head:
-            raise ValueError(f"hidden size {hidden} is not a multiple of n_head={n_head}")
+            raise UserError(f"hidden size {hidden} is not a multiple of n_head={n_head}")
         self.n_head = n_head
         self.scale = scale
         self.ln = nn.LayerNorm(hidden)
@@ -64,7 +65,7 @@ class MemoryCrossAttention(nn.Module):
         q = self.q(self.ln(h))
         if self.code_q is not None:
             if codes is None or codes.shape[:2] != (B, L):
-                raise ValueError(f"a reader with query codes needs codes of shape ({B}, {L}, d), got "
+                raise UserError(f"a reader with query codes needs codes of shape ({B}, {L}, d), got "
                                  f"{None if codes is None else tuple(codes.shape)}")
             q = q + self.code_q(codes.to(q.dtype))
         q = q.view(B, L, nh, hs).transpose(1, 2)                                  # (B, nh, L, hs)
@@ -93,7 +94,7 @@ def embedding_memory(embeddings: torch.Tensor, n_slots: int, A: torch.Tensor) ->
     chunks, mapped to slot space through pinv(A): (B, n_slots, slot_dim)."""
     B, L, H = embeddings.shape
     if L < n_slots:
-        raise ValueError(f"cannot pool {L} tokens into {n_slots} memory slots")
+        raise UserError(f"cannot pool {L} tokens into {n_slots} memory slots")
     bounds = torch.linspace(0, L, n_slots + 1).round().long().tolist()
     pooled = torch.stack([embeddings[:, a:b].mean(1) for a, b in zip(bounds[:-1], bounds[1:])], dim=1)
     return pooled @ torch.linalg.pinv(A.to(pooled.dtype)).T
@@ -155,7 +156,7 @@ def token_windows(ids: torch.Tensor, context: int, bos_token_id: int,
     if before is None:
         before = ids.new_full((ids.shape[0], context), bos_token_id)
     if before.shape != (ids.shape[0], context):
-        raise ValueError(f"before has shape {tuple(before.shape)}; expected ({ids.shape[0]}, {context})")
+        raise UserError(f"before has shape {tuple(before.shape)}; expected ({ids.shape[0]}, {context})")
     padded = torch.cat([before.to(ids), ids], dim=1)
     L = ids.shape[1]
     return torch.stack([padded[:, j : j + L] for j in range(context + 1)], dim=-1)

@@ -23,6 +23,7 @@ from ltm_gym.core import check
 
 from .memory import MemoryCrossAttention, fixed_projection, selection_codes, slot_windows, token_windows
 from .trunk import FAMILIES, Trunk, TrunkCache, base_lm, final_norm, model_type, run_blocks, run_trunk
+from ltm_gym.core.errors import UserError
 
 LOGIT_BYTES = 1 << 26
 """The output layer's logits of at most this many bytes (fp32) exist at once in :meth:`LLMLTM.candidate_losses`."""
@@ -135,7 +136,7 @@ def find_blocks(lm: nn.Module) -> nn.ModuleList:
     for module in lm.modules():
         if isinstance(module, nn.ModuleList) and len(module) == n:
             return module
-    raise ValueError(f"cannot find the {n} transformer blocks of {type(lm).__name__}")
+    raise UserError(f"cannot find the {n} transformer blocks of {type(lm).__name__}")
 
 
 class LLMLTM(nn.Module):
@@ -155,7 +156,7 @@ class LLMLTM(nn.Module):
         self.hidden = cfg.hidden_size
         self.bos_token_id = bos_token_id if bos_token_id is not None else cfg.bos_token_id
         if self.bos_token_id is None:
-            raise ValueError("the LM has no bos_token_id; pass bos_token_id=")
+            raise UserError("the LM has no bos_token_id; pass bos_token_id=")
         if self.lora_cfg.enabled:
             import warnings
 
@@ -165,7 +166,7 @@ class LLMLTM(nn.Module):
             layers = None
             if self.lora_cfg.layers == "memory":
                 if self.mem_cfg.read_path != "cross_attention":
-                    raise ValueError("lora.layers='memory' needs read_path='cross_attention' (a prefix is read by every block)")
+                    raise UserError("lora.layers='memory' needs read_path='cross_attention' (a prefix is read by every block)")
                 layers = list(range(n_blocks - min(self.mem_cfg.n_memory_layers, n_blocks), n_blocks))
             with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -395,7 +396,7 @@ class LLMLTM(nn.Module):
         ``positions`` (B, L) bool (every position when None), in chunks, without a (K B, L, V)
         logits tensor. Losses are 0 where not computed. Needs :attr:`shares_trunk`."""
         if not self.shares_trunk:
-            raise ValueError(f"candidate memories share no trunk with read_path={self.mem_cfg.read_path!r} on a "
+            raise UserError(f"candidate memories share no trunk with read_path={self.mem_cfg.read_path!r} on a "
                              f"{model_type(self.lm)!r} LM; use forward() per candidate")
         K, B, L = memories.shape[0], *input_ids.shape
         flat = memories.reshape(K * B, *memories.shape[2:])
@@ -434,9 +435,9 @@ class LLMLTM(nn.Module):
         reader may train on more slots than an agent writes)."""
         d = self.mem_cfg.slot_dim
         if memory.dim() != 3 or memory.shape[0] != batch or memory.shape[2] != d or memory.shape[1] < 1:
-            raise ValueError(f"memory has shape {tuple(memory.shape)}; expected ({batch}, {self.mem_cfg.n_slots}, {d})")
+            raise UserError(f"memory has shape {tuple(memory.shape)}; expected ({batch}, {self.mem_cfg.n_slots}, {d})")
         if self.slot_embed is not None and memory.shape[1] > self.mem_cfg.n_slots:
-            raise ValueError(f"memory has {memory.shape[1]} slots; a reader with slot_order reads at most "
+            raise UserError(f"memory has {memory.shape[1]} slots; a reader with slot_order reads at most "
                              f"{self.mem_cfg.n_slots}")
 
     # ------------------------------------------------------------------ adapters
@@ -464,11 +465,11 @@ class LLMLTM(nn.Module):
         own = dict(self.named_parameters())
         unknown = sorted(set(state) - set(own))
         if unknown:
-            raise ValueError(f"{source} holds parameters this model does not have (e.g. {unknown[:3]}); "
+            raise UserError(f"{source} holds parameters this model does not have (e.g. {unknown[:3]}); "
                              "was it saved with other memory/LoRA settings?")
         for name, value in state.items():
             if own[name].shape != value.shape:
-                raise ValueError(f"{source}: {name} has shape {tuple(value.shape)}, model has {tuple(own[name].shape)}")
+                raise UserError(f"{source}: {name} has shape {tuple(value.shape)}, model has {tuple(own[name].shape)}")
             with torch.no_grad():
                 own[name].copy_(value)
         self.trunk_changed()

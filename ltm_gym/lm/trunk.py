@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
+from ltm_gym.core.errors import UserError
 
 FAMILIES = ("gpt2", "llama")
 """``config.model_type`` of the LMs whose forward may be cut (tested against the plain forward)."""
@@ -73,13 +74,13 @@ def final_norm(lm: nn.Module) -> nn.Module:
     """The norm between the last block and the output layer (GPT-2 ``ln_f``, Llama ``norm``)."""
     kind = model_type(lm)
     if kind not in FAMILIES:
-        raise ValueError(f"the forward of a {kind!r} LM is not cut at a block (supported: {', '.join(FAMILIES)})")
+        raise UserError(f"the forward of a {kind!r} LM is not cut at a block (supported: {', '.join(FAMILIES)})")
     inner = base_lm(lm).base_model
     for name in _NORMS:
         norm = getattr(inner, name, None)
         if isinstance(norm, nn.Module):
             return norm
-    raise ValueError(f"cannot find the final norm of {type(inner).__name__} (looked for {', '.join(_NORMS)})")
+    raise UserError(f"cannot find the final norm of {type(inner).__name__} (looked for {', '.join(_NORMS)})")
 
 
 def run_trunk(lm: nn.Module, block: nn.Module, ids: torch.Tensor) -> Trunk:

@@ -39,6 +39,7 @@ from ltm_gym.data.segments import Document
 from ltm_gym.lm import LLMLTM, build_llmltm
 
 from .config import StudyConfig, load_study_config
+from ltm_gym.core.errors import UserError
 
 ENV_VAR = "LTM_GYM_STUDY_DIR"
 ADAPTER_FILES = {"lora": "lora_baseline.safetensors", "memory": "memory_lm.safetensors",
@@ -128,7 +129,7 @@ class StudyData:
 
     def documents(self, split: str) -> list[Document]:
         if split not in self.splits:
-            raise ValueError(f"split {split!r} is not one of {sorted(self.splits)}")
+            raise UserError(f"split {split!r} is not one of {sorted(self.splits)}")
         return self.splits[split]
 
 
@@ -221,7 +222,7 @@ class StudyDir:
 
     def adapter_file(self, name: str) -> Path:
         if name not in ADAPTER_FILES:
-            raise ValueError(f"adapters {name!r} is not one of the study's: {', '.join(ADAPTER_FILES)}")
+            raise UserError(f"adapters {name!r} is not one of the study's: {', '.join(ADAPTER_FILES)}")
         return self.root / ADAPTER_FILES[name]
 
     def exists(self) -> bool:

@@ -35,6 +35,7 @@ from ltm_gym.lm.induction import answer_targets, attention_hint_loss, captured_a
 
 from .config import MemoryStageConfig, PretrainConfig, SelectStageConfig, StageConfig
 from .layout import StudyDir
+from ltm_gym.core.errors import UserError
 
 
 def window_batch(docs: list[Document], batch: int, n_ctx: int, g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -92,7 +93,7 @@ def fact_memory_batch(docs: list[Document], batch: int, n_slots: int, g: torch.G
     S = docs[0].n_segments
     pool = [d for d in docs if d.n_segments == S and d.answer_mask[1:].any()]
     if not pool or S < 2:
-        raise ValueError("fact memories need documents of >= 2 segments with answer tokens (the synthetic corpus)")
+        raise UserError("fact memories need documents of >= 2 segments with answer tokens (the synthetic corpus)")
     rows = []
     for _ in range(batch):
         d = pool[int(torch.randint(len(pool), (1,), generator=g))]
@@ -184,7 +185,7 @@ def supporting_fact_batch(docs: list[Document], batch: int, n_slots: int, g: tor
 
     pool = [(d, ts) for d in docs if d.n_segments == S for ts in [remembered(d)] if ts]
     if not pool:
-        raise ValueError("supporting-fact memories need documents with a question about a fact of an earlier segment")
+        raise UserError("supporting-fact memories need documents with a question about a fact of an earlier segment")
     rows = []
     for _ in range(batch):
         d, asked = pool[int(torch.randint(len(pool), (1,), generator=g))]
@@ -255,7 +256,7 @@ class PretrainStage(Stage):
     def build(self, study: StudyDir) -> LLMLTM:
         cfg = study.config
         if cfg.lm.base != "tiny":
-            raise ValueError(f"the pretrain stage builds the tiny LM; lm.base is {cfg.lm.base!r} (already pre-trained)")
+            raise UserError(f"the pretrain stage builds the tiny LM; lm.base is {cfg.lm.base!r} (already pre-trained)")
         model = build_llmltm(cfg.lm, study.tokenizer, lora=False, seed=cfg.seed)
         for p in model.parameters():
             p.requires_grad_(False)
@@ -447,7 +448,7 @@ def run_stage(name: str, study: StudyDir, resume: bool = True) -> Path:
     """Train stage ``name`` of ``study`` and write its artifact; returns the artifact's path.
     A finished stage (artifact present) is not run again."""
     if name not in STAGES:
-        raise ValueError(f"stage {name!r} is not one of {tuple(STAGES)}")
+        raise UserError(f"stage {name!r} is not one of {tuple(STAGES)}")
     stage = STAGES[name]
     artifact = stage.artifact(study)
     if artifact.exists():

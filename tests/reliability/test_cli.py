@@ -4,7 +4,7 @@ and nothing written or overwritten; ``--debug`` shows the traceback; bugs keep t
 import pytest
 import yaml
 
-from ltm_gym.core import run_main, to_dict
+from ltm_gym.core import ConfigError, UserError, run_main, to_dict
 from tests.fixtures import load_script, tiny_study_config
 
 
@@ -20,23 +20,31 @@ def fails(script: str, argv: list[str], capsys) -> str:
 
 def test_run_main_reports_input_errors_and_keeps_bug_tracebacks(capsys):
     def bad_input(argv):
-        raise ValueError("config key 'x' has value 3; allowed: 1 or 2")
+        raise UserError("config key 'x' has value 3; allowed: 1 or 2")
 
     def bug(argv):
         raise TypeError("unsupported operand")
 
+    def shape_bug(argv):                        # a ValueError from deep in a library is a bug too
+        import numpy as np
+
+        np.zeros(3).reshape(2, 2)
+
     with pytest.raises(SystemExit):
         run_main(bad_input, [])
     assert capsys.readouterr().err.startswith("error: config key 'x' has value 3; allowed: 1 or 2")
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError):
         run_main(bad_input, ["--debug"])
     with pytest.raises(TypeError):
         run_main(bug, [])
+    with pytest.raises(ValueError, match="reshape"):
+        run_main(shape_bug, [])
+    assert issubclass(ConfigError, UserError) and issubclass(UserError, ValueError)   # Python callers catch ValueError
 
 
 @pytest.mark.parametrize("body, code, stderr", [
     ("print('done', end='')", 0, ""),
-    ("raise ValueError('bad value 3')", 2, "error: bad value 3"),
+    ("from ltm_gym.core import UserError; raise UserError('bad value 3')", 2, "error: bad value 3"),
     ("raise SystemExit(130)", 130, ""),
     ("raise TypeError('a bug')", 1, "TypeError: a bug"),
 ])

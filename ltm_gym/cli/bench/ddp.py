@@ -22,6 +22,7 @@ import sys
 import time
 
 import torch
+from ltm_gym.core.errors import UserError
 
 WORKER_FLAG = "--worker"
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         worker(args)
         return
     if args.ranks < 2 or args.num_envs % args.ranks or args.threads % args.ranks:
-        raise ValueError(f"--ranks {args.ranks} must be >= 2 and divide --num-envs {args.num_envs} and "
+        raise UserError(f"--ranks {args.ranks} must be >= 2 and divide --num-envs {args.num_envs} and "
                          f"--threads {args.threads}")
     from ltm_gym.core.device import cpu_name
 

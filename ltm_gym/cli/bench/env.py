@@ -36,6 +36,7 @@ import torch
 
 from ltm_gym.core.errors import run_main
 from ltm_gym.core.timing import median_time
+from ltm_gym.core.errors import UserError
 
 MODELS = ("tiny", "smollm2-135m", "rugpt3small-shape")
 METHODS = ("ours", "cached", "plain")
@@ -63,7 +64,7 @@ def build_model(name: str, seed: int = 0, lora_layers: str = "all"):
         cfg = GPT2Config(vocab_size=50264, n_positions=2048, n_embd=768, n_layer=12, n_head=12, bos_token_id=1)
         model = LLMLTM(GPT2LMHeadModel(cfg), MemorySettings(), LoraSettings(layers=lora_layers), bos_token_id=1)
     else:
-        raise ValueError(f"bench LM {name!r} is not one of {MODELS}")
+        raise UserError(f"bench LM {name!r} is not one of {MODELS}")
     torch.manual_seed(seed + 1)         # the new readers alike, whatever LoRA drew before them
     with torch.no_grad():
         for reader in model.readers:
