@@ -41,6 +41,10 @@ class Agent(Protocol):
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, Any]:
         """Actions for one observation or a batch, SB3-style ``(action, state)``."""
 
+    def rollout_steps(self) -> tuple[int, str] | None:
+        """The env steps between two updates, summed over envs, and why (``learn`` ends on such a
+        boundary), or None where they vary (episodes of different lengths)."""
+
     def save(self, path: str | Path) -> Path: ...
 
     def load(self, path: str | Path, restore_env: bool = False) -> "Agent":

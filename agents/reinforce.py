@@ -312,6 +312,14 @@ class ReinforceAgent:
         return (action[0] if single else action), None
 
     # .................................................................. learning
+    def rollout_steps(self) -> tuple[int, str] | None:
+        if self.cfg.rollout == "step":
+            return self.cfg.n_steps * self.total_envs, f"{self.total_envs} envs x n_steps {self.cfg.n_steps}"
+        lengths = getattr(self.env, "episode_lengths", None)
+        if lengths is None or len(lengths) != 1:
+            return None
+        return self.total_envs * lengths[0], f"whole episodes of {lengths[0]} steps in {self.total_envs} envs"
+
     def collect(self) -> dict[str, Any]:
         """One rollout (``rollout``): :meth:`collect_steps` or :meth:`collect_episodes`."""
         return self.collect_episodes() if self.cfg.rollout == "episode" else self.collect_steps()

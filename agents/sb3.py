@@ -320,6 +320,15 @@ class SB3Agent:
                         f"steps (lower the learning rate, or set target_kl); {str(exc).splitlines()[0]}") from exc
         return self
 
+    def rollout_steps(self) -> tuple[int, str] | None:
+        n = self.venv.num_envs
+        if hasattr(self.model, "n_steps") and not hasattr(self.model, "train_freq"):      # PPO, A2C
+            return self.model.n_steps * n, f"{n} envs x n_steps {self.model.n_steps}"
+        freq = getattr(self.model, "train_freq", None)
+        if freq is not None and str(getattr(freq.unit, "value", freq.unit)) == "step":
+            return freq.frequency * n, f"{n} envs x train_freq {freq.frequency}"
+        return None
+
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
         action, _ = self.model.predict(obs, deterministic=deterministic)
         return self.venv.env_action(action), None

@@ -165,6 +165,13 @@ def _train_locked(cfg: RunConfig, run_dir: Path, save_every: int, progress: bool
             return False
         return True
 
+    rollout = agent.rollout_steps()
+    if rollout is not None and agent.num_timesteps < cfg.steps and info.is_main:
+        per, why = rollout
+        end = agent.num_timesteps + -(-(cfg.steps - agent.num_timesteps) // per) * per
+        if end != cfg.steps:
+            print(f"{cfg.algo}: {per} env steps an update ({why}): this run ends at {end} env steps, "
+                  f"the first update boundary at or past {cfg.steps}", flush=True)
     if agent.num_timesteps < cfg.steps:                 # a finished run, resumed, has nothing to learn
         with stop_signals():
             agent.learn(cfg.steps - agent.num_timesteps, callback=checkpoint, progress=progress)

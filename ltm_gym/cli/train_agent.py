@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     if not rank.is_main:                        # under torchrun rank 0 reports and evaluates
         return
     print(f"agent: {run_dir / agent.file_name} ({agent.num_timesteps} env steps)")
-    if agent.num_timesteps > cfg.steps:
+    if agent.num_timesteps > cfg.steps and agent.rollout_steps() is None:     # else announced before training
         print(f"note: {cfg.algo} took {agent.num_timesteps} env steps for --steps {cfg.steps}: it stops only after a "
               f"whole rollout of its {cfg.num_envs} envs (PPO / A2C: n_steps per env; REINFORCE: whole episodes)")
     if args.eval:

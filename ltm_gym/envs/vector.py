@@ -68,6 +68,13 @@ class LLMMemoryVectorEnv(DifferentiableReward, VectorEnv):
         return cls(num_envs, replace(cfg, max_segments=limit), backend=env.backend)
 
     @property
+    def episode_lengths(self) -> list[int]:
+        """The env steps an episode takes, each length once, over the documents of the split (a
+        document of S segments: S - 1, or ``max_segments``)."""
+        limit = self.episodes.s.max_segments
+        return sorted({min(d.n_segments - 1, limit) if limit else d.n_segments - 1 for d in self.episodes.docs})
+
+    @property
     def n_documents(self) -> int:
         """Documents in the env's split (``reset(options={"documents": [...]})`` picks among them)."""
         return len(self.episodes.docs)

@@ -132,6 +132,7 @@ def test_off_policy_selection_policies_share_one_head_and_an_additive_critic(bac
     agent = agents.make(algo, env, device="cpu", seed=0, **config)
     policy, n = agent.model.policy, env.single_action_space.shape[0]
     assert isinstance(policy.action_head, CandidateHead) and policy.action_head.n == n
+    assert agent.rollout_steps() == (2, "2 envs x train_freq 1")          # an update after every vector step
     q = agent.model.critic.q_networks[0]
     assert isinstance(q, CandidateCritic) and q.n_keep == env.single_observation_space["memory"].shape[0]
     with torch.no_grad():

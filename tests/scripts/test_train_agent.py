@@ -26,4 +26,15 @@ def test_a_run_longer_than_asked_says_so(tiny_study, tmp_path, capsys):
                                      "--set", "n_steps=8", "--set", "batch_size=16", "--set", "features.d_model=16",
                                      "--set", "features.n_head=2", "--run-dir", str(run),
                                      "--env-kwargs", f"study_dir={tiny_study.root}", "action_mode=select", "device=cpu"])
-    assert "note: ppo took 16 env steps for --steps 10" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ppo: 16 env steps an update (2 envs x n_steps 8): this run ends at 16 env steps" in out
+    assert out.index("this run ends at") < out.index("(16 env steps)")                 # said before, done after
+    load_script("train_agent").main(["--algo", "reinforce", "--steps", "10", "--num-envs", "4", "--device", "cpu",
+                                     "--set", "writer.d_model=16", "--set", "writer.n_head=2",
+                                     "--run-dir", str(tmp_path / "rf"), "--env-kwargs",
+                                     f"study_dir={tiny_study.root}", "action_mode=select", "device=cpu"])
+    out = capsys.readouterr().out
+    steps = 4 * (tiny_study.config.corpus.synthetic.n_segments - 1)                     # whole episodes of 4 envs
+    assert f"reinforce: {steps} env steps an update (whole episodes of {steps // 4} steps in 4 envs)" in out
+    end = -(-10 // steps) * steps
+    assert f"this run ends at {end} env steps" in out and f"({end} env steps)" in out and "note:" not in out
