@@ -62,10 +62,10 @@ def check_window_tokens(env: Any, window_tokens: int, option: str = "writer.wind
     mem = getattr(getattr(getattr(env, "backend", None), "model", None), "mem_cfg", None)
     if mem is None or not mem.spells:
         raise UserError(f"{option}={window_tokens}: the study's selection codes do not spell their "
-                         "windows (memory.spelled or read_path: tokens); use 0")
+                        "windows (memory.spelled or read_path: tokens); use 0")
     if window_tokens != mem.window_width:
         raise UserError(f"{option}={window_tokens}: the study's codes spell windows of "
-                         f"{mem.window_width} tokens (code_context + 1); use {mem.window_width}")
+                        f"{mem.window_width} tokens (code_context + 1); use {mem.window_width}")
 
 
 def code_matches(memory: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +122,7 @@ class ObservationEncoder(nn.Module):
         if self.window_tokens:
             if not (self.tokens and self.codes):
                 raise UserError(f"window_tokens={cfg.window_tokens} scores the windows that select-mode codes "
-                                 "spell (action_mode='select', obs_mode='tokens'); use 0")
+                                "spell (action_mode='select', obs_mode='tokens'); use 0")
             self.window_in = nn.Sequential(nn.Linear(self.window_tokens * d, d), nn.GELU(), nn.Linear(d, d))
 
     def token_features(self, ids: torch.Tensor) -> torch.Tensor:

@@ -258,7 +258,7 @@ class ReinforceAgent:
         self.cfg.validate()
         if env is None or env.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
             raise UserError("ReinforceAgent needs a vector env with autoreset mode SAME_STEP "
-                             "(gymnasium.make_vec(..., vectorization_mode='vector_entry_point'))")
+                            "(gymnasium.make_vec(..., vectorization_mode='vector_entry_point'))")
         self.env = env
         seed_everything(self.cfg.seed)
         self.device = choose_device(self.cfg.device)
@@ -271,14 +271,14 @@ class ReinforceAgent:
             self.policy = SelectionPolicy(obs_space, n_slots, self.cfg, spacing=env_spacing(env))
         else:
             raise UserError(f"ReinforceAgent writes the whole memory (action_mode='full') or selects "
-                             f"(action_mode='select', tokens observed); action space {act_shape} is neither "
-                             "(action_mode='slot' is for the SB3 agents)")
+                            f"(action_mode='select', tokens observed); action space {act_shape} is neither "
+                            "(action_mode='slot' is for the SB3 agents)")
         if self.cfg.imitate_steps and not isinstance(self.policy, GaussianPolicy):
             raise UserError(f"imitate_steps={self.cfg.imitate_steps}: behaviour cloning is for the continuous "
-                             "writer (action_mode='full'); use 0")
+                            "writer (action_mode='full'); use 0")
         if self.cfg.imitate_steps and "tokens" not in obs_space.spaces:
             raise UserError(f"imitate_steps={self.cfg.imitate_steps}: behaviour cloning reads token "
-                             "observations (obs_mode='tokens')")
+                            "observations (obs_mode='tokens')")
         self.policy.to(self.device)
         self.dist = distributed.current()
         """Under torchrun: this rank steps envs ``rows[0] ..`` of ``rows[1]`` (its env's num_envs each)."""
@@ -410,10 +410,10 @@ class ReinforceAgent:
         if self.env.num_envs % self.cfg.group_size:
             each = " on each rank" if self.dist.enabled else ""
             raise UserError(f"rollout 'episode' runs group_size={self.cfg.group_size} episodes per document: "
-                             f"num_envs={self.env.num_envs}{each} must be a multiple of it")
+                            f"num_envs={self.env.num_envs}{each} must be a multiple of it")
         if not hasattr(self.env, "n_documents"):
             raise UserError("rollout 'episode' picks the documents of its episodes: it needs an env with "
-                             "n_documents and reset(options={'documents': ...}) (LLMMemoryVectorEnv)")
+                            "n_documents and reset(options={'documents': ...}) (LLMMemoryVectorEnv)")
 
     def _optimize(self, loss: torch.Tensor, stats: dict[str, float]) -> None:
         """One clipped AdamW step on ``loss`` (both rollouts)."""
@@ -530,7 +530,7 @@ class ReinforceAgent:
         if restore_env and saved_by != self.dist.world_size:
             how = f"torchrun --nproc_per_node={saved_by}" if saved_by > 1 else "one process (without torchrun)"
             raise UserError(f"{path} is a run of {saved_by} process(es) and this is {self.dist.world_size}: "
-                             f"resume it as it ran, with {how} and the same --num-envs")
+                            f"resume it as it ran, with {how} and the same --num-envs")
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_timesteps, self.updates = state["num_timesteps"], state["updates"]
         own = state["ranks"][self.dist.rank] if restore_env and "ranks" in state else state

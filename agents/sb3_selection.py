@@ -49,7 +49,7 @@ def n_candidates(action_space: spaces.Space) -> int:
 def per_candidate(features_dim: int, n: int, what: str) -> int:
     if features_dim % n:
         raise UserError(f"candidate_head: {features_dim} {what} features are not {n} candidates' "
-                         f"(its net_arch must leave the {what} empty)")
+                        f"(its net_arch must leave the {what} empty)")
     return features_dim // n
 
 

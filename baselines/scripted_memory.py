@@ -133,7 +133,7 @@ def scripted_metrics(env: LLMMemoryEnv, policy: str, n_documents: int | None = N
         dues = [episodes.fact_due(i) for i in range(len(chunk))]
         if any(due is None for due in dues):
             raise UserError("scripted policies need task documents (env task=...): the study corpus has no "
-                             "fact annotations")
+                            "fact annotations")
         selectors = [ScriptedSelector(policy, backend.segment_len, backend.n_slots,
                                       getattr(task, "longest", 1) if task is not None else 1, seed=doc)
                      for doc in chunk]

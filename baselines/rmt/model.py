@@ -139,7 +139,7 @@ class RecurrentMemoryLM(nn.Module):
         bad = sorted(n for n in state if n not in own or own[n].shape != state[n].shape)
         if bad:
             raise UserError(f"{path} does not fit this model (e.g. {bad[:3]}); was it saved with another "
-                             "study, n_memory or finetune?")
+                            "study, n_memory or finetune?")
         with torch.no_grad():
             for name, value in state.items():
                 own[name].copy_(value)

@@ -24,11 +24,10 @@ from pathlib import Path
 
 from ltm_gym.baselines.ladder import agent_row, ladder_rows
 from ltm_gym.baselines.scripted_memory import POLICIES
-from ltm_gym.core.errors import run_main
+from ltm_gym.core.errors import UserError, run_main
 from ltm_gym.data.tasks import LEVELS, load_task
 from ltm_gym.study import StudyDir
 from ltm_gym.study.reports import ladder_summary, ladder_table, write_ladder
-from ltm_gym.core.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> None:

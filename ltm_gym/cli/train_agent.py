@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from dataclasses import replace
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import ltm_gym.agents as agents
@@ -33,10 +33,9 @@ from ltm_gym.agents.training import RunConfig, hyperparams, train_run
 from ltm_gym.core import lock_run_dir, new_run_dir, refuse_existing_run, run_config_source
 from ltm_gym.core.config import load_preset_dict, merge, parse_overrides
 from ltm_gym.core.distributed import from_environment
-from ltm_gym.core.errors import run_main
+from ltm_gym.core.errors import UserError, run_main
 from ltm_gym.envs import env_config
 from ltm_gym.study.layout import shipped_name
-from ltm_gym.core.errors import UserError
 
 DEFAULT_STEPS = 20_000
 
@@ -79,12 +78,12 @@ def main(argv: list[str] | None = None) -> None:
                  if flag_given(f, argv) or getattr(args, dest(f)) != parser.get_default(dest(f))]
         if given:
             raise UserError(f"{' '.join(given)} with --resume: a run continues with its own config "
-                             f"({args.run_dir / 'config.yaml'}); only --steps may grow")
+                            f"({args.run_dir / 'config.yaml'}); only --steps may grow")
         cfg = RunConfig.load(args.run_dir)
         if args.steps is not None:
             if args.steps < cfg.steps:
                 raise UserError(f"--steps {args.steps} with --resume: the run is of {cfg.steps} env steps; "
-                                 "a resumed run may only grow")
+                                "a resumed run may only grow")
             cfg.steps = args.steps
         run_dir = args.run_dir
     else:

@@ -110,8 +110,8 @@ def run_config_source(args: argparse.Namespace) -> str | Path | None:
     changed = [o for o in getattr(args, "overrides", None) or [] if o.split("=", 1)[0].strip() not in RESUME_KEYS]
     if changed:
         raise UserError(f"--set {' '.join(changed)} with --resume: a run continues with its own config "
-                         f"({config}); only {', '.join(RESUME_KEYS)} may change (to train longer); "
-                         "start a new --run-dir for another config")
+                        f"({config}); only {', '.join(RESUME_KEYS)} may change (to train longer); "
+                        "start a new --run-dir for another config")
     return config
 
 
@@ -149,7 +149,7 @@ def refuse_existing_run(run_dir: Path) -> None:
     """A new run must not write into a directory that holds one (its config.yaml)."""
     if (run_dir / "config.yaml").is_file():
         raise UserError(f"--run-dir {run_dir} already holds a run (config.yaml); pass --resume to continue it, "
-                         "or choose a new --run-dir")
+                        "or choose a new --run-dir")
 
 
 def announce(run_dir: Path) -> None:

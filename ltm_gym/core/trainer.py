@@ -224,7 +224,7 @@ class Trainer:
         frozen = {name for name, p in self.model.named_parameters() if not p.requires_grad}
         if unexpected or set(missing) - frozen:
             raise UserError(f"checkpoint {path} does not fit this model: missing {sorted(set(missing) - frozen)[:3]}, "
-                             f"unexpected {sorted(unexpected)[:3]}")
+                            f"unexpected {sorted(unexpected)[:3]}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])

@@ -178,7 +178,7 @@ def generate_document(cfg: SyntheticConfig, index: int, vocab: Vocabulary | None
         filler_len = cfg.segment_len - sum(cost(w) for item, *_ in items for w in item)
         if filler_len < 0:
             raise UserError(f"segment_len={cfg.segment_len} tokens cannot hold segment {t}'s facts and questions "
-                             f"({cfg.segment_len - filler_len} tokens in this tokenizer); raise segment_len")
+                            f"({cfg.segment_len - filler_len} tokens in this tokenizer); raise segment_len")
         sentences: list[list[str]] = []
         filled = 0
         while filled < filler_len:

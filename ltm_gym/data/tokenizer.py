@@ -32,7 +32,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 1024, required_words: Iter
     split = [w for w in required_words if len(fast(" " + w)["input_ids"]) != 1]
     if split:
         raise UserError(f"tokenizer vocab_size={vocab_size} splits {len(split)} corpus words into several "
-                         f"tokens (e.g. {split[:5]}); raise vocab_size")
+                        f"tokens (e.g. {split[:5]}); raise vocab_size")
     return fast
 
 

@@ -47,7 +47,7 @@ class SB3VecEnv(VecEnv):
         if binary_select:
             if not is_selection(venv.single_observation_space, action_space):
                 raise UserError(f"binary_select is for selection envs (action_mode=select); the action space is "
-                                 f"{action_space}")
+                                f"{action_space}")
             action_space = spaces.MultiBinary(action_space.shape[0])
         self.binary_select = binary_select
         self.n_slots = venv.single_observation_space["memory"].shape[0]

@@ -98,4 +98,4 @@ def check_vocab(tokenizer, lm: nn.Module) -> None:
     rows = lm.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
         raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding has only {rows} rows: "
-                         "they do not belong together")
+                        "they do not belong together")

@@ -66,7 +66,7 @@ class MemoryCrossAttention(nn.Module):
         if self.code_q is not None:
             if codes is None or codes.shape[:2] != (B, L):
                 raise UserError(f"a reader with query codes needs codes of shape ({B}, {L}, d), got "
-                                 f"{None if codes is None else tuple(codes.shape)}")
+                                f"{None if codes is None else tuple(codes.shape)}")
             q = q + self.code_q(codes.to(q.dtype))
         q = q.view(B, L, nh, hs).transpose(1, 2)                                  # (B, nh, L, hs)
         k, v = self.kv(mem.to(h.dtype)).split(H, dim=-1)

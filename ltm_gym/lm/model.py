@@ -397,7 +397,7 @@ class LLMLTM(nn.Module):
         logits tensor. Losses are 0 where not computed. Needs :attr:`shares_trunk`."""
         if not self.shares_trunk:
             raise UserError(f"candidate memories share no trunk with read_path={self.mem_cfg.read_path!r} on a "
-                             f"{model_type(self.lm)!r} LM; use forward() per candidate")
+                            f"{model_type(self.lm)!r} LM; use forward() per candidate")
         K, B, L = memories.shape[0], *input_ids.shape
         flat = memories.reshape(K * B, *memories.shape[2:])
         self._check_memory(flat, K * B)
@@ -438,7 +438,7 @@ class LLMLTM(nn.Module):
             raise UserError(f"memory has shape {tuple(memory.shape)}; expected ({batch}, {self.mem_cfg.n_slots}, {d})")
         if self.slot_embed is not None and memory.shape[1] > self.mem_cfg.n_slots:
             raise UserError(f"memory has {memory.shape[1]} slots; a reader with slot_order reads at most "
-                             f"{self.mem_cfg.n_slots}")
+                            f"{self.mem_cfg.n_slots}")
 
     # ------------------------------------------------------------------ adapters
     def adapter_state(self) -> dict[str, torch.Tensor]:
@@ -466,7 +466,7 @@ class LLMLTM(nn.Module):
         unknown = sorted(set(state) - set(own))
         if unknown:
             raise UserError(f"{source} holds parameters this model does not have (e.g. {unknown[:3]}); "
-                             "was it saved with other memory/LoRA settings?")
+                            "was it saved with other memory/LoRA settings?")
         for name, value in state.items():
             if own[name].shape != value.shape:
                 raise UserError(f"{source}: {name} has shape {tuple(value.shape)}, model has {tuple(own[name].shape)}")

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.ranks < 2 or args.num_envs % args.ranks or args.threads % args.ranks:
         raise UserError(f"--ranks {args.ranks} must be >= 2 and divide --num-envs {args.num_envs} and "
-                         f"--threads {args.threads}")
+                        f"--threads {args.threads}")
     from ltm_gym.core.device import cpu_name
 
     configs = {f"1 process x {args.threads} threads": (1, args.threads),

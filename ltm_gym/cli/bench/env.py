@@ -34,9 +34,8 @@ import tempfile
 import numpy as np
 import torch
 
-from ltm_gym.core.errors import run_main
+from ltm_gym.core.errors import UserError, run_main
 from ltm_gym.core.timing import median_time
-from ltm_gym.core.errors import UserError
 
 MODELS = ("tiny", "smollm2-135m", "rugpt3small-shape")
 METHODS = ("ours", "cached", "plain")
