@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from ltm_gym.core import ConfigError, check, load_config
 from ltm_gym.core.config import merge, preset_dir
+from ltm_gym.envs.config import ACTION_MODES
 
 from .registry import NAMES
 
@@ -37,6 +38,7 @@ class Recipe:
 
     def validate(self) -> None:
         check(bool(self.study), "study", self.study, "the study's name")
+        check(self.action_mode in ACTION_MODES, "action_mode", self.action_mode, ", ".join(ACTION_MODES))
         check(bool(self.tasks), "tasks", self.tasks, "a task-name prefix (babi-)")
         check(self.steps >= 0, "steps", self.steps, ">= 0 (0: the command's default)")
         for algo in self.agents:

@@ -41,6 +41,9 @@ def test_the_shipped_recipe_loads_and_refuses_an_unknown_algorithm(tmp_path):
     bad.write_text("study: x\ntasks: babi-\nagents: {reinfroce: {lr: 1}}\n")
     with pytest.raises(ConfigError, match="reinfroce"):
         load_config(Recipe, bad)
+    bad.write_text("study: x\ntasks: babi-\naction_mode: selct\n")
+    with pytest.raises(ConfigError, match="selct"):
+        load_config(Recipe, bad)
 
 
 def test_the_shipped_babi_study_has_a_recipe_and_the_default_none(tmp_path):
