@@ -18,7 +18,7 @@ import gymnasium as gym
 from ltm_gym.envs import CoTrainReader, CoTrainReaderVector, LLMMemoryEnv, LLMMemoryVectorEnv, ReaderTraining
 
 from .base import Agent
-from .reinforce import ReinforceAgent
+from .reinforce import ReinforceAgent, ReinforceConfig
 from .sb3 import SB3_NAMES, SB3Agent
 from ltm_gym.core.errors import UserError
 
@@ -90,13 +90,12 @@ def hyperparams(algo: str, action_mode: str | None = None) -> dict[str, Any]:
 
 def make(name: str, env: Any, run_dir: str | Path | None = None, seed: int = 0, device: str = "auto",
          preset: bool = True, **config: Any) -> Agent:
-    """The agent ``name`` on ``env``. An SB3 algorithm gets the hyper-parameters ``train-agent``
+    """The agent ``name`` on ``env``, with the hyper-parameters ``train-agent``
     gives it: the shipped preset of the algorithm and the env's action mode (:func:`hyperparams`;
     SB3's own defaults are set for other benchmarks, e.g. PPO's 2048 steps per env and update),
     ``config`` merged over it key by key (``features={"d_model": 32}`` keeps the preset's other
-    features); ``preset=False``: ``config`` over SB3's defaults. REINFORCE starts from its config's
-    defaults (its preset's whole-episode groups need a multiple of 4 envs; pass
-    ``**hyperparams("reinforce")`` on such an env)."""
+    features); ``preset=False``: ``config`` over SB3's defaults (REINFORCE's: its config's).
+    REINFORCE's preset rolls out whole-episode groups (:func:`reinforce_preset`)."""
     from ltm_gym.core.config import merge
 
     if name not in BUILDERS:
@@ -106,4 +105,35 @@ def make(name: str, env: Any, run_dir: str | Path | None = None, seed: int = 0, 
     mode = getattr(settings, "action_mode", None)
     if preset and name in SB3_NAMES:
         config = merge(hyperparams(name, mode), config)
+    elif preset and name == "reinforce":
+        config = reinforce_preset(hyperparams(name, mode), config, vec.num_envs)
     return BUILDERS[name](vec, config, run_dir=run_dir, seed=seed, device=device)
+
+
+EPISODE_KEYS = ("rollout", "gamma", "n_steps")
+"""What REINFORCE's whole-episode rollout sets: the preset's values need num_envs a multiple of its group."""
+
+
+def reinforce_preset(preset: dict[str, Any], config: dict[str, Any], num_envs: int) -> dict[str, Any]:
+    """REINFORCE's preset with ``config`` merged over it. Its whole-episode groups (``rollout:
+    episode``: ``group_size`` episodes of each document side by side) need ``num_envs`` a multiple
+    of ``group_size``; on another env, unless ``config`` sets the rollout, the rollout keys fall back
+    to the config's defaults (``rollout: step``: K actions a state, each judged by its own reward,
+    which does not learn to keep a fact for a later segment), with a warning that says so."""
+    import warnings
+
+    from ltm_gym.core.config import merge
+
+    out = merge(preset, config)
+    group = int(out.get("group_size", 1))
+    if out.get("rollout") != "episode" or num_envs % group == 0 or "rollout" in config:
+        return out
+    defaults = ReinforceConfig()
+    fallback = {k: getattr(defaults, k) for k in EPISODE_KEYS if k not in config}
+    warnings.warn(f"REINFORCE's preset rolls out group_size={group} whole episodes of each document, which needs "
+                  f"num_envs a multiple of {group}; this env has {num_envs}, so the agent uses "
+                  f"{', '.join(f'{k}={v!r}' for k, v in fallback.items())} (each action judged by its own reward: "
+                  f"it does not learn to keep a fact for a later segment). Make the env with "
+                  f"num_envs={group * max(1, -(-num_envs // group))} for the preset's rollout, or pass rollout='step'.",
+                  UserWarning, stacklevel=3)
+    return {**out, **fallback}

@@ -13,7 +13,7 @@ from ltm_gym.agents.evaluation import agent_metrics
 from ltm_gym.envs import LLMMemoryEnv, LLMMemoryVectorEnv
 
 SMALL = {
-    "reinforce": {"n_steps": 4, "writer": {"d_model": 32, "n_head": 2}},
+    "reinforce": {"n_steps": 4, "rollout": "step", "writer": {"d_model": 32, "n_head": 2}},
     "ppo": {"n_steps": 16, "batch_size": 16, "n_epochs": 2, "features": {"d_model": 32, "n_head": 2}},
     "a2c": {"n_steps": 4, "features": {"d_model": 32, "n_head": 2}},
     "sac": {"learning_starts": 32, "batch_size": 16, "buffer_size": 500, "features": {"d_model": 32, "n_head": 2}},
@@ -175,6 +175,33 @@ def test_make_applies_the_preset_the_command_uses(backend):
     assert agent.num_timesteps == 32
     with pytest.raises(ValueError, match=r"learn\(-1\): steps is a whole number"):
         agent.learn(-1)
+
+
+def test_make_gives_reinforce_its_preset_and_says_when_the_env_cannot_hold_its_groups(backend):
+    """agents.make("reinforce", env) is train-agent's REINFORCE: the preset, keywords over it; on an
+    env whose num_envs is not a multiple of its group, the rollout keys fall back, with a warning."""
+    import warnings
+
+    from ltm_gym.agents.registry import hyperparams
+
+    preset = hyperparams("reinforce", "select")
+    small = {"writer": {"d_model": 32, "n_head": 2}}
+    four = LLMMemoryVectorEnv(num_envs=4, backend=backend, action_mode="select", obs_mode="tokens")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agent = agents.make("reinforce", four, device="cpu", keep_prior=0.5, **small)
+    cfg = agent.cfg
+    assert (cfg.rollout, cfg.gamma, cfg.group_size) == (preset["rollout"], preset["gamma"], preset["group_size"]) == ("episode", 1.0, 4)
+    assert cfg.keep_prior == 0.5 and cfg.writer.d_model == 32 and cfg.writer.local_window == preset["writer"]["local_window"]
+    two = LLMMemoryVectorEnv(num_envs=2, backend=backend, action_mode="select", obs_mode="tokens")
+    with pytest.warns(UserWarning, match=r"num_envs a multiple of 4; this env has 2.*rollout='step', gamma=0.0.*num_envs=4"):
+        fallback = agents.make("reinforce", two, device="cpu", **small)
+    assert (fallback.cfg.rollout, fallback.cfg.gamma, fallback.cfg.keep_prior) == ("step", 0.0, preset["keep_prior"])
+    fallback.learn(4)                                       # it runs on 2 envs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # a rollout given is the user's choice: no warning
+        assert agents.make("reinforce", two, device="cpu", rollout="step", gamma=0.5, **small).cfg.gamma == 0.5
+        assert agents.make("reinforce", two, device="cpu", preset=False, **small).cfg.keep_prior == 0.0
 
 
 @pytest.mark.parametrize("name", ["sac", "td3", "ddpg", "tqc"])
