@@ -69,6 +69,36 @@ def test_the_segment_reads_the_memory_and_the_write_reads_the_segment(tiny_study
     assert not torch.allclose(h3[:, 0], hidden[:, 0])                    # the first token already reads the memory
 
 
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_a_llama_family_lm_reads_and_writes_the_memory(finetune):
+    """The RMT wraps a Llama-family LM (SmolLM2's) as it wraps GPT-2: rotary positions over
+    [memory; BOS, segment; memory], LoRA on its own projections, gradients into the first memory."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ltm_gym.baselines.rmt import RecurrentMemoryLM
+    from ltm_gym.lm import LoraSettings
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=120, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128))
+    model = RecurrentMemoryLM(lm, 3, bos_token_id=1, finetune=finetune,
+                              lora=LoraSettings(target_modules=("q_proj", "v_proj")))
+    ids = torch.randint(5, 100, (2, 16))
+    memory = model.initial_memory(2)
+    hidden, nxt = model(ids, memory)
+    assert hidden.shape == (2, 16, 32) and nxt.shape == (2, 3, 32)
+    assert torch.allclose(nxt.norm(dim=-1), model.memory_norm.expand(2, 3), rtol=1e-4)   # rescaled to the embeddings
+    other = ids.clone()
+    other[:, 5] += 1
+    h2, n2 = model(other, memory)
+    assert torch.allclose(h2[:, :5], hidden[:, :5], atol=1e-5) and not torch.allclose(n2, nxt)
+    logits, losses = model.token_losses(model(ids, nxt)[0], ids)
+    losses.mean().backward()                                             # segment 2 reads what segment 1 wrote
+    assert logits.shape == (2, 16, 120) and model.memory_init.grad.abs().sum() > 0
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert finetune == "full" or all(n == "memory_init" or "lora_" in n for n in trained)
+
+
 def test_truncation_stops_the_gradient_before_the_first_memory(tiny_study):
     setup = RMTSetup(small_cfg(tiny_study))
     batch = document_batch(setup.documents(setup.task, "train"), 3, torch.Generator().manual_seed(0))
