@@ -22,8 +22,8 @@ import gymnasium as gym
 import yaml
 
 import ltm_gym  # noqa: F401  (registers the env ids)
-from ltm_gym.core import (ArtifactError, ConfigError, announce, atomic_write, choose_device, config_changes, from_dict,
-                          load_config, lock_run_dir, unlock_run_dir)
+from ltm_gym.core import (ArtifactError, ConfigError, UserError, announce, atomic_write, choose_device, config_changes,
+                          from_dict, load_config, lock_run_dir, unlock_run_dir)
 from ltm_gym.core.distributed import DistInfo, agree_max, broadcast_object, current, from_environment, init_distributed
 from ltm_gym.core.interrupt import Interrupted, stop_requested, stop_signals
 
@@ -42,7 +42,8 @@ class RunConfig:
     device: str = "auto"
     hyperparams: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
-    """Agent file the run starts from (another run's agent, or a differentiable writer's writer.pt)."""
+    """Agent file the run starts from (another run's agent, or a differentiable writer's writer.pt),
+    or another run's directory (its agent file: a curriculum continues a run of an easier level)."""
     study: dict[str, str] | None = None
     """The study the run trained on (its absolute path and fingerprint), recorded when it starts:
     resuming or evaluating the run on another study is refused."""
@@ -130,6 +131,18 @@ def train_run(cfg: RunConfig | dict, run_dir: Path, save_every: int = 5000, prog
             unlock_run_dir(run_dir)
 
 
+def start_file(init_from: str | Path, agent: Agent) -> Path:
+    """The file ``init_from`` names: itself, or in a run directory the agent's own file."""
+    path = Path(init_from)
+    if not path.is_dir():
+        return path
+    if not (path / agent.file_name).is_file():
+        found = [name for name in ("agent.pt", "agent.zip") if (path / name).is_file()] or ["no agent file"]
+        raise UserError(f"init_from {path}: a {type(agent).__name__} starts from a run directory with "
+                        f"{agent.file_name}, a run of the same algorithm (this one has {found[0]})")
+    return path / agent.file_name
+
+
 def _train_locked(cfg: RunConfig, run_dir: Path, save_every: int, progress: bool) -> Agent:
     if cfg.study is None and (run_dir / "config.yaml").is_file():
         cfg.study = RunConfig.load(run_dir).study          # resuming: the study the run recorded
@@ -144,7 +157,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, save_every: int, progress: bool
         if info.is_main:
             print(f"resumed at {agent.num_timesteps} env steps")
     elif cfg.init_from is not None:
-        agent.init_from(cfg.init_from)
+        agent.init_from(start_file(cfg.init_from, agent))
     if info.is_main:
         cfg.save(run_dir)
         announce(run_dir)

@@ -6,6 +6,7 @@ Examples:
   python scripts/train_agent.py --algo ppo --env-kwargs reward_mode=answer study_dir=runs/study-tiny
   python scripts/train_agent.py --algo reinforce --env-id ltm_gym/EmbeddingMimic-v0 --steps 5000   # hypothesis 1
   python scripts/train_agent.py --algo reinforce --init-from runs/<mimic-run>/agent.pt          # then fine-tune
+  python scripts/train_agent.py --algo sac --init-from runs/<recall-d1-run> --env-kwargs task=recall-d2 ...  # a curriculum
   python scripts/train_agent.py --run-dir runs/<run> --resume
 
 Data-parallel (REINFORCE): torchrun --nproc_per_node=R scripts/train_agent.py --num-envs N ...
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
                              "babi-* tasks in select mode), which fills in what the command leaves out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="agent device: auto, cpu, cuda")
-    parser.add_argument("--init-from", type=Path, default=None, help="agent file to start from")
+    parser.add_argument("--init-from", type=Path, default=None, help="agent file, or run directory, to start from "
+                             "(e.g. a run of an easier level: a curriculum)")
     parser.add_argument("--save-every", type=int, default=5000, help="checkpoint every this many env steps")
     parser.add_argument("--eval", action="store_true", help="evaluate on the test split at the end")
     parser.add_argument("--run-dir", type=Path, default=None, help="run directory (default: a new one in runs/)")
@@ -89,8 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if args.run_dir is not None and rank.is_main:
             refuse_existing_run(args.run_dir)
-        if args.init_from is not None and not args.init_from.is_file():
-            raise FileNotFoundError(f"--init-from {args.init_from}: no such file")
+        if args.init_from is not None and not args.init_from.exists():
+            raise FileNotFoundError(f"--init-from {args.init_from}: no such file or run directory")
         if args.steps is not None and args.steps < 1:
             raise UserError(f"--steps {args.steps}: must be >= 1")
         env_kwargs = parse_overrides(args.env_kwargs)

@@ -220,3 +220,23 @@ def test_off_policy_agents_get_the_selection_policy_on_selection_envs(backend, n
     assert type(agent.model.policy) is SELECTION_POLICIES[name]
     dense = agents.make(name, LLMMemoryVectorEnv(num_envs=2, backend=backend), device="cpu", **small)
     assert type(dense.model.policy) is not SELECTION_POLICIES[name]
+
+
+def test_a_run_starts_from_another_runs_directory(backend, tmp_path):
+    """--init-from RUN_DIR (a curriculum: a run of an easier level) starts from that run's agent file;
+    a run of another algorithm is refused by name."""
+    from ltm_gym.agents.training import start_file
+    from ltm_gym.core import UserError
+
+    env = LLMMemoryVectorEnv(num_envs=2, backend=backend, action_mode="select", obs_mode="tokens")
+    easy = agents.make("td3", env, device="cpu", **SMALL["td3"])
+    easy.save(tmp_path / "d1" / "agent.zip")
+    harder = agents.make("td3", env, device="cpu", seed=1, **SMALL["td3"])
+    assert start_file(tmp_path / "d1", harder) == tmp_path / "d1" / "agent.zip"
+    assert start_file(tmp_path / "d1" / "agent.zip", harder) == tmp_path / "d1" / "agent.zip"
+    harder.init_from(start_file(tmp_path / "d1", harder))
+    for (name, a), b in zip(easy.model.policy.named_parameters(), harder.model.policy.parameters()):
+        assert torch.equal(a, b), name
+    reinforce = agents.make("reinforce", env, device="cpu", preset=False, **SMALL["reinforce"])
+    with pytest.raises(UserError, match=r"with agent.pt, a run of the same algorithm \(this one has agent.zip\)"):
+        start_file(tmp_path / "d1", reinforce)
