@@ -234,6 +234,8 @@ def test_a_run_starts_from_another_runs_directory(backend, tmp_path):
     harder = agents.make("td3", env, device="cpu", seed=1, **SMALL["td3"])
     assert start_file(tmp_path / "d1", harder) == tmp_path / "d1" / "agent.zip"
     assert start_file(tmp_path / "d1" / "agent.zip", harder) == tmp_path / "d1" / "agent.zip"
+    pairs = list(zip(easy.model.policy.parameters(), harder.model.policy.parameters()))
+    assert not all(torch.equal(a, b) for a, b in pairs)              # two seeds start apart
     harder.init_from(start_file(tmp_path / "d1", harder))
     for (name, a), b in zip(easy.model.policy.named_parameters(), harder.model.policy.parameters()):
         assert torch.equal(a, b), name
